@@ -1,0 +1,47 @@
+# Everything a fresh machine needs is installed by these targets: `make run`, `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+NODE_PEERS := tests/peers/node_modules/kinesalite/package.json
+
+.PHONY: setup run test check lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml scripts/bootstrap-system.sh
+	bash scripts/bootstrap-system.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	# systemd-python needs libsystemd headers; without them the agent runs minus notify/journald
+	-$(PY) -m pip install -q -e '.[systemd]' || echo "systemd-python not installed: notify and journald off"
+	touch $@
+
+$(NODE_PEERS): tests/peers/package.json
+	cd tests/peers && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(STAMP)
+
+run: setup
+	$(PY) -m agent.demo
+
+lint: setup
+	$(VENV)/bin/ruff check agent tests
+	$(VENV)/bin/ruff format --check agent tests
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(PY) -m pytest
+
+check: lint typecheck unit
+
+test: setup check
+
+bench: setup
+	$(PY) tests/bench/run_all.py
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache demo-state

@@ -1,0 +1,67 @@
+"""The one error tree of the agent; third-party errors are translated into it at the boundary.
+
+AgentError                      base; ``retryable`` says whether waiting and trying again can help
+├── ConfigError                 bad agent.json (exit code 78); ``path`` is the JSON path
+├── StoreError                  the embedded stream store or the checkpoint database failed
+│   └── StreamNotFound          a stream name that does not exist (not retryable)
+├── SourceError                 a log file could not be opened or read (retryable)
+└── SinkError                   a destination refused or failed a request
+    ├── RetryableSinkError      throttling, 5xx, timeouts, network
+    └── FatalSinkError          access denied, stream not found: retried at the cap, loudly
+"""
+
+from __future__ import annotations
+
+EX_CONFIG = 78
+
+
+class AgentError(Exception):
+    """Base of every error the agent raises on purpose."""
+
+    retryable: bool = False
+
+
+class ConfigError(AgentError):
+    """The configuration is invalid; ``path`` names the JSON path (``flows[1].maxBufferAgeMillis``)."""
+
+    def __init__(self, path: str, message: str, *, source: str | None = None) -> None:
+        self.path = path
+        self.message = message
+        self.source = source
+        where = f"{source}: " if source else ""
+        at = f"{path}: " if path else ""
+        super().__init__(f"{where}{at}{message}")
+
+
+class StoreError(AgentError):
+    """The embedded stream store or checkpoint database failed."""
+
+    retryable = True
+
+
+class StreamNotFound(StoreError):
+    """A stream name that does not exist in the store."""
+
+    retryable = False
+
+
+class SourceError(AgentError):
+    """A source file could not be opened or read; tried again on the next scan."""
+
+    retryable = True
+
+
+class SinkError(AgentError):
+    """A destination refused or failed a request."""
+
+
+class RetryableSinkError(SinkError):
+    """Throttling, server errors, timeouts and network failures: back off and resend."""
+
+    retryable = True
+
+
+class FatalSinkError(SinkError):
+    """Errors that will not heal by themselves (access denied, stream missing); still retried at the cap."""
+
+    retryable = False
