@@ -1,0 +1,73 @@
+"""Partition keys (RANDOM, DETERMINISTIC, FIELD) and where a key lands in a 128-bit MD5 hash space."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+
+import orjson
+
+HASH_SPACE = 1 << 128
+MAX_KEY_CHARS = 256
+
+
+def hash_key(partition_key: str) -> int:
+    """Kinesis places a record by MD5(partition key) read as a 128-bit big-endian integer."""
+    return int.from_bytes(hashlib.md5(partition_key.encode("utf-8")).digest(), "big")
+
+
+def even_ranges(shard_count: int) -> list[tuple[int, int]]:
+    """CreateStream's even split of the hash space: inclusive (start, end) per shard."""
+    size = HASH_SPACE // shard_count
+    ranges = []
+    for i in range(shard_count):
+        start = i * size
+        end = HASH_SPACE - 1 if i == shard_count - 1 else (i + 1) * size - 1
+        ranges.append((start, end))
+    return ranges
+
+
+class PartitionKeys:
+    """Makes a record's partition key as the flow asks; counts FIELD fallbacks to RANDOM."""
+
+    __slots__ = ("fallbacks", "key_for", "option")
+
+    def __init__(self, option: str = "RANDOM", field: str | None = None) -> None:
+        self.option = option
+        self.fallbacks = 0
+        self.key_for: Callable[[bytes], str]
+        if option == "RANDOM":
+            self.key_for = _random_key
+        elif option == "DETERMINISTIC":
+            self.key_for = _deterministic_key
+        elif option == "FIELD":
+            assert field is not None
+            self.key_for = self._field_key(field)
+        else:
+            raise ValueError(f"unknown partitionKeyOption {option!r}")
+
+    def _field_key(self, field: str) -> Callable[[bytes], str]:
+        def key_for(data: bytes) -> str:
+            try:
+                doc = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                doc = None
+            value = doc.get(field) if isinstance(doc, dict) else None
+            if value is None or isinstance(value, (dict, list)):
+                self.fallbacks += 1
+                return _random_key(data)
+            text = value if isinstance(value, str) else orjson.dumps(value).decode()
+            return text[:MAX_KEY_CHARS] or _random_key(data)
+
+        return key_for
+
+
+def _random_key(data: bytes) -> str:
+    # The AWS agent's form: a random double in [0, 1e6) as a string.
+    return repr(random.random() * 1e6)
+
+
+def _deterministic_key(data: bytes) -> str:
+    # MD5 of the record's own bytes (the AWS agent hashed its whole read buffer: bug B1).
+    return hashlib.md5(data).hexdigest()
