@@ -1,0 +1,179 @@
+"""LOGTOJSON: parse a log line with a known format (or ``matchPattern``) into a JSON object.
+
+Options: ``logFormat`` (required), ``matchPattern`` + ``customFieldNames`` (a pattern of your own;
+its named groups may stand in for the names), ``customFieldNames`` alone (rename the format's
+fields), ``jsonFormat``, and ours: ``onMismatch`` = ``SKIP`` (default, as AWS: skipped and
+counted) or ``RAW`` (the line is sent unparsed and counted). Every value is a string or null.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from agent.errors import ConfigError
+from agent.processors._base import (
+    PassRaw,
+    Processor,
+    RateLimitedWarning,
+    check_keys,
+    decode,
+    get_names,
+    get_str,
+    json_options,
+)
+from agent.processors.logformats import builtin_formats, error_log_values, translate_java_regex
+
+log = logging.getLogger(__name__)
+
+Builder = Callable[["re.Match[str]"], dict[str, Any]]
+_SAMPLE_CHARS = 200
+
+
+class LogToJson:
+    """Matches the whole line (without its line ending) and emits its groups as named fields."""
+
+    __slots__ = ("_build", "_fmt", "_fullmatch", "_opts", "_path", "_raw", "_warn", "mismatches")
+
+    def __init__(
+        self,
+        pattern: re.Pattern[str],
+        build: Builder,
+        *,
+        opts: int,
+        raw_on_mismatch: bool,
+        fmt: str,
+        path: str,
+        warn: RateLimitedWarning,
+    ) -> None:
+        self._fullmatch = pattern.fullmatch
+        self._build = build
+        self._opts = opts
+        self._raw = raw_on_mismatch
+        self._fmt = fmt
+        self._path = path
+        self._warn = warn
+        self.mismatches = 0
+
+    def __call__(self, data: bytes) -> bytes | None:
+        text = decode(data)
+        if text[-1:] == "\n":
+            text = text[:-2] if text[-2:-1] == "\r" else text[:-1]
+        match = self._fullmatch(text)
+        if match is None:
+            self._mismatch(text)
+            return None
+        return orjson.dumps(self._build(match), option=self._opts)
+
+    def _mismatch(self, text: str) -> None:
+        self.mismatches += 1
+        action = "sent raw" if self._raw else "skipped"
+        self._warn(
+            "%s: a record does not match %s and was %s: %r",
+            self._path,
+            self._fmt,
+            action,
+            text[:_SAMPLE_CHARS],
+        )
+        if self._raw:
+            raise PassRaw(f"does not match {self._fmt}", unmatched=True)
+        return None
+
+
+def _zip_builder(names: tuple[str, ...]) -> Builder:
+    def build(match: re.Match[str]) -> dict[str, Any]:
+        return dict(zip(names, match.groups(), strict=True))
+
+    return build
+
+
+def _dash_builder(names: tuple[str, ...]) -> Builder:
+    def build(match: re.Match[str]) -> dict[str, Any]:
+        return {
+            name: None if value == "-" else value
+            for name, value in zip(names, match.groups(), strict=True)
+        }
+
+    return build
+
+
+def _error_log_builder(names: tuple[str, ...]) -> Builder:
+    def build(match: re.Match[str]) -> dict[str, Any]:
+        return dict(zip(names, error_log_values(match.groups()), strict=True))
+
+    return build
+
+
+def _custom_pattern(
+    source: str, names: tuple[str, ...] | None, path: str
+) -> tuple[re.Pattern[str], tuple[str, ...]]:
+    try:
+        pattern = re.compile(translate_java_regex(source))
+    except re.error as exc:
+        raise ConfigError(
+            f"{path}.matchPattern", f"is not a valid regular expression: {exc}"
+        ) from None
+    if names is None:
+        named = tuple(pattern.groupindex)
+        if not named or len(named) != pattern.groups:
+            raise ConfigError(
+                f"{path}.customFieldNames",
+                "is required with matchPattern (one name per group), unless every group is named",
+            )
+        return pattern, named
+    if pattern.groups != len(names):
+        raise ConfigError(
+            f"{path}.customFieldNames",
+            f"has {len(names)} names but matchPattern has {pattern.groups} groups; "
+            "they must be equal (use (?:…) for groups that are not fields)",
+        )
+    return pattern, names
+
+
+def log_to_json(options: Mapping[str, Any], path: str) -> Processor:
+    """LOGTOJSON factory."""
+    check_keys(
+        options, ("logFormat", "matchPattern", "customFieldNames", "jsonFormat", "onMismatch"), path
+    )
+    formats = builtin_formats()
+    fmt_name = get_str(options, "logFormat", path)
+    fmt = formats.get(fmt_name)
+    if fmt is None:
+        valid = ", ".join(formats)
+        raise ConfigError(
+            f"{path}.logFormat", f"unknown log format {fmt_name!r}; valid are {valid}"
+        )
+    on_mismatch = get_str(options, "onMismatch", path, default="SKIP")
+    if on_mismatch not in ("SKIP", "RAW"):
+        raise ConfigError(f"{path}.onMismatch", f"must be SKIP or RAW, not {on_mismatch!r}")
+    names = get_names(options, "customFieldNames", path)
+
+    build: Builder
+    if "matchPattern" in options:
+        pattern, names = _custom_pattern(get_str(options, "matchPattern", path), names, path)
+        build = _dash_builder(names) if fmt.apache else _zip_builder(names)
+    else:
+        if names is not None and len(names) != len(fmt.fields):
+            raise ConfigError(
+                f"{path}.customFieldNames",
+                f"{fmt.name} has {len(fmt.fields)} fields ({', '.join(fmt.fields)}); "
+                f"give exactly that many names, not {len(names)}",
+            )
+        names = names or fmt.fields
+        pattern = fmt.pattern
+        # The access patterns capture nothing for an Apache "-": no per-field check is needed.
+        error_log = fmt.name == "APACHEERRORLOG"
+        build = _error_log_builder(names) if error_log else _zip_builder(names)
+    return LogToJson(
+        pattern,
+        build,
+        opts=json_options(options, path),
+        raw_on_mismatch=on_mismatch == "RAW",
+        fmt=fmt.name if "matchPattern" not in options else f"{path}.matchPattern",
+        path=path,
+        warn=RateLimitedWarning(log),
+    )
