@@ -57,32 +57,37 @@ class Chain:
         return bool(self.processors)
 
     def __call__(self, data: bytes) -> bytes | None:
-        out = data
-        step = 0
+        out: bytes | None = data
+        process = None
         try:
-            for step, process in enumerate(self.processors):  # noqa: B007 - read in except
-                result = process(out)
-                if result is None:
+            for process in self.processors:
+                out = process(out)  # type: ignore[arg-type]  # None returns before the next step
+                if out is None:
                     self.skipped += 1
                     return None
-                out = result
         except PassRaw as signal:
             self.errors += 1
             if signal.unmatched:
                 self.unmatched += 1
             else:
-                self._warn("%s: %s; sending the record raw", self._names[step], signal)
+                self._warn("%s: %s; sending the record raw", self._name(process), signal)
             return data
         except Exception as exc:
             self.errors += 1
             self._warn(
                 "%s failed (%s: %s); sending the record raw",
-                self._names[step],
+                self._name(process),
                 type(exc).__name__,
                 exc,
             )
             return data
         return out
+
+    def _name(self, process: Processor | None) -> str:
+        for name, candidate in zip(self._names, self.processors, strict=True):
+            if candidate is process:
+                return name
+        return "a processor"
 
 
 PROCESSORS: dict[str, Factory] = {
