@@ -8,7 +8,8 @@
   ``[%{u}t] [%-m:%l] [pid %P:tid %T] %7F: %E: [client\\ %a] %M`` and the 2.2 layout
   ``[%t] [%l] [client %a] %M``; module, thread, client and the ``%F``/``%E`` prefixes are optional.
 * RFC 3164 syslog lines as files hold them: ``[<PRI>]Mmm dd hh:mm:ss HOSTNAME TAG[PID]: MSG``.
-* The same with an RFC 3339 timestamp (rsyslog's file format), ``2026-11-22T00:19:10.123+01:00``.
+* The same with an RFC 3339 timestamp (rsyslog's file format), ``2026-11-22T00:19:10.123+01:00``;
+  under that name RFC 5424 lines are understood too, adding ``msgid`` and ``structureddata``.
 
 Every format's output field names and order are those of the AWS agent, so its users' queries keep
 working. ``(?:-|(…))`` captures nothing for an Apache ``-``, which gives JSON null at no cost.
@@ -52,7 +53,7 @@ _ERROR = (
     r"(.*)"
 )
 
-_PRI = r"(?:<\d{1,3}>(?:1 )?)?"
+_PRI = r"(?:<\d{1,3}>)?"
 _SYSLOG_REST = (
     r" (?:<[^>\s]*> ?)?(\S+) "  # an optional "<facility.level> " some daemons print, the host
     r"(?:([^\s\[\]:]+)(?:\[([^\]]*)\])?: ?)?"  # TAG[PID]: — absent on some lines (-- MARK --)
@@ -60,6 +61,18 @@ _SYSLOG_REST = (
 )
 _RFC3164_TIME = r"([A-Za-z]{3} {1,2}\d{1,2} \d{2}:\d{2}:\d{2})"
 _RFC3339_TIME = r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2}))"
+
+# RFC 5424: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA [MSG]; "-" is nil.
+_SD_VALUE = r'"[^"\\]*(?:\\.[^"\\]*)*"'
+_SD_ELEMENT = rf"\[[^ =\]\"]+(?: [^ =\]\"]+={_SD_VALUE})*\]"
+RFC5424 = (
+    r"<\d{1,3}>[1-9]\d{0,2} "
+    r"(-|\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[Zz]|[+-]\d{2}:\d{2})) "
+    r"(\S+) (\S+) (\S+) (\S+) "
+    rf"(-|(?:{_SD_ELEMENT})+)"
+    r"(?: (.*))?"
+)
+RFC5424_EXTRA_FIELDS = ("msgid", "structureddata")
 
 APACHE_ACCESS_FIELDS = ("host", "ident", "authuser", "datetime", "request", "response", "bytes")
 APACHE_ERROR_FIELDS = (
@@ -154,6 +167,22 @@ def error_log_values(groups: tuple[str | None, ...]) -> list[str | None]:
                 client = host
     values = [timestamp, module, severity, pid, tid, client, message]
     return [None if v == "-" else v for v in values]
+
+
+def rfc5424_values(groups: tuple[str | None, ...]) -> list[str | None]:
+    """RFC 5424 groups → timestamp, hostname, program, processid, message, msgid, structureddata.
+
+    The nil value ``-`` becomes null; the BOM that marks a UTF-8 MSG is dropped.
+    """
+    timestamp, hostname, app, procid, msgid, sd, message = groups
+    if message is not None and message.startswith("\ufeff"):
+        message = message[1:]
+    values = [timestamp, hostname, app, procid, message, msgid, sd]
+    return (
+        [None if v == "-" else v for v in values[:4]]
+        + [message]
+        + [None if v == "-" else v for v in values[5:]]
+    )
 
 
 def translate_java_regex(source: str) -> str:

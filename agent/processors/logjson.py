@@ -26,9 +26,13 @@ from agent.processors._base import (
     json_options,
 )
 from agent.processors.logformats import (
+    RFC5424,
+    RFC5424_EXTRA_FIELDS,
     builtin_formats,
     can_name_groups,
+    compile_named,
     error_log_values,
+    rfc5424_values,
     translate_java_regex,
 )
 
@@ -71,6 +75,7 @@ def make_log_to_json(
     fast: re.Pattern[str] | None,
     opts: int,
     mismatch: Mismatch,
+    fallback: tuple[re.Pattern[str], Builder] | None = None,
 ) -> Processor:
     """The per-record function; a closure because this is the hot path (cheaper than a method).
 
@@ -79,6 +84,7 @@ def make_log_to_json(
     exact = pattern.fullmatch
     quick = fast.fullmatch if fast is not None else exact
     dumps = orjson.dumps
+    other, other_build = fallback if fallback is not None else (None, build)
 
     def process(data: bytes) -> bytes | None:
         text = data.decode("utf-8", "replace")  # see _base.decode: U+FFFD keeps JSON valid
@@ -86,6 +92,8 @@ def make_log_to_json(
             text = text[:-2] if text[-2:-1] == "\r" else text[:-1]
         match = quick(text) if "\\" not in text else exact(text)
         if match is None:
+            if other is not None and (match := other.fullmatch(text)) is not None:
+                return dumps(other_build(match), option=opts)
             mismatch(text)
             return None
         return dumps(build(match), option=opts)
@@ -118,6 +126,15 @@ def _dash_builder(names: tuple[str, ...]) -> Builder:
 def _error_log_builder(names: tuple[str, ...]) -> Builder:
     def build(match: re.Match[str]) -> dict[str, Any]:
         return dict(zip(names, error_log_values(match.groups()), strict=True))
+
+    return build
+
+
+def _rfc5424_builder(names: tuple[str, ...]) -> Builder:
+    keys = (*names, *RFC5424_EXTRA_FIELDS)
+
+    def build(match: re.Match[str]) -> dict[str, Any]:
+        return dict(zip(keys, rfc5424_values(match.groups()), strict=True))
 
     return build
 
@@ -168,6 +185,7 @@ def log_to_json(options: Mapping[str, Any], path: str) -> Processor:
 
     build: Builder
     fast: re.Pattern[str] | None = None
+    fallback: tuple[re.Pattern[str], Builder] | None = None
     if "matchPattern" in options:
         pattern, names = _custom_pattern(get_str(options, "matchPattern", path), names, path)
         build = _dash_builder(names) if fmt.apache else _zip_builder(names)
@@ -189,6 +207,9 @@ def log_to_json(options: Mapping[str, Any], path: str) -> Processor:
         else:
             pattern, fast = fmt.compile(), fmt.compile_fast()
             build = _zip_builder(names)
+        if fmt.name == "RFC3339SYSLOG":
+            # Lines in the RFC 5424 layout carry two more fields; they keep their default names.
+            fallback = (compile_named(RFC5424, None), _rfc5424_builder(names))
     mismatch = Mismatch(
         raw=on_mismatch == "RAW",
         fmt=fmt.name if "matchPattern" not in options else f"{path}.matchPattern",
@@ -196,5 +217,10 @@ def log_to_json(options: Mapping[str, Any], path: str) -> Processor:
         warn=RateLimitedWarning(log),
     )
     return make_log_to_json(
-        pattern, build, fast=fast, opts=json_options(options, path), mismatch=mismatch
+        pattern,
+        build,
+        fast=fast,
+        opts=json_options(options, path),
+        mismatch=mismatch,
+        fallback=fallback,
     )
