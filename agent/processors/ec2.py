@@ -218,6 +218,11 @@ class Ec2MetadataFetcher:
         return fields
 
 
+def _daemon_thread(target: Callable[[], None]) -> None:
+    # A daemon: a fetch bounded by short timeouts must never hold up the agent's exit.
+    threading.Thread(target=target, name="imds-refresh", daemon=True).start()
+
+
 class MetadataCache:
     """Serves the last fetched metadata; refreshes it on a background thread when it expires.
 
@@ -233,6 +238,7 @@ class MetadataCache:
         retry_after: float = RETRY_AFTER_SECONDS,
         first_wait: float = FIRST_WAIT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        spawn: Callable[[Callable[[], None]], None] | None = None,
         describe: str = "EC2 metadata",
     ) -> None:
         self._fetch = fetch
@@ -241,6 +247,7 @@ class MetadataCache:
         self._first_wait = first_wait
         self._clock = clock
         self._describe = describe
+        self._spawn = spawn or _daemon_thread
         self._lock = threading.Lock()
         self._first_done = threading.Event()
         self._waited = False
@@ -262,7 +269,7 @@ class MetadataCache:
             if self._refreshing or self._clock() < self._due:
                 return
             self._refreshing = True
-        threading.Thread(target=self._refresh, name="imds-refresh", daemon=True).start()
+        self._spawn(self._refresh)
 
     def _refresh(self) -> None:
         try:
