@@ -42,7 +42,8 @@ def _combined(quoted: str) -> str:
 
 
 # Later LogFormat directives often append fields (%D, %{Host}i, …); those are allowed and ignored.
-_EXTRA = r"(?:[ \t].*)?"
+# The line ending is matched here too, outside every group, which saves cutting it off first.
+_EXTRA = r"(?:[ \t].*)?\r?\n?"
 
 _ERROR = (
     r"\[([A-Za-z]{3} [A-Za-z]{3} {1,2}\d{1,2} \d{2}:\d{2}:\d{2}(?:\.\d+)? \d{4})\] "
@@ -96,6 +97,7 @@ class LogFormat:
     fields: tuple[str, ...]
     apache: bool
     fast_source: str | None = None  # equivalent, faster, for lines without an escaped quote
+    eol_in_pattern: bool = False  # the pattern itself accepts the trailing \r\n
 
     def compile(self, names: tuple[str, ...] | None = None) -> re.Pattern[str]:
         return compile_named(self.source, names)
@@ -132,6 +134,7 @@ def builtin_formats() -> dict[str, LogFormat]:
             APACHE_ACCESS_FIELDS,
             True,
             _common(_DASH_OR_QUOTED_FAST) + _EXTRA,
+            eol_in_pattern=True,
         ),
         "COMBINEDAPACHELOG": LogFormat(
             "COMBINEDAPACHELOG",
@@ -139,6 +142,7 @@ def builtin_formats() -> dict[str, LogFormat]:
             (*APACHE_ACCESS_FIELDS, "referer", "agent"),
             True,
             _combined(_DASH_OR_QUOTED_FAST) + _EXTRA,
+            eol_in_pattern=True,
         ),
         "APACHEERRORLOG": LogFormat("APACHEERRORLOG", _ERROR, APACHE_ERROR_FIELDS, True),
         "SYSLOG": LogFormat("SYSLOG", _PRI + _RFC3164_TIME + _SYSLOG_REST, SYSLOG_FIELDS, False),
