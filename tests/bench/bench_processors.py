@@ -7,6 +7,9 @@
 (b) If ``kinesis-agent run --once`` works in this checkout: the whole agent, file → LOGTOJSON →
     localStream in a temp directory, ``--runs`` times from scratch; median lines/s, MB/s and the
     child's CPU seconds (user + system).
+(c) ``--pipeline``: the agent in this process, ``run --once`` semantics, with a sink that accepts
+    everything and stores nothing: tailing + framing + processors + batching + checkpoints
+    without the store, to see what limits the pipeline (``--profile`` profiles it too).
 ``--profile`` prints the top of a cProfile of the processor hot path.
 """
 
@@ -25,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -188,12 +192,88 @@ def bench_end_to_end(workdir: Path, log: Path, count: int, size: int, runs: int)
     )
 
 
+class DiscardSink:
+    """Accepts every batch at once and keeps nothing: the pipeline's cost without a store."""
+
+    transactional = False
+    max_record_bytes = 1024 * 1024
+    max_batch_records = 500
+    max_batch_bytes = 5 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.bytes = 0
+
+    async def send(self, records: Any, checkpoints: Any) -> Any:
+        from agent.sinks import SendResult
+
+        self.records += len(records)
+        self.bytes += sum(len(r.data) for r in records)
+        return SendResult(delivered=list(records))
+
+    async def aclose(self) -> None:
+        pass
+
+
+def bench_pipeline(workdir: Path, log: Path, count: int, size: int, *, profile_it: bool) -> None:
+    """The agent's own flow in-process with DiscardSink (uses the lead's internals; may move)."""
+    try:
+        import asyncio
+
+        import agent.daemon as daemon
+        from agent.config import parse_config
+    except ImportError as exc:
+        print(f"pipeline: skipped ({exc})")
+        return
+    state = workdir / "pipeline-state"
+    state.mkdir(parents=True, exist_ok=True)
+    config = parse_config(
+        {
+            "checkpointFile": str(state / "checkpoints.db"),
+            "flows": [
+                {
+                    "filePattern": str(log),
+                    "kinesisStream": "bench",
+                    "initialPosition": "START_OF_FILE",
+                    "dataProcessingOptions": [LOGTOJSON],
+                }
+            ],
+        }
+    )
+    sinks: list[DiscardSink] = []
+
+    def open_discard(*_args: Any) -> DiscardSink:
+        sinks.append(DiscardSink())
+        return sinks[-1]
+
+    daemon.open_sink = open_discard  # type: ignore[assignment]
+    profiler = cProfile.Profile() if profile_it else None
+    started = time.perf_counter()
+    cpu0 = time.process_time()
+    if profiler:
+        profiler.enable()
+    asyncio.run(daemon.Agent(config).run(once=True))
+    if profiler:
+        profiler.disable()
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu0
+    got = sum(s.records for s in sinks)
+    print(
+        f"pipeline in-process, discard sink: {count / wall:,.0f} lines/s, "
+        f"{size / wall / 1e6:.1f} MB/s ({size / wall / 2**20:.1f} MiB/s), {cpu:.2f} CPU-s, "
+        f"{got:,} records delivered{' (profiled: slower)' if profiler else ''}"
+    )
+    if profiler:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=2_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--pipeline", action="store_true")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-processors-") as tmp:
@@ -219,6 +299,10 @@ def main() -> None:
         del lines
         if not args.skip_end_to_end:
             bench_end_to_end(workdir, log, args.lines, size, args.runs)
+        if args.pipeline:
+            bench_pipeline(workdir, log, args.lines, size, profile_it=False)
+            if args.profile:
+                bench_pipeline(workdir / "p2", log, args.lines, size, profile_it=True)
 
 
 if __name__ == "__main__":
