@@ -139,3 +139,38 @@ def test_framing_and_chain_lose_nothing_silently(
             raw += 1
     assert delivered + chain.skipped == len(framed)
     assert raw == chain.errors
+
+
+ERROR_HEAD = b"[Sun Nov 22 00:00:00 2026] [core:error] [pid 1] "
+ACCESS_HEAD = b'::1 - - [22/Nov/2026:00:19:10 +0000] "'
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"[" * 200_000,
+        b'"' * 200_000,
+        b"a " * 100_000,
+        b'\\"' * 100_000,
+        b"\\" * 200_000,
+        ERROR_HEAD + b"(13)x: " * 30_000,
+        ERROR_HEAD + b"a(1): (2)" * 20_000,
+        ACCESS_HEAD + b'\\"x' * 60_000,
+        ACCESS_HEAD + b'GET / HTTP/1.1" 200 1 ' + b'"a' * 60_000,
+        b"<1>Oct 11 22:14:15 h " + b"a[" * 60_000,
+        b"<1>1 2003-10-11T22:14:15Z h a - - " + b'[x a="' * 30_000,
+        b'"a,' * 60_000,
+        b'"' + b'a,"' * 60_000,
+        b'"' + b'"",' * 60_000,
+    ],
+    ids=lambda b: repr(b[:12]),
+)
+def test_long_hostile_lines_stay_fast(line: bytes) -> None:
+    """Lines built to provoke regex backtracking still take linear time (no ReDoS)."""
+    import time
+
+    for option in OPTIONS:
+        chain = build_chain([option])
+        started = time.perf_counter()
+        chain(line + b"\n")
+        assert time.perf_counter() - started < 1.0, option
