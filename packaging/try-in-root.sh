@@ -19,8 +19,13 @@ mount -t tmpfs -o mode=0755 kinesis-agent-try "$T"
 mkdir "$T/upper" "$T/work" "$T/root"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$T/upper,workdir=$T/work" "$T/root"
 R=$T/root
-for d in work root home opt tmp; do
-  [ -d "$R/$d" ] && mount -t tmpfs -o mode=0755 "try-$d" "$R/$d"
+hide() { mount -t tmpfs -o mode=0755 try-hidden "$1"; }
+for d in work root home tmp; do
+  [ -d "$R/$d" ] && hide "$R/$d"
+done
+# /opt itself stays a plain directory, as on a fresh system, so dpkg may remove it
+for d in "$R"/opt/*; do
+  [ -d "$d" ] && hide "$d"
 done
 chmod 1777 "$R/tmp"
 mount -t proc proc "$R/proc"
