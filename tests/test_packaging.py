@@ -331,6 +331,44 @@ class TestInstalledDeb:
         assert "kinesis-agent:" not in out
 
 
+FAKE_SYSTEMCTL = (
+    "mkdir -p /run/systemd/system /usr/local/sbin;"
+    " printf '#!/bin/sh\\necho systemctl \"$*\" >>/tmp/systemctl.log\\n' >/usr/local/sbin/systemctl;"
+    " chmod +x /usr/local/sbin/systemctl"
+)
+
+
+class TestMaintainerScriptsUnderSystemd:
+    """Where systemd runs, the scripts reload it, enable and start, restart on upgrade, stop on
+    removal (systemctl is a recording fake here)."""
+
+    def test_deb(self, built: Built) -> None:
+        """postinst enables and starts once, try-restarts on upgrade; prerm disables and stops."""
+        steps = try_in_root(
+            built.deb,
+            {
+                # try-in-root installed it without systemd; start over with the fake
+                "cycle": f"dpkg -P kinesis-agent >/dev/null 2>&1; {FAKE_SYSTEMCTL};"
+                " for step in install upgrade; do dpkg -i /tmp/*.deb >/dev/null;"
+                " echo $step >>/tmp/systemctl.log; done;"
+                " dpkg -r kinesis-agent >/dev/null 2>&1; cat /tmp/systemctl.log",
+            },
+        )
+        assert steps["cycle"] == (
+            0,
+            "systemctl daemon-reload\n"
+            "systemctl enable kinesis-agent.service\n"
+            "systemctl start kinesis-agent.service\n"
+            "install\n"
+            "systemctl daemon-reload\n"  # old postrm
+            "systemctl daemon-reload\n"  # new postinst
+            "systemctl try-restart kinesis-agent.service\n"
+            "upgrade\n"
+            "systemctl disable --now kinesis-agent.service\n"
+            "systemctl daemon-reload\n",
+        )
+
+
 class TestInstalledRpm:
     """The .rpm installed with rpm into a throwaway root (scriptlets run; deps not resolvable)."""
 

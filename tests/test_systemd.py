@@ -176,6 +176,17 @@ class TestNotifierLibsystemd:
         Notifier().status("hello")
         assert abstract_notify_socket.receive() == "STATUS=hello"
 
+    def test_vanished_socket_warns_once(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """libsystemd's OSError is logged once, never raised."""
+        monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone.sock"))
+        n = Notifier()
+        with caplog.at_level(logging.WARNING):
+            n.ready()
+            n.watchdog()
+        assert caplog.text.count("cannot notify systemd") == 1
+
     def test_no_socket_is_a_no_op(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without NOTIFY_SOCKET, libsystemd is not even asked."""
         monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
