@@ -8,10 +8,12 @@ A failed notification is logged, never raised: the daemon's work matters more th
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
@@ -25,9 +27,13 @@ Sender = Callable[[str], bool]
 
 
 def _libsystemd_sender() -> Sender | None:
-    """systemd.daemon.notify when systemd-python is importable, else None."""
+    """systemd.daemon.notify when systemd-python is importable, else None.
+
+    Imported by name: in a source tree the unit directory `systemd/` would shadow the binding
+    for mypy (at run time an installed regular package wins over that namespace directory).
+    """
     try:
-        from systemd import daemon
+        daemon = importlib.import_module("systemd.daemon")
     except ImportError:
         return None
     notify: Sender = daemon.notify
@@ -117,8 +123,12 @@ class Notifier:
         self._notify("WATCHDOG=1", None)
 
     def reloading(self, status: str | None = None) -> None:
-        """A SIGHUP reload started; send ready() when it is done."""
-        self._notify("RELOADING=1", status)
+        """A SIGHUP reload started; send ready() when it is done.
+
+        MONOTONIC_USEC lets systemd ≥ 253 tie the message to the reload it asked for.
+        """
+        now_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self._notify(f"RELOADING=1\nMONOTONIC_USEC={now_usec}", status)
 
     def stopping(self, status: str | None = None) -> None:
         """Shutdown started: draining flows within shutdownTimeoutMillis."""
@@ -210,10 +220,10 @@ def _stderr_is_journal(environ: Mapping[str, str], stream: TextIO) -> bool:
 
 def _journal_handler() -> logging.Handler | None:
     try:
-        from systemd.journal import JournalHandler
+        journal = importlib.import_module("systemd.journal")
     except ImportError:
         return None
-    handler: logging.Handler = JournalHandler(SYSLOG_IDENTIFIER="kinesis-agent")
+    handler: logging.Handler = journal.JournalHandler(SYSLOG_IDENTIFIER="kinesis-agent")
     return handler
 
 

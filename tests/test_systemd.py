@@ -83,11 +83,15 @@ class TestNotifierDatagram:
         n.reloading("reloading config")
         n.stopping()
         n.close()
-        assert [notify_socket.receive() for _ in range(5)] == [
+        messages = [notify_socket.receive() for _ in range(5)]
+        reloading = messages[3].split("\n")
+        assert reloading[0] == "RELOADING=1"
+        assert reloading[1].startswith("MONOTONIC_USEC=") and reloading[1][15:].isdigit()
+        assert reloading[2] == "STATUS=reloading config"
+        assert messages[:3] + messages[4:] == [
             "READY=1",
             "STATUS=2 flows, 150 records/s, lag 0 B",
             "WATCHDOG=1",
-            "RELOADING=1\nSTATUS=reloading config",
             "STOPPING=1",
         ]
 
@@ -138,6 +142,16 @@ class TestNotifierDatagram:
             for _ in range(3):
                 n.watchdog()
         assert caplog.text.count("cannot notify systemd") == 1
+
+    def test_libsystemd_can_be_declined(
+        self, notify_socket: NotifySocket, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """prefer_libsystemd=False speaks the protocol itself, from the process environment."""
+        monkeypatch.setenv("NOTIFY_SOCKET", notify_socket.env_value)
+        monkeypatch.setattr("agent.systemd._libsystemd_sender", pytest.fail)
+        with Notifier(prefer_libsystemd=False) as n:
+            n.watchdog()
+        assert notify_socket.receive() == "WATCHDOG=1"
 
     def test_close_twice(self, notify_socket: NotifySocket) -> None:
         """close() is idempotent and the notifier reopens its socket if used again."""
