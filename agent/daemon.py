@@ -7,26 +7,26 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable
 
 from agent.checkpoints import CheckpointDB
 from agent.config import AgentConfig
 from agent.flow import Flow
 from agent.metrics import AgentMetrics
 from agent.sinks import Sink, open_sink
+from agent.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
-Notify = Callable[[str], None]
+STATUS_PERIOD = 5.0
 
 
 class Agent:
     """Every flow of one configuration, run together under one TaskGroup."""
 
-    def __init__(self, config: AgentConfig, *, notify: Notify | None = None) -> None:
+    def __init__(self, config: AgentConfig, *, notifier: Notifier | None = None) -> None:
         self.config = config
         self.metrics = AgentMetrics()
-        self.notify = notify or (lambda _msg: None)
+        self.notifier = notifier or Notifier(environ={})
         self.stop = asyncio.Event()
         self.flows: list[Flow] = []
         self.sinks: list[Sink] = []
@@ -53,15 +53,23 @@ class Agent:
                     tg.create_task(f.run(self.stop, once=once), name=f.config.flow_id)
                     for f in self.flows
                 ]
-                progress = tg.create_task(self._progress(), name="progress")
-                self.notify("READY=1")
+                helpers = [
+                    tg.create_task(self._progress(), name="progress"),
+                    tg.create_task(self._systemd_status(), name="systemd status"),
+                ]
+                interval = self.notifier.watchdog_interval()
+                if interval is not None:
+                    helpers.append(tg.create_task(self._watchdog(interval), name="watchdog"))
+                await asyncio.sleep(0)  # let every flow load its checkpoints and start
+                self.notifier.ready(status=self.status_line())
                 if once:
                     await asyncio.gather(*runs)
                 else:
                     await self.stop.wait()
-                    self.notify("STOPPING=1")
+                    self.notifier.stopping(status="draining")
                     await self._drain(runs)
-                progress.cancel()
+                for task in helpers:
+                    task.cancel()
         finally:
             for sink in self.sinks:
                 with contextlib.suppress(Exception):
@@ -83,6 +91,29 @@ class Agent:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _watchdog(self, interval: float) -> None:
+        """WATCHDOG=1 from the event loop itself: a stuck loop stops the pings and systemd restarts us."""
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    async def _systemd_status(self) -> None:
+        last_sent, last_time = 0, self.metrics.started_monotonic
+        while True:
+            await asyncio.sleep(STATUS_PERIOD)
+            now = asyncio.get_running_loop().time()
+            sent = sum(m.records_sent for m in self.metrics.flows.values())
+            rate = (sent - last_sent) / max(1e-9, now - last_time) if last_sent or sent else 0.0
+            last_sent, last_time = sent, now
+            self.notifier.status(self.status_line(rate))
+
+    def status_line(self, rate: float = 0.0) -> str:
+        flows = list(self.metrics.flows.values())
+        failing = sum(1 for m in flows if m.status == "failing")
+        lag = sum(m.lag_bytes for m in flows)
+        text = f"{len(flows)} flow(s), {rate:.0f} records/s, {lag} bytes behind"
+        return text + (f", {failing} failing" if failing else "")
 
     async def _progress(self) -> None:
         period = self.config.log_status_reporting_period_seconds
@@ -135,10 +166,11 @@ def install_signal_handlers(agent: Agent, loop: asyncio.AbstractEventLoop) -> No
         loop.add_signal_handler(sig, on_stop, sig.name)
 
 
-def run(config: AgentConfig, *, once: bool = False, notify: Notify | None = None) -> int:
+def run(config: AgentConfig, *, once: bool = False) -> int:
     async def main() -> int:
-        agent = Agent(config, notify=notify)
-        install_signal_handlers(agent, asyncio.get_running_loop())
-        return await agent.run(once=once)
+        with Notifier() as notifier:
+            agent = Agent(config, notifier=notifier)
+            install_signal_handlers(agent, asyncio.get_running_loop())
+            return await agent.run(once=once)
 
     return asyncio.run(main())
