@@ -91,11 +91,16 @@ class StreamStore:
         read_only: bool = False,
         busy_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> StreamStore:
-        """Open the store in ``directory``; ``create`` makes it (mode 0750) when missing."""
+        """Open the store in ``directory``; ``create`` makes it (mode 0750) when missing.
+
+        ``clock`` stamps arrival times and drives retention; ``monotonic`` paces the retention
+        passes that writes trigger (at most one per minute). Both are there for tests.
+        """
         directory = Path(directory)
         db = connect(directory, create=create, read_only=read_only, busy_timeout=busy_timeout)
-        return cls(directory, db, read_only=read_only, clock=clock)
+        return cls(directory, db, read_only=read_only, clock=clock, monotonic=monotonic)
 
     def close(self) -> None:
         """Close the connection (after a call in progress); closing twice is fine."""
