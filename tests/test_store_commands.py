@@ -206,9 +206,9 @@ class TestRead:
 @pytest.mark.slow
 def test_follow_prints_as_records_arrive_and_ctrl_c_exits_0(store_dir: Path) -> None:
     """A real `stream read --follow` prints new records as they come and exits 0 on SIGINT."""
+    argv = ["stream", "read", "app", "--store", str(store_dir), "--follow", "--format", "json"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.store.commands", "stream", "read", "app"]
-        + ["--store", str(store_dir), "--follow", "--format", "json"],
+        [sys.executable, "-m", "agent.store.commands", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=ROOT,
