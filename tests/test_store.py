@@ -6,11 +6,15 @@ import hashlib
 import os
 import sqlite3
 import stat
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from agent.errors import StoreError, StreamNotFound
 from agent.records import Checkpoint, FileId
@@ -399,3 +403,78 @@ class TestSharing:
         finally:
             os.umask(old)
         assert stat.S_IMODE((tmp_path / "s" / "streams.db").stat().st_mode) == 0o640
+
+
+class StoreModel(RuleBasedStateMachine):
+    """Random puts, failed puts, clock jumps, trims and reopens against a list-per-shard model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.clock = FakeClock()
+        self.shard_count = 3
+        self.store = self.open()
+        self.store.ensure_stream("m", self.shard_count, 1)
+        self.model: list[list[tuple[str, bytes, float]]] = [[] for _ in range(self.shard_count)]
+        self.offset = 0
+        self.saved: list[int] = []
+        self.n = 0
+
+    def open(self) -> StreamStore:
+        return StreamStore.open(self.tmp.name, clock=self.clock, monotonic=lambda: 0.0)
+
+    @rule(keys=st.lists(st.text(min_size=1, max_size=20), max_size=40))
+    def put(self, keys: list[str]) -> None:
+        entries = []
+        for key in keys:
+            entries.append((key, b"%d\n" % self.n))
+            self.n += 1
+        self.offset += len(entries)
+        self.store.put_records("m", entries, [checkpoint(self.offset)])
+        self.saved = [self.offset]
+        for key, data in entries:
+            self.model[md5_shard(key, self.shard_count)].append((key, data, self.clock.now))
+
+    @rule(count=st.integers(1, 20))
+    def failed_put(self, count: int) -> None:
+        broken = Checkpoint("f", FileId(1, 1, 1, b"x"), None, 1)  # type: ignore[arg-type]
+        with pytest.raises(StoreError):
+            self.store.put_records("m", [("k", b"never\n")] * count, [checkpoint(-1), broken])
+
+    @rule(seconds=st.sampled_from([1.0, 600.0, 1800.0, 3600.0]))
+    def time_passes(self, seconds: float) -> None:
+        self.clock.now += seconds
+
+    @rule()
+    def trim(self) -> None:
+        cutoff = self.clock.now - 3600
+        expected = 0
+        for shard in self.model:
+            while shard and shard[0][2] < cutoff:
+                shard.pop(0)
+                expected += 1
+        assert self.store.trim_expired() == expected
+
+    @rule()
+    def reopen(self) -> None:
+        self.store.close()
+        self.store = self.open()
+
+    @invariant()
+    def stored_matches_the_model(self) -> None:
+        for i, shard in enumerate(self.model):
+            got = [
+                (r.partition_key, r.data, r.arrival_timestamp)
+                for r in self.store.read("m", shard_id=str(i))
+            ]
+            assert got == shard
+        saved = self.store.load_checkpoints("local:app:/var/log/*.log")
+        assert [c.offset for c in saved] == self.saved
+
+    def teardown(self) -> None:
+        self.store.close()
+        self.tmp.cleanup()
+
+
+TestStoreModel = StoreModel.TestCase
+TestStoreModel.settings = settings(max_examples=30, stateful_step_count=25, deadline=None)
