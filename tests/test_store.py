@@ -421,7 +421,18 @@ class StoreModel(RuleBasedStateMachine):
         self.n = 0
 
     def open(self) -> StreamStore:
+        # The monotonic clock stands still: only the first put after opening trims by itself.
+        self.fresh = True
         return StreamStore.open(self.tmp.name, clock=self.clock, monotonic=lambda: 0.0)
+
+    def expire(self) -> int:
+        cutoff = self.clock.now - 3600
+        expired = 0
+        for shard in self.model:
+            while shard and shard[0][2] < cutoff:
+                shard.pop(0)
+                expired += 1
+        return expired
 
     @rule(keys=st.lists(st.text(min_size=1, max_size=20), max_size=40))
     def put(self, keys: list[str]) -> None:
@@ -434,6 +445,9 @@ class StoreModel(RuleBasedStateMachine):
         self.saved = [self.offset]
         for key, data in entries:
             self.model[md5_shard(key, self.shard_count)].append((key, data, self.clock.now))
+        if self.fresh:
+            self.fresh = False
+            self.expire()
 
     @rule(count=st.integers(1, 20))
     def failed_put(self, count: int) -> None:
@@ -447,12 +461,7 @@ class StoreModel(RuleBasedStateMachine):
 
     @rule()
     def trim(self) -> None:
-        cutoff = self.clock.now - 3600
-        expected = 0
-        for shard in self.model:
-            while shard and shard[0][2] < cutoff:
-                shard.pop(0)
-                expected += 1
+        expected = self.expire()
         assert self.store.trim_expired() == expected
 
     @rule()
