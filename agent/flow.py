@@ -366,7 +366,10 @@ class Flow:
             touched[record.source] = None  # type: ignore[index]
         for acks in self._dirty_acks():
             touched[acks] = None
-        rows = [acks.row(acks.preview()) for acks in touched]
+        for acks in list(touched):
+            for dependent in acks.dependents:
+                touched[dependent] = None
+        rows = [acks.row(preview=True) for acks in touched]
         result = await self.sink.send(batch, rows)
         if result.retry or len(result.delivered) != len(batch):
             for record in batch:
