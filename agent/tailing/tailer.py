@@ -129,6 +129,7 @@ class TrackedFile:
         "last_growth",
         "mtime",
         "path",
+        "reported_cuts",
         "size",
         "truncations",
     )
@@ -155,6 +156,7 @@ class TrackedFile:
             False  # no longer at a matching path (rotated away or deleted): drain, then close
         )
         self.truncations = 0
+        self.reported_cuts = (0, 0)  # (records cut, bytes dropped) already counted in metrics
 
     @property
     def file_id(self) -> FileId:
