@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import agent_once, make_log, median, table, timed, write_config  # noqa: E402
+from common import agent_once, make_log, median, table, timed, write_config
 
 
 def main() -> int:
