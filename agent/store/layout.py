@@ -11,6 +11,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from typing import overload
 
+from agent.store.chunks import insert_chunk
 from agent.store.model import MAX_PARTITION_KEY_CHARS, StreamInfo, format_sequence
 from agent.store.sqlite import shard_table
 
@@ -23,25 +24,33 @@ class StreamLayout:
     def __init__(self, stream_id: int, info: StreamInfo) -> None:
         self.info = info
         self.tables = tuple(shard_table(stream_id, i) for i in range(info.shard_count))
-        self.inserts = tuple(
-            f"INSERT INTO {t} (seq, arrival, partition_key, data) VALUES (?, ?, ?, ?)"
-            for t in self.tables
-        )
+        self.inserts = tuple(insert_chunk(t) for t in self.tables)
         self.shard_ids = tuple(s.shard_id for s in info.shards)
         # 16-byte big-endian digests compare like the 128-bit integers they encode
         self.bounds = [s.starting_hash_key.to_bytes(16, "big") for s in info.shards[1:]]
 
-    def place(self, entries: Sequence[tuple[str, bytes]]) -> list[int]:
-        """The shard index of each entry; ValueError on a key Kinesis would refuse."""
-        for key, _data in entries:
-            if not 0 < len(key) <= MAX_PARTITION_KEY_CHARS:
-                raise ValueError(
-                    f"a partition key has 1 to {MAX_PARTITION_KEY_CHARS} characters, not {len(key)}"
-                )
+    def place(self, keys: Sequence[bytes]) -> list[int]:
+        """The shard index of each UTF-8 partition key."""
         if len(self.tables) == 1:
-            return [0] * len(entries)
+            return [0] * len(keys)
         md5, bounds = hashlib.md5, self.bounds
-        return [bisect_right(bounds, md5(key.encode()).digest()) for key, _data in entries]
+        return [bisect_right(bounds, md5(key).digest()) for key in keys]
+
+
+def encode_keys(entries: Sequence[tuple[str, bytes]]) -> list[bytes]:
+    """Each entry's partition key in UTF-8; ValueError on a key Kinesis would refuse."""
+    keys = [key.encode() for key, _data in entries]
+    if keys:
+        lengths = list(map(len, keys))
+        # UTF-8 bytes >= characters: the common case needs no look at characters
+        if min(lengths) == 0 or max(lengths) > MAX_PARTITION_KEY_CHARS:
+            for key, _data in entries:
+                if not 0 < len(key) <= MAX_PARTITION_KEY_CHARS:
+                    raise ValueError(
+                        f"a partition key has 1 to {MAX_PARTITION_KEY_CHARS} characters, "
+                        f"not {len(key)}"
+                    )
+    return keys
 
 
 class PutResult(Sequence[tuple[str, str]]):

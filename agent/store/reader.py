@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
+from agent.store.chunks import CHUNK_COLUMNS, RecordRow, unpack
 from agent.store.model import (
     TRIM_HORIZON,
     IteratorType,
@@ -19,9 +20,10 @@ from agent.store.model import (
 from agent.store.store import StreamStore
 
 PAGE = 1000
+CHUNKS_PER_QUERY = 8  # chunk rows fetched per query while filling a page
 FOLLOW_INTERVAL = 0.2  # seconds between polls of a followed stream
 
-_Row = tuple[int, float, str, bytes]
+_Row = RecordRow
 
 
 def _start_after(store: StreamStore, table: str, position: Position) -> int:
@@ -41,17 +43,26 @@ def _start_after(store: StreamStore, table: str, position: Position) -> int:
     # Arrival times follow write order, so the first record at or after the time starts it;
     # a time beyond the newest record means "from the tip", as Kinesis does.
     found = store._fetch(
-        f"SELECT seq FROM {table} WHERE arrival >= ? ORDER BY seq LIMIT 1", (position.timestamp,)
+        f"SELECT first FROM {table} WHERE arrival >= ? ORDER BY seq LIMIT 1", (position.timestamp,)
     )
     return int(found[0][0]) - 1 if found else store._last_sequence()
 
 
 def _page(store: StreamStore, table: str, after: int, upto: int, limit: int) -> list[_Row]:
-    return store._fetch(
-        f"SELECT seq, arrival, partition_key, data FROM {table} "
-        "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-        (after, upto, limit),
-    )
+    """Up to ``limit`` records with counters in ``(after, upto]``, in order."""
+    out: list[_Row] = []
+    while len(out) < limit:
+        chunks = store._fetch(
+            f"SELECT {CHUNK_COLUMNS} FROM {table} "
+            "WHERE seq > ? AND first <= ? ORDER BY seq LIMIT ?",
+            (after, upto, CHUNKS_PER_QUERY),
+        )
+        for chunk in chunks:
+            out += unpack(chunk, after, upto)
+        if len(chunks) < CHUNKS_PER_QUERY:
+            break
+        after = chunks[-1][0]
+    return out[:limit]
 
 
 def _record(stream: str, shard: str, row: _Row) -> StoredRecord:

@@ -4,9 +4,10 @@ One database, ``streams.db`` in the store directory, in WAL mode:
 
 - ``streams`` / ``shards``: a stream and the MD5 hash-key range of each shard (CreateStream's even
   split; shards never change).
-- ``records_<stream id>_<shard index>``: one table per shard, a row per record keyed by its
-  sequence counter, so a shard is an append-only B-tree that readers scan by key. Table names are
-  built from integers only; a stream's name never becomes part of SQL or of a path. One table per
+- ``records_<stream id>_<shard index>``: one table per shard, a row per *chunk* (the records one
+  put sends to that shard, :mod:`agent.store.chunks`) keyed by the sequence counter of its last
+  record, so a shard is an append-only B-tree that readers scan by key. Table names are built
+  from integers only; a stream's name never becomes part of SQL or of a path. One table per
   shard rather than one table with a (stream, shard, sequence) index: that index cost a third of
   the write throughput (tests/bench/bench_store.py; figures in the store's pull request).
 - ``file_checkpoints``: the flows' checkpoints, upserted in the same transaction as the records
@@ -33,11 +34,12 @@ from typing import TypeVar
 
 from agent.errors import StoreError
 from agent.records import Checkpoint, FileId
+from agent.store.chunks import create_chunk_table
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "streams.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: chunk rows (1, a row per record, is refused)
 # Checkpoint the WAL every ~16 MiB rather than SQLite's 4 MiB (fewer fsyncs under load), and
 # truncate it afterwards so an idle store does not keep a large -wal file.
 WAL_AUTOCHECKPOINT_PAGES = 4000
@@ -91,10 +93,7 @@ def shard_table(stream_id: int, index: int) -> str:
 
 
 def create_shard_table(db: sqlite3.Connection, table: str) -> None:
-    db.execute(
-        f"CREATE TABLE {table} (seq INTEGER PRIMARY KEY, arrival REAL NOT NULL, "
-        "partition_key TEXT NOT NULL, data BLOB NOT NULL)"
-    )
+    db.execute(create_chunk_table(table))
 
 
 def to_signed(value: int) -> int:
@@ -147,6 +146,11 @@ def _prepare(db: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{path} was written by a newer kinesis-agent (schema {version}); upgrade the agent"
+            )
+        if 0 < version < SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} was written by a development build of kinesis-agent (schema {version}, "
+                "a row per record); move it away and let the agent create a new store"
             )
         if read_only:
             if version < SCHEMA_VERSION:
@@ -208,10 +212,11 @@ def checkpoint_from_row(flow: str, row: tuple[int, int, int, bytes, str, int]) -
     )
 
 
-def trim_chunk(db: sqlite3.Connection, table: str, cutoff: float, chunk: int) -> int:
-    """Delete up to ``chunk`` of a shard's oldest records that arrived before ``cutoff``.
+def trim_chunk(db: sqlite3.Connection, table: str, cutoff: float, chunk: int) -> tuple[int, int]:
+    """Delete up to ``chunk`` of a shard's oldest chunk rows that arrived before ``cutoff``.
 
-    The first young record bounds what may go, so the scan costs what is deleted.
+    Returns (rows, records) deleted. The first young row bounds what may go, so the scan costs
+    what is deleted.
     """
     young = db.execute(
         f"SELECT seq FROM {table} WHERE arrival >= ? ORDER BY seq LIMIT 1", (cutoff,)
@@ -222,4 +227,8 @@ def trim_chunk(db: sqlite3.Connection, table: str, cutoff: float, chunk: int) ->
     ).fetchone()
     if chunk_end is not None:
         horizon = chunk_end[0]
-    return db.execute(f"DELETE FROM {table} WHERE seq < ?", (horizon,)).rowcount
+    ((records,),) = db.execute(
+        f"SELECT total(count) FROM {table} WHERE seq < ?", (horizon,)
+    ).fetchall()
+    rows = db.execute(f"DELETE FROM {table} WHERE seq < ?", (horizon,)).rowcount
+    return rows, int(records)

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 from agent.errors import StoreError, StreamNotFound
 from agent.records import Checkpoint
 from agent.sinks.partition import even_ranges
-from agent.store.layout import PutResult, StreamLayout
+from agent.store.chunks import pack_shards
+from agent.store.layout import PutResult, StreamLayout, encode_keys
 from agent.store.model import (
     MAX_RETENTION_HOURS,
     MAX_SEQUENCE,
@@ -50,7 +51,7 @@ from agent.store.sqlite import (
 log = logging.getLogger(__name__)
 
 TRIM_INTERVAL = 60.0  # seconds between the retention passes that writes trigger
-TRIM_CHUNK = 50_000  # rows deleted per transaction, so writers are never held up for long
+TRIM_CHUNK = 1000  # chunk rows deleted per transaction, so writers are never held up for long
 T = TypeVar("T")
 
 
@@ -241,15 +242,16 @@ class StreamStore:
         stats = []
         for sid, table in zip(stream.shard_ids, stream.tables, strict=True):
             ((count, size, first, last),) = self._fetch(
-                f"SELECT count(*), total(length(data)), min(seq), max(seq) FROM {table}"
+                f"SELECT total(count), total(length(data)), min(first), max(seq) FROM {table}"
             )
+            count = int(count)
             first_arrival = last_arrival = None
             if count:
                 ((first_arrival,),) = self._fetch(
-                    f"SELECT arrival FROM {table} WHERE seq = ?", (first,)
+                    f"SELECT arrival FROM {table} ORDER BY seq LIMIT 1"
                 )
                 ((last_arrival,),) = self._fetch(
-                    f"SELECT arrival FROM {table} WHERE seq = ?", (last,)
+                    f"SELECT arrival FROM {table} ORDER BY seq DESC LIMIT 1"
                 )
             stats.append(
                 ShardStats(
@@ -279,7 +281,9 @@ class StreamStore:
         """
         with self._lock:
             stream = self._stream(name)
-        placement = stream.place(entries)
+        keys = encode_keys(entries)
+        placement = stream.place(keys)
+        chunks = pack_shards(len(stream.tables), placement, keys, [d for _k, d in entries])
         first = 0
 
         def body() -> None:
@@ -294,14 +298,9 @@ class StreamStore:
                 ).fetchall()
                 if first + len(entries) > MAX_SEQUENCE:
                     raise StoreError(f"{self.path}: sequence numbers exhausted")
-                buckets: list[list[tuple[int, float, str, bytes]]] = [[] for _ in stream.tables]
-                seq = first
-                for (key, data), shard in zip(entries, placement, strict=True):
-                    buckets[shard].append((seq, now, key, data))
-                    seq += 1
-                for insert, bucket in zip(stream.inserts, buckets, strict=True):
-                    if bucket:
-                        db.executemany(insert, bucket)
+                for insert, chunk in zip(stream.inserts, chunks, strict=True):
+                    if chunk is not None:
+                        db.execute(insert, chunk.row(first, now))
             if checkpoints:
                 db.executemany(UPSERT_CHECKPOINT, checkpoint_rows(checkpoints, now))
 
@@ -358,11 +357,13 @@ class StreamStore:
             with self._lock:
                 db = self._connection()
                 try:
-                    count = self._write(db, partial(trim_chunk, db, table, cutoff, TRIM_CHUNK))
+                    rows, records = self._write(
+                        db, partial(trim_chunk, db, table, cutoff, TRIM_CHUNK)
+                    )
                 except sqlite3.Error as exc:
                     raise StoreError(f"cannot trim {table} in {self.path}: {exc}") from exc
-            deleted += count
-            if count < TRIM_CHUNK:
+            deleted += records
+            if rows < TRIM_CHUNK:
                 return deleted
 
     # --- checkpoints ------------------------------------------------------------------------------
