@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
+from itertools import accumulate, islice
 
 from agent.records import Record
 
@@ -35,11 +37,14 @@ class Batcher:
     def __len__(self) -> int:
         return len(self._queue)
 
-    def add(self, records: list[Record]) -> None:
+    def add(self, records: list[Record], size: int | None = None) -> None:
+        """Queue ``records``; ``size`` is the sum of their data lengths when the caller knows it."""
         if not records:
             return
         self._queue.extend(records)
-        self.bytes += sum(len(r.data) for r in records) + KEY_OVERHEAD * len(records)
+        if size is None:
+            size = sum(map(len, [r.data for r in records]))
+        self.bytes += size + KEY_OVERHEAD * len(records)
         self._times.append((len(records), self.clock()))
 
     def deadline(self) -> float | None:
@@ -53,19 +58,29 @@ class Batcher:
         deadline = self.deadline()
         return self.full() or (deadline is not None and now >= deadline)
 
-    def take(self) -> list[Record]:
-        """The next batch: as many records from the head as the limits allow (at least one)."""
+    def take(self, max_records: int | None = None, max_bytes: int | None = None) -> list[Record]:
+        """The next batch: as many records from the head as the limits allow (at least one).
+
+        The limits are the batcher's own unless given (a transactional sink commits several
+        batches at once).
+        """
+        max_records = self.max_records if max_records is None else max_records
+        max_bytes = self.max_bytes if max_bytes is None else max_bytes
         queue = self._queue
-        batch: list[Record] = []
-        size = 0
-        while queue and len(batch) < self.max_records:
-            cost = len(queue[0].data) + KEY_OVERHEAD
-            if batch and size + cost > self.max_bytes:
-                break
-            batch.append(queue.popleft())
-            size += cost
-        self.bytes -= size
-        self._consume_times(len(batch))
+        if len(queue) <= max_records and self.bytes <= max_bytes:
+            batch = list(queue)
+            queue.clear()
+            self.bytes = 0
+            self._times.clear()
+            return batch
+        head = list(islice(queue, min(len(queue), max_records)))
+        ends = list(accumulate([len(r.data) + KEY_OVERHEAD for r in head]))
+        count = max(1, bisect_right(ends, max_bytes))
+        batch = head[:count]
+        for _ in range(count):
+            queue.popleft()
+        self.bytes -= ends[count - 1]
+        self._consume_times(count)
         return batch
 
     def _consume_times(self, n: int) -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from agent.errors import StoreError
 from agent.records import Checkpoint, Record
 from agent.sinks import SendResult
-from agent.sinks.partition import PartitionKeys
+from agent.sinks.partition import PartitionKeys, random_keys
 from agent.store import StreamStore
 
 if TYPE_CHECKING:
@@ -67,19 +67,35 @@ class LocalSink:
         if self._closed:
             error = StoreError(f"{self!r} is closed")
             return SendResult(retry=list(records), error=error)
-        key_for = self.keys.key_for
-        entries = []
-        for record in records:
-            if record.partition_key is None:
-                record.partition_key = key_for(record.data)
-            entries.append((record.partition_key, record.data))
+        given = [r.partition_key for r in records]
+        keys = self._assign_keys(records, given) if None in given else cast(list[str], given)
         try:
             # The worker thread finishes its commit even if this task is cancelled; the
             # checkpoints committed with it keep a restart from sending the batch again.
-            await asyncio.to_thread(self.store.put_records, self.stream, entries, checkpoints)
+            await asyncio.to_thread(
+                self.store.put_columns,
+                self.stream,
+                keys,
+                [r.data for r in records],
+                checkpoints,
+            )
         except StoreError as exc:
             return SendResult(retry=list(records), error=exc)
         return SendResult(delivered=list(records))
+
+    def _assign_keys(self, records: Sequence[Record], keys: list[str | None]) -> list[str]:
+        """Give the records that have none a key (kept if the put fails and is sent again)."""
+        if self.keys.option == "RANDOM":
+            fresh = iter(random_keys(keys.count(None)))
+            made = [k if k is not None else next(fresh) for k in keys]
+        else:
+            key_for = self.keys.key_for
+            made = [
+                k if k is not None else key_for(r.data) for r, k in zip(records, keys, strict=True)
+            ]
+        for record, key in zip(records, made, strict=True):
+            record.partition_key = key
+        return made
 
     def load_checkpoints(self, flow_id: str) -> list[Checkpoint]:
         """The checkpoints a flow committed into this store with its records (blocking)."""

@@ -37,20 +37,20 @@ class StreamLayout:
         return [bisect_right(bounds, md5(key).digest()) for key in keys]
 
 
-def encode_keys(entries: Sequence[tuple[str, bytes]]) -> list[bytes]:
-    """Each entry's partition key in UTF-8; ValueError on a key Kinesis would refuse."""
-    keys = [key.encode() for key, _data in entries]
-    if keys:
-        lengths = list(map(len, keys))
+def encode_keys(keys: Sequence[str]) -> list[bytes]:
+    """Each partition key in UTF-8; ValueError on a key Kinesis would refuse."""
+    encoded = [key.encode() for key in keys]
+    if encoded:
+        lengths = list(map(len, encoded))
         # UTF-8 bytes >= characters: the common case needs no look at characters
         if min(lengths) == 0 or max(lengths) > MAX_PARTITION_KEY_CHARS:
-            for key, _data in entries:
+            for key in keys:
                 if not 0 < len(key) <= MAX_PARTITION_KEY_CHARS:
                     raise ValueError(
                         f"a partition key has 1 to {MAX_PARTITION_KEY_CHARS} characters, "
                         f"not {len(key)}"
                     )
-    return keys
+    return encoded
 
 
 class PutResult(Sequence[tuple[str, str]]):

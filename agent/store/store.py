@@ -279,24 +279,37 @@ class StreamStore:
         Returns ``(shard_id, sequence_number)`` per entry, in order. Either everything is stored
         or, on StoreError, nothing is. An empty ``entries`` just saves the checkpoints.
         """
+        keys = [key for key, _data in entries]
+        return self.put_columns(name, keys, [data for _key, data in entries], checkpoints)
+
+    def put_columns(
+        self,
+        name: str,
+        keys: Sequence[str],
+        datas: list[bytes],
+        checkpoints: Sequence[Checkpoint] = (),
+    ) -> PutResult:
+        """``put_records`` with the partition keys and the data as two lists of equal length."""
+        if len(keys) != len(datas):
+            raise ValueError(f"{len(keys)} partition keys for {len(datas)} records")
         with self._lock:
             stream = self._stream(name)
-        keys = encode_keys(entries)
-        placement = stream.place(keys)
-        chunks = pack_shards(len(stream.tables), placement, keys, [d for _k, d in entries])
+        encoded = encode_keys(keys)
+        placement = stream.place(encoded)
+        chunks = pack_shards(len(stream.tables), placement, encoded, datas)
         first = 0
 
         def body() -> None:
             nonlocal first
             # The clock is read under the write lock, so arrival times follow sequence order.
             now = self._clock()
-            if entries:
+            if datas:
                 ((first,),) = db.execute(
                     "UPDATE store_meta SET value = value + ? WHERE key = 'next_sequence' "
                     "RETURNING value - ?",
-                    (len(entries), len(entries)),
+                    (len(datas), len(datas)),
                 ).fetchall()
-                if first + len(entries) > MAX_SEQUENCE:
+                if first + len(datas) > MAX_SEQUENCE:
                     raise StoreError(f"{self.path}: sequence numbers exhausted")
                 for insert, chunk in zip(stream.inserts, chunks, strict=True):
                     if chunk is not None:
@@ -310,7 +323,7 @@ class StreamStore:
                 self._write(db, body)
             except sqlite3.Error as exc:
                 raise StoreError(
-                    f"cannot write {len(entries)} records to stream {name!r} in {self.path}: {exc}"
+                    f"cannot write {len(datas)} records to stream {name!r} in {self.path}: {exc}"
                 ) from exc
         self._maybe_trim()
         return PutResult(stream.shard_ids, placement, first)
