@@ -2,8 +2,9 @@
 # Installs the Debian packages the project needs (headers for systemd-python, packaging tools),
 # only those missing, and only when we can (root + apt-get). Safe to run again.
 set -euo pipefail
-# rpm: rpmbuild for `make rpm`; systemd: systemd-analyze for the unit checks
-want=(libsystemd-dev pkg-config rpm systemd)
+# rpm: rpmbuild for `make rpm`; systemd: systemd-analyze for the unit checks;
+# rsyslog: the reference shipper `make bench` measures (its own instance, never the system's)
+want=(libsystemd-dev pkg-config rpm systemd rsyslog)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -26,7 +26,30 @@ def apache_line(i: int, rng: random.Random) -> bytes:
     ).encode()
 
 
-def make_log(path: Path, lines: int, seed: int = 1) -> Path:
+def csv_line(i: int, rng: random.Random) -> bytes:
+    """A CSV access record of about 150 bytes, one quoted field with a comma inside."""
+    return (
+        f"2026-11-22T10:{i // 60 % 60:02d}:{i % 60:02d}Z,web-{rng.randint(1, 40):02d},"
+        f"198.51.100.{rng.randint(1, 254)},GET,/shop/items/{rng.randint(1, 99999)},"
+        f"{rng.choice((200, 200, 200, 304, 404))},{rng.randint(200, 90000)},"
+        f'{rng.random():.4f},"Mozilla/5.0 (X11; Linux x86_64), bench/{rng.randint(1, 99)}",{i:09d}\n'
+    ).encode()
+
+
+def syslog_line(i: int, rng: random.Random) -> bytes:
+    """An RFC 3164 syslog line of about 120 bytes."""
+    return (
+        f"Nov 22 10:{i // 60 % 60:02d}:{i % 60:02d} web-{rng.randint(1, 40):02d} "
+        f"sshd[{rng.randint(100, 65000)}]: Accepted publickey for deploy from "
+        f"203.0.113.{rng.randint(1, 254)} port {rng.randint(1024, 65535)} ssh2 seq={i:09d}\n"
+    ).encode()
+
+
+LINE_MAKERS = {"apache": apache_line, "csv": csv_line, "syslog": syslog_line}
+
+
+def make_log(path: Path, lines: int, seed: int = 1, kind: str = "apache") -> Path:
+    """Generate (once; reused while its line count matches) a log of ``lines`` lines of ``kind``."""
     if (
         path.exists()
         and path.with_suffix(".lines").exists()
@@ -34,11 +57,12 @@ def make_log(path: Path, lines: int, seed: int = 1) -> Path:
     ):
         return path
     rng = random.Random(seed)
+    make_line = LINE_MAKERS[kind]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
         chunk = []
         for i in range(lines):
-            chunk.append(apache_line(i, rng))
+            chunk.append(make_line(i, rng))
             if len(chunk) == 10000:
                 fh.write(b"".join(chunk))
                 chunk = []

@@ -1,20 +1,163 @@
-"""`make bench`: every benchmark script in this folder, one after the other."""
+"""`make bench`: the figures of issue 6 as one table of medians, each beside its reference.
+
+    .venv/bin/python tests/bench/run_all.py [--runs 3] [--only P1,P7] [--quick] [--workdir DIR]
+
+Every scenario runs ``--runs`` times from scratch (scenarios.py says what each measures); the
+references (rsyslog imfile → omfile, ``wc -l``) are measured in the same runs on the same files.
+``--quick`` shrinks files and windows for a smoke run (its figures are not the issue's).
+The single-purpose scripts (bench_once.py, bench_store.py, bench_processors.py) run on their own.
+"""
 
 from __future__ import annotations
 
-import subprocess
+import argparse
+import os
+import platform
+import shutil
+import statistics
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import table
+from scenarios import SCENARIOS, Context, Sizes
+
+Row = tuple[str, str, str, str, str]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
+
+
+def rows_for(name: str, m: dict[str, float]) -> list[Row]:
+    """Table rows of one scenario from its medians: figure, agent, reference, target, met."""
+
+    def row(figure: str, agent: float, ref: str, target: str, ok: bool | None) -> Row:
+        return (figure, _fmt(agent), ref, target, "" if ok is None else ("yes" if ok else "NO"))
+
+    if name == "P1":
+        return [
+            row(
+                "P1 lines/s",
+                m["agent lines/s"],
+                f"rsyslog {_fmt(m['rsyslog lines/s'])}; wc -l {_fmt(m['wc lines/s'])}",
+                ">= rsyslog",
+                m["agent lines/s"] >= m["rsyslog lines/s"],
+            ),
+            row("P1 MB/s", m["agent MB/s"], f"rsyslog {_fmt(m['rsyslog MB/s'])}", "", None),
+            row(
+                "P1 CPU-seconds",
+                m["agent CPU-s"],
+                f"rsyslog {_fmt(m['rsyslog CPU-s'])}",
+                "<= rsyslog",
+                m["agent CPU-s"] <= m["rsyslog CPU-s"],
+            ),
+            row(
+                "P1 peak RSS MB",
+                m["agent peak RSS MB"],
+                f"rsyslog {_fmt(m['rsyslog peak RSS MB'])}",
+                "",
+                None,
+            ),
+        ]
+    if name == "P2":
+        return [
+            row(
+                f"P2{'b' if kind == 'CSVTOJSON' else ''} {kind} MiB/s",
+                m[f"{kind} MiB/s"],
+                f"{_fmt(m[f'{kind} CPU-s'])} CPU-s",
+                ">= 41",
+                m[f"{kind} MiB/s"] >= 41,
+            )
+            for kind in ("LOGTOJSON", "CSVTOJSON")
+        ]
+    if name == "P4":
+        limit = m["budget MB"] + 50
+        return [
+            row(
+                "P4 RSS, 1 GB backlog, destination refusing (peak MB)",
+                m["backlog peak RSS MB"],
+                f"budget {_fmt(m['budget MB'])} MB",
+                f"<= {_fmt(limit)}",
+                m["backlog peak RSS MB"] <= limit,
+            )
+        ]
+    if name == "P6":
+        target = m["max age ms"] + 100
+        return [
+            row("P6 append->readable p50 ms", m["p50 ms"], "10k lines/s", "", None),
+            row(
+                "P6 append->readable p99 ms",
+                m["p99 ms"],
+                f"maxBufferAgeMillis {_fmt(m['max age ms'])}",
+                f"<= {_fmt(target)}",
+                m["p99 ms"] <= target,
+            ),
+            row(
+                "P4 RSS steady MB (tailing 10k lines/s)",
+                m["steady RSS MB"],
+                "",
+                "<= 80",
+                m["steady RSS MB"] <= 80,
+            ),
+        ]
+    if name == "P7":
+        return [
+            row(
+                "P7 CPU, 1,000 idle files (% of a core)",
+                m["idle CPU %"],
+                f"over {_fmt(m['window s'])} s",
+                "< 1",
+                m["idle CPU %"] < 1,
+            )
+        ]
+    raise KeyError(name)
+
+
+def medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
 def main() -> int:
-    failed = 0
-    for script in sorted(HERE.glob("bench_*.py")):
-        print(f"\n=== {script.name}", flush=True)
-        failed += subprocess.call([sys.executable, str(script)]) != 0
-    return 1 if failed else 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="e.g. P1,P7")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workdir", help="keep generated inputs here (default: a temp dir)")
+    args = parser.parse_args()
+    chosen = [s.strip().upper() for s in args.only.split(",") if s.strip()]
+    sizes = Sizes.quick() if args.quick else Sizes()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="ka-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    ctx = Context(work, sizes)
+    rows: list[Row] = []
+    try:
+        for name in chosen:
+            scenario: Callable[[Context], dict[str, float]] = SCENARIOS[name]
+            runs = []
+            for i in range(args.runs):
+                result = scenario(ctx)
+                print(
+                    f"{name} run {i + 1}: "
+                    + ", ".join(f"{k} {_fmt(v)}" for k, v in result.items()),
+                    flush=True,
+                )
+                runs.append(result)
+            rows += rows_for(name, medians(runs))
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"\nmedians of {args.runs} runs; {os.cpu_count()} CPUs, Python {platform.python_version()}"
+        f"{'; --quick sizes' if args.quick else ''}"
+    )
+    print(
+        table([list(r) for r in rows], ["figure", "agent", "reference (same run)", "target", "met"])
+    )
+    return 0
 
 
 if __name__ == "__main__":
