@@ -32,7 +32,7 @@ from agent.tailing.tracker import FileSet, Flushed
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 256 * 1024
+READ_CHUNK = 1024 * 1024
 CHECKPOINT_INTERVAL = 1.0
 IDLE_POLL_WITH_INOTIFY = 1.0
 # Records in flight are many small tracked objects: with CPython's default gen-0 threshold (700)

@@ -84,15 +84,19 @@ class LocalSink:
         return SendResult(delivered=list(records))
 
     def _assign_keys(self, records: Sequence[Record], keys: list[str | None]) -> list[str]:
-        """Give the records that have none a key (kept if the put fails and is sent again)."""
+        """Keys for the records that have none; DETERMINISTIC and FIELD keys stay on the records.
+
+        RANDOM keys are not kept: if the put fails nothing of it is stored, and the records
+        draw new random keys when they are sent again.
+        """
         if self.keys.option == "RANDOM":
-            fresh = iter(random_keys(keys.count(None)))
-            made = [k if k is not None else next(fresh) for k in keys]
-        else:
-            key_for = self.keys.key_for
-            made = [
-                k if k is not None else key_for(r.data) for r, k in zip(records, keys, strict=True)
-            ]
+            missing = keys.count(None)
+            if missing == len(keys):
+                return random_keys(missing)
+            fresh = iter(random_keys(missing))
+            return [k if k is not None else next(fresh) for k in keys]
+        key_for = self.keys.key_for
+        made = [k if k is not None else key_for(r.data) for r, k in zip(records, keys, strict=True)]
         for record, key in zip(records, made, strict=True):
             record.partition_key = key
         return made

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from itertools import accumulate
+from itertools import accumulate, compress
 
 # Unsigned 32-bit items; array's "I" is 4 bytes on every platform CPython supports.
 _U32 = "I"
@@ -52,13 +52,19 @@ class Packed:
 
     __slots__ = ("count", "data", "data_ends", "first", "idx", "key_ends", "keys", "last")
 
-    def __init__(self, indexes: Sequence[int], keys: Sequence[bytes], datas: Sequence[bytes]):
+    def __init__(self, indexes: Sequence[int], keys: Sequence[str], datas: Sequence[bytes]):
         self.first = indexes[0]
         self.last = indexes[-1]
         self.count = len(indexes)
         self.idx = array(_U32, indexes).tobytes()
-        self.key_ends = array(_U32, accumulate(map(len, keys))).tobytes()
-        self.keys = b"".join(keys)
+        joined = "".join(keys)
+        if joined.isascii():  # a character is a byte: no key needs encoding on its own
+            self.keys = joined.encode()
+            self.key_ends = array(_U32, accumulate(map(len, keys))).tobytes()
+        else:
+            encoded = [key.encode() for key in keys]
+            self.keys = b"".join(encoded)
+            self.key_ends = array(_U32, accumulate(map(len, encoded))).tobytes()
         self.data_ends = array(_U32, accumulate(map(len, datas))).tobytes()
         self.data = b"".join(datas)
 
@@ -79,17 +85,49 @@ class Packed:
 
 
 def pack_shards(
-    shard_count: int, placement: Sequence[int], keys: list[bytes], datas: list[bytes]
+    shard_count: int, placement: Sequence[int], keys: Sequence[str], datas: list[bytes]
 ) -> list[Packed | None]:
-    """Group one put's records by shard (``placement[i]`` is record i's shard)."""
+    """Group one put's records by shard (``placement[i]`` is record i's shard).
+
+    The grouping runs in C (a selector per shard, then ``compress``): this runs in the store's
+    thread, and Python there holds the GIL the reader needs.
+    """
+    if not keys:
+        return [None] * shard_count
     if shard_count == 1:
-        return [Packed(range(len(keys)), keys, datas)] if keys else [None]
+        return [Packed(range(len(keys)), keys, datas)]
+    if shard_count > 255:
+        return _pack_shards_slow(shard_count, placement, keys, datas)
+    where = bytes(placement)
+    out: list[Packed | None] = []
+    for shard in range(shard_count):
+        if shard not in where:
+            out.append(None)
+            continue
+        mine = where.translate(_SELECTORS[shard])
+        out.append(
+            Packed(
+                list(compress(range(len(keys)), mine)),
+                list(compress(keys, mine)),
+                list(compress(datas, mine)),
+            )
+        )
+    return out
+
+
+def _pack_shards_slow(
+    shard_count: int, placement: Sequence[int], keys: Sequence[str], datas: list[bytes]
+) -> list[Packed | None]:
     indexes: list[list[int]] = [[] for _ in range(shard_count)]
     for i, shard in enumerate(placement):
         indexes[shard].append(i)
     return [
         Packed(ix, [keys[i] for i in ix], [datas[i] for i in ix]) if ix else None for ix in indexes
     ]
+
+
+# _SELECTORS[s] maps byte s to 1 and every other byte to 0
+_SELECTORS = [bytes(int(b == s) for b in range(256)) for s in range(255)]
 
 
 def unpack(row: ChunkRow, after: int, upto: int) -> list[RecordRow]:

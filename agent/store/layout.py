@@ -15,11 +15,13 @@ from agent.store.chunks import insert_chunk
 from agent.store.model import MAX_PARTITION_KEY_CHARS, StreamInfo, format_sequence
 from agent.store.sqlite import shard_table
 
+PLACEMENT_CACHE = 1 << 17  # keys whose shard is remembered, per stream
+
 
 class StreamLayout:
     """A stream's tables and insert statements, and the placement of keys on its shards."""
 
-    __slots__ = ("bounds", "info", "inserts", "shard_ids", "tables")
+    __slots__ = ("_placed", "bounds", "info", "inserts", "shard_ids", "tables")
 
     def __init__(self, stream_id: int, info: StreamInfo) -> None:
         self.info = info
@@ -28,29 +30,38 @@ class StreamLayout:
         self.shard_ids = tuple(s.shard_id for s in info.shards)
         # 16-byte big-endian digests compare like the 128-bit integers they encode
         self.bounds = [s.starting_hash_key.to_bytes(16, "big") for s in info.shards[1:]]
+        # Where keys seen before land: writers that reuse keys (RANDOM draws from a pool) skip
+        # the MD5. Bounded: once full, new keys are hashed every time.
+        self._placed: dict[str, int] = {}
 
-    def place(self, keys: Sequence[bytes]) -> list[int]:
-        """The shard index of each UTF-8 partition key."""
+    def place(self, keys: Sequence[str]) -> list[int]:
+        """The shard index of each partition key."""
         if len(self.tables) == 1:
             return [0] * len(keys)
+        placed = self._placed
+        shards = list(map(placed.get, keys))
+        if None not in shards:
+            return shards  # type: ignore[return-value]  # no None left
         md5, bounds = hashlib.md5, self.bounds
-        return [bisect_right(bounds, md5(key).digest()) for key in keys]
+        room = PLACEMENT_CACHE - len(placed)
+        out = []
+        for key, shard in zip(keys, shards, strict=True):
+            if shard is None:
+                shard = bisect_right(bounds, md5(key.encode()).digest())
+                if room > 0:
+                    placed[key] = shard
+                    room -= 1
+            out.append(shard)
+        return out
 
 
-def encode_keys(keys: Sequence[str]) -> list[bytes]:
-    """Each partition key in UTF-8; ValueError on a key Kinesis would refuse."""
-    encoded = [key.encode() for key in keys]
-    if encoded:
-        lengths = list(map(len, encoded))
-        # UTF-8 bytes >= characters: the common case needs no look at characters
-        if min(lengths) == 0 or max(lengths) > MAX_PARTITION_KEY_CHARS:
-            for key in keys:
-                if not 0 < len(key) <= MAX_PARTITION_KEY_CHARS:
-                    raise ValueError(
-                        f"a partition key has 1 to {MAX_PARTITION_KEY_CHARS} characters, "
-                        f"not {len(key)}"
-                    )
-    return encoded
+def check_keys(keys: Sequence[str]) -> None:
+    """ValueError on a partition key Kinesis would refuse (1 to 256 characters)."""
+    if keys and (min(map(len, keys)) == 0 or max(map(len, keys)) > MAX_PARTITION_KEY_CHARS):
+        bad = next(k for k in keys if not 0 < len(k) <= MAX_PARTITION_KEY_CHARS)
+        raise ValueError(
+            f"a partition key has 1 to {MAX_PARTITION_KEY_CHARS} characters, not {len(bad)}"
+        )
 
 
 class PutResult(Sequence[tuple[str, str]]):

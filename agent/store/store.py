@@ -20,7 +20,7 @@ from agent.errors import StoreError, StreamNotFound
 from agent.records import Checkpoint
 from agent.sinks.partition import even_ranges
 from agent.store.chunks import pack_shards
-from agent.store.layout import PutResult, StreamLayout, encode_keys
+from agent.store.layout import PutResult, StreamLayout, check_keys
 from agent.store.model import (
     MAX_RETENTION_HOURS,
     MAX_SEQUENCE,
@@ -294,9 +294,9 @@ class StreamStore:
             raise ValueError(f"{len(keys)} partition keys for {len(datas)} records")
         with self._lock:
             stream = self._stream(name)
-        encoded = encode_keys(keys)
-        placement = stream.place(encoded)
-        chunks = pack_shards(len(stream.tables), placement, encoded, datas)
+        check_keys(keys)
+        placement = stream.place(keys)
+        chunks = pack_shards(len(stream.tables), placement, keys, datas)
         first = 0
 
         def body() -> None:

@@ -10,6 +10,7 @@ most one record of memory. Records keep their trailing ``\\n`` (and a ``\\r`` be
 from __future__ import annotations
 
 import re
+from itertools import accumulate
 
 Framed = tuple[bytes, int, int]
 
@@ -110,7 +111,7 @@ class Framer:
             complete = data[: last_nl + 1] if last_nl + 1 < len(data) else data
         self._held = b""
         self._held_start = base + len(complete)
-        out += self._post(self._frame_lines(complete.split(b"\n"), base))
+        out += self._post(self._frame_lines(complete, base))
         if last_nl + 1 < len(data):
             self._hold(data[last_nl + 1 :])
         return out
@@ -144,20 +145,23 @@ class Framer:
         self.truncated += 1
         return data[: self._max - len(self._terminator)] + self._terminator
 
-    def _frame_lines(self, parts: list[bytes], base: int) -> list[Framed]:
-        """``parts`` is ``complete.split(b"\\n")``: the last element is the empty tail."""
-        out: list[Framed] = []
-        pos = base
-        limit = self._max - 1
-        for i in range(len(parts) - 1):
-            line = parts[i]
-            end = pos + len(line) + 1
-            if len(line) > limit:
-                out.append((self._cut(line + b"\n"), pos, end))
-            else:
-                out.append((line + b"\n", pos, end))
-            pos = end
-        return out
+    def _frame_lines(self, complete: bytes, base: int) -> list[Framed]:
+        """``complete`` ends with ``\\n``: one record per line, each keeping its ``\\n``."""
+        if b"\r" in complete:
+            # splitlines would also end lines at a lone \r: split at \n only
+            lines = [line + b"\n" for line in complete.split(b"\n")[:-1]]
+        else:
+            lines = complete.splitlines(keepends=True)
+        if max(map(len, lines)) > self._max:
+            lines = [self._cut(line) if len(line) > self._max else line for line in lines]
+            ends = list(
+                accumulate(
+                    map(len, complete.split(b"\n")[:-1]), lambda e, n: e + n + 1, initial=base
+                )
+            )
+        else:
+            ends = list(accumulate(map(len, lines), initial=base))
+        return list(zip(lines, ends[:-1], ends[1:], strict=True))
 
     def _post(self, framed: list[Framed]) -> list[Framed]:
         if self._skip:
