@@ -1,0 +1,150 @@
+"""The ``kinesis-agent`` command: parsing and exit codes only; the work is done elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+from agent.config import DEFAULT_CONFIG, AgentConfig, load_config
+from agent.errors import EX_CONFIG, AgentError, ConfigError
+
+log = logging.getLogger("agent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kinesis-agent",
+        description="Ship log files into Kinesis Data Streams, Firehose, or the embedded stream store.",
+    )
+    parser.add_argument("--version", action="version", version=f"kinesis-agent {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("KINESIS_AGENT_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log verbosity (default INFO)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the agent in the foreground")
+    run.add_argument(
+        "-c", "--config", default=DEFAULT_CONFIG, help=f"agent.json (default {DEFAULT_CONFIG})"
+    )
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="ship every matched file up to its current end, wait for acknowledgements, exit",
+    )
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser(
+        "check", help="validate the configuration and show what would be shipped"
+    )
+    check.add_argument(
+        "-c", "--config", default=DEFAULT_CONFIG, help=f"agent.json (default {DEFAULT_CONFIG})"
+    )
+    check.add_argument(
+        "--samples", type=int, default=3, help="records to show per flow (default 3)"
+    )
+    check.set_defaults(func=cmd_check)
+
+    try:
+        from agent.store import commands as stream_commands
+    except ImportError:  # the store's commands are optional until the store is installed
+        stream_commands = None  # type: ignore[assignment]
+    if stream_commands is not None:
+        stream_commands.register(sub)
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    try:
+        from agent.systemd import configure_logging as systemd_logging
+    except ImportError:
+        logging.basicConfig(
+            level=level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+    else:
+        systemd_logging(level)
+
+
+def _load(path: str) -> AgentConfig:
+    return load_config(path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent import daemon
+
+    config = _load(args.config)
+    return daemon.run(config, once=args.once)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from agent.processors import build_chain
+    from agent.tailing.discovery import scan
+    from agent.tailing.framing import Framer
+
+    config = _load(args.config)
+    print(f"configuration OK: {', '.join(config.sources)} ({len(config.flows)} flow(s))")
+    for flow in config.flows:
+        print(f"\nflow {flow.flow_id} -> {flow.destination}")
+        files = scan(flow.file_pattern)
+        if not files:
+            print(f"  no files match {flow.file_pattern} yet")
+            continue
+        for f in files:
+            print(f"  {f.path}  {f.size} bytes")
+        chain = build_chain(flow.data_processing_options)
+        pattern = flow.multi_line_start_pattern
+        framer = Framer(
+            multiline=re.compile(pattern.encode()) if pattern else None,
+            skip_header_lines=flow.skip_header_lines,
+            terminator=flow.truncated_record_terminator.encode(),
+        )
+        newest = files[-1]
+        try:
+            with open(newest.path, "rb") as fh:
+                framed = framer.feed(fh.read(256 * 1024), 0)
+        except OSError as exc:
+            print(f"  cannot read {newest.path}: {exc.strerror}")
+            continue
+        print(f"  first records of {newest.path} after processing:")
+        shown = 0
+        for data, _start, _end in framed:
+            out = chain(data)
+            if out is None:
+                continue
+            print("    " + out.decode("utf-8", "replace").rstrip("\n"))
+            shown += 1
+            if shown >= args.samples:
+                break
+        if not shown:
+            print("    (no complete record yet)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        result: int = args.func(args)
+        return result
+    except ConfigError as exc:
+        print(f"kinesis-agent: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except AgentError as exc:
+        print(f"kinesis-agent: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

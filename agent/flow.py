@@ -1,0 +1,451 @@
+"""One flow wired end to end: files → framing → processors → batches → sink → checkpoints.
+
+Two tasks per flow: the reader (scans, reads, frames, processes, queues) and the sender (cuts
+batches, sends them one at a time in order, acknowledges, persists checkpoints). Memory is bounded
+in bytes: when ``maxInFlightBytes`` of records are queued or in flight the reader stops reading and
+the backlog stays in the files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from agent.batching import Batcher
+from agent.checkpoints import CheckpointDB
+from agent.config import AgentConfig, FlowConfig
+from agent.metrics import FlowMetrics
+from agent.processors import build_chain
+from agent.records import Checkpoint, Record
+from agent.sinks import SendResult, Sink
+from agent.tailing.discovery import Watcher
+from agent.tailing.framing import Framed
+from agent.tailing.tailer import FileAcks, TrackedFile
+from agent.tailing.tracker import FileSet, Flushed
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 256 * 1024
+CHECKPOINT_INTERVAL = 1.0
+IDLE_POLL_WITH_INOTIFY = 1.0
+
+
+class Backoff:
+    """Exponential backoff with ±30% jitter between the flow's initial and max delays."""
+
+    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.failures = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        base = min(self.maximum, self.initial * 2 ** min(self.failures - 1, 30))
+        return float(base * (1 + self._rng.uniform(-0.3, 0.3)))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Flow:
+    """Runs one flow until told to stop (or, with ``once``, until every file is shipped to its end)."""
+
+    def __init__(
+        self,
+        agent: AgentConfig,
+        config: FlowConfig,
+        sink: Sink,
+        metrics: FlowMetrics,
+        checkpoint_db: CheckpointDB | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.agent = agent
+        self.config = config
+        self.sink = sink
+        self.metrics = metrics
+        self.checkpoint_db = checkpoint_db
+        self.clock = clock
+        self.chain = build_chain(config.data_processing_options, path="dataProcessingOptions")
+        self.batcher = Batcher(
+            max_records=min(config.max_buffer_size_records, sink.max_batch_records),
+            max_bytes=min(config.max_buffer_size_bytes, sink.max_batch_bytes),
+            max_age=config.max_buffer_age_millis / 1000,
+            clock=clock,
+        )
+        self.files: FileSet | None = None
+        self._wake_reader = asyncio.Event()
+        self._wake_sender = asyncio.Event()
+        self._room = asyncio.Event()
+        self._rescan_requested = False
+        self._reading_done = False
+        self._draining = False
+        self._last_save = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake_pending = threading.Event()
+        self._acks_seen: set[FileAcks] = set()
+        self._last_loud = 0.0
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def load_checkpoints(self) -> list[Checkpoint]:
+        loader = getattr(self.sink, "load_checkpoints", None)
+        if self.sink.transactional and loader is not None:
+            result: list[Checkpoint] = loader(self.config.flow_id)
+            return result
+        if self.checkpoint_db is not None:
+            return self.checkpoint_db.load(self.config.flow_id)
+        return []
+
+    async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.files = FileSet(
+            self.config,
+            await asyncio.to_thread(self.load_checkpoints),
+            self.metrics,
+            max_record_bytes=self.sink.max_record_bytes,
+            clock=self.clock,
+        )
+        watcher = None if once else Watcher(self.config.file_pattern, self._wake_from_thread)
+        if watcher is not None:
+            watcher.start()
+        self.metrics.status = "running"
+        try:
+            async with asyncio.TaskGroup() as tg:
+                sender = tg.create_task(self._sender(), name=f"send {self.config.flow_id}")
+                try:
+                    await self._reader(
+                        stop, once=once, inotify=watcher is not None and watcher.active
+                    )
+                finally:
+                    self._reading_done = True
+                    self._wake_sender.set()
+                await sender
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            self._save_on_exit()
+            self.files.close()
+            self.metrics.status = "stopped"
+
+    def _save_on_exit(self) -> None:
+        """Cancelled or done: what is acknowledged must be on disk before we go (plain sinks)."""
+        if self.sink.transactional or self.checkpoint_db is None:
+            return
+        rows = [a.row() for a in self._dirty_acks()]
+        try:
+            self.checkpoint_db.save(rows)
+        except Exception as exc:
+            log.error("%s: cannot save checkpoints at exit: %s", self.config.flow_id, exc)
+
+    def _wake_from_thread(self, rescan: bool) -> None:
+        if rescan:
+            self._rescan_requested = True
+        if self._wake_pending.is_set() or self._loop is None:
+            return
+        self._wake_pending.set()
+        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+            self._loop.call_soon_threadsafe(self._wake_reader.set)
+
+    # --- reader -----------------------------------------------------------------------------------
+
+    async def _reader(self, stop: asyncio.Event, *, once: bool, inotify: bool) -> None:
+        files = self.files
+        assert files is not None
+        cfg = self.config
+        refresh = cfg.max_time_between_file_tracker_refresh_millis / 1000
+        poll = cfg.min_time_between_file_polls_millis / 1000
+        if inotify:
+            poll = max(poll, IDLE_POLL_WITH_INOTIFY)
+        flush_after = cfg.partial_line_flush_millis / 1000
+        budget = cfg.max_in_flight_bytes
+        next_scan = 0.0
+        targets: dict[TrackedFile, int] = {}
+        while not stop.is_set():
+            now = self.clock()
+            if now >= next_scan or self._rescan_requested:
+                self._rescan_requested = False
+                self._emit_flushed(files.rescan())
+                next_scan = now + refresh
+                if once and not targets:
+                    targets = {t: t.size for t in files.readable()}
+            progressed = False
+            for tracked in files.readable():
+                if once and tracked.offset >= targets.get(tracked, 0):
+                    continue
+                while self.metrics.in_flight_bytes >= budget and not stop.is_set():
+                    self._room.clear()
+                    self._wake_sender.set()
+                    await _wait(self._room, 1.0)
+                if stop.is_set():
+                    break
+                try:
+                    framed, n = tracked.read(READ_CHUNK, now)
+                except OSError as exc:
+                    self.metrics.read_errors += 1
+                    log.error("%s: reading %s failed: %s", cfg.flow_id, tracked.path, exc)
+                    continue
+                if n:
+                    progressed = True
+                    self._emit(tracked.acks, framed, n)
+                    fm = self.metrics.files.get(str(tracked.file_id))
+                    if fm is not None:
+                        fm.read_offset = tracked.offset
+                        fm.size = max(fm.size, tracked.size)
+                    continue
+                self._idle_file(tracked, now, flush_after)
+            if once:
+                if all(t.offset >= targets.get(t, 0) for t in files.readable()):
+                    for tracked in files.readable():
+                        self._emit(tracked.acks, tracked.framer.flush(), 0)
+                    return
+                if progressed:
+                    await asyncio.sleep(0)
+                continue
+            if not progressed:
+                timeout = max(0.0, min(poll, next_scan - self.clock()))
+                self._wake_pending.clear()
+                await _wait_any(self._wake_reader, stop, timeout)
+                self._wake_reader.clear()
+            else:
+                await asyncio.sleep(0)
+
+    def _idle_file(self, tracked: TrackedFile, now: float, flush_after: float) -> None:
+        assert self.files is not None
+        if not tracked.gone:
+            try:
+                size = tracked.refresh_size()
+            except OSError:
+                return
+            if size < tracked.offset:
+                self._emit_flushed(self.files.check_truncation(tracked, verify_head=False))
+                return
+        idle = now - tracked.last_growth >= flush_after
+        if idle and tracked.framer.has_pending():
+            self._emit(tracked.acks, tracked.framer.flush(), 0)
+        if tracked.gone and idle and tracked.unread_bytes() == 0:
+            self.files.close_drained(tracked)
+
+    def _emit_flushed(self, flushed: list[Flushed]) -> None:
+        for f in flushed:
+            self._emit(f.acks, f.records, 0)
+
+    def _emit(self, acks: FileAcks, framed: list[Framed], nbytes: int) -> None:
+        m = self.metrics
+        m.bytes_parsed += nbytes
+        if not framed:
+            return
+        m.records_parsed += len(framed)
+        self._acks_seen.add(acks)
+        if self.chain:
+            records = self._process(acks, framed)
+        else:
+            records = [Record(data, acks, start, end) for data, start, end in framed]
+            acks.pending.extend(records)
+        if not records:
+            return
+        size = sum(len(r.data) for r in records)
+        m.in_flight_bytes += size
+        m.in_flight_records += len(records)
+        self.batcher.add(records)
+        if self.batcher.full():
+            self._wake_sender.set()
+
+    def _process(self, acks: FileAcks, framed: list[Framed]) -> list[Record]:
+        chain = self.chain
+        limit = self.sink.max_record_bytes
+        terminator = self.config.truncated_record_terminator.encode()
+        out: list[Record] = []
+        skipped0, errors0 = chain.skipped, chain.errors
+        for data, start, end in framed:
+            processed = chain(data)
+            if processed is None:
+                acks.skip_to(end)
+                continue
+            if len(processed) > limit:
+                processed = processed[: limit - len(terminator)] + terminator
+                self.metrics.records_truncated += 1
+            record = Record(processed, acks, start, end)
+            acks.register(record)
+            out.append(record)
+        self.metrics.records_skipped += chain.skipped - skipped0
+        self.metrics.processing_errors += chain.errors - errors0
+        self.metrics.records_processed += len(out)
+        return out
+
+    # --- sender -----------------------------------------------------------------------------------
+
+    async def _sender(self) -> None:
+        while True:
+            now = self.clock()
+            batcher = self.batcher
+            if batcher and (batcher.ready(now) or self._reading_done or self._room_needed()):
+                await self._deliver(batcher.take())
+                continue
+            if self._reading_done and not batcher:
+                await self._persist(force=True)
+                return
+            await self._persist(force=False)
+            deadline = batcher.deadline()
+            timeout = CHECKPOINT_INTERVAL if deadline is None else max(0.0, deadline - now)
+            self._wake_sender.clear()
+            await _wait(self._wake_sender, min(timeout, CHECKPOINT_INTERVAL))
+
+    def _room_needed(self) -> bool:
+        return self.metrics.in_flight_bytes >= self.config.max_in_flight_bytes
+
+    async def _deliver(self, batch: list[Record]) -> None:
+        cfg = self.config
+        backoff = Backoff(
+            cfg.retry_initial_backoff_millis / 1000, cfg.retry_max_backoff_millis / 1000
+        )
+        pending = batch
+        m = self.metrics
+        while pending:
+            m.record_send_attempts += len(pending)
+            m.send_calls += 1
+            if self.sink.transactional:
+                result = await self._send_transactional(pending)
+            else:
+                result = await self._send_plain(pending)
+            delivered = result.delivered
+            if delivered:
+                m.records_sent += len(delivered)
+                sent_bytes = sum(len(r.data) for r in delivered)
+                m.bytes_sent += sent_bytes
+                m.in_flight_bytes -= sent_bytes
+                m.in_flight_records -= len(delivered)
+                self._room.set()
+            if not result.retry:
+                if m.status == "failing":
+                    log.info("%s: delivering again", cfg.flow_id)
+                m.status = "running"
+                return
+            pending = result.retry
+            m.record_send_errors += len(pending)
+            m.retries += 1
+            if result.error is not None:
+                m.service_errors += 1
+            await self._back_off(backoff, result)
+
+    async def _back_off(self, backoff: Backoff, result: SendResult) -> None:
+        error = result.error
+        fatal = error is not None and not getattr(error, "retryable", True)
+        delay = backoff.maximum if fatal else backoff.next_delay()
+        m = self.metrics
+        m.last_error = str(error) if error is not None else f"{len(result.retry)} records failed"
+        now = self.clock()
+        if fatal:
+            m.status = "failing"
+        if fatal or backoff.failures >= 5:
+            m.status = "failing"
+            if now - self._last_loud >= 60:
+                self._last_loud = now
+                log.error(
+                    "%s: cannot deliver to %s: %s; retrying every %.1fs, data stays on disk",
+                    self.config.flow_id,
+                    self.config.destination,
+                    m.last_error,
+                    delay,
+                )
+        await asyncio.sleep(delay)
+
+    async def _send_transactional(self, batch: list[Record]) -> SendResult:
+        touched: dict[FileAcks, None] = {}
+        for record in batch:
+            record.acked = True
+            touched[record.source] = None  # type: ignore[index]
+        for acks in self._dirty_acks():
+            touched[acks] = None
+        rows = [acks.row(acks.preview()) for acks in touched]
+        result = await self.sink.send(batch, rows)
+        if result.retry or len(result.delivered) != len(batch):
+            for record in batch:
+                record.acked = False
+            return SendResult(retry=list(batch), error=result.error)
+        for acks in touched:
+            acks.advance()
+            acks.dirty = False
+            self._note_checkpoint(acks)
+        self._last_save = self.clock()
+        return result
+
+    async def _send_plain(self, batch: list[Record]) -> SendResult:
+        result = await self.sink.send(batch, ())
+        for record in result.delivered:
+            source = record.source
+            if source is not None:
+                source.ack(record)
+        return result
+
+    def _dirty_acks(self) -> list[FileAcks]:
+        dirty = [a for a in self._acks_seen if a.dirty]
+        if self.files is not None:
+            dirty += [
+                t.acks
+                for t in self.files.files.values()
+                if t.acks.dirty and t.acks not in self._acks_seen
+            ]
+        # forget trackers of closed files once nothing of theirs is in flight
+        open_acks = {t.acks for t in self.files.files.values()} if self.files is not None else set()
+        self._acks_seen = {a for a in self._acks_seen if a in open_acks or a.pending or a.dirty}
+        return dirty
+
+    def _note_checkpoint(self, acks: FileAcks) -> None:
+        fm = self.metrics.files.get(str(acks.file_id))
+        if fm is not None:
+            fm.checkpoint_offset = acks.checkpoint
+            fm.checkpoint_updated = time.time()
+
+    async def _persist(self, *, force: bool) -> None:
+        """Write dirty checkpoints: at most once a second, and at the end."""
+        now = self.clock()
+        if not force and now - self._last_save < CHECKPOINT_INTERVAL:
+            return
+        dirty = self._dirty_acks()
+        if not dirty:
+            return
+        rows = [a.row() for a in dirty]
+        try:
+            if self.sink.transactional:
+                result = await self.sink.send([], rows)
+                if result.error is not None:
+                    raise result.error
+            elif self.checkpoint_db is not None:
+                await asyncio.to_thread(self.checkpoint_db.save, rows)
+        except Exception as exc:
+            log.error("%s: cannot save checkpoints: %s (will retry)", self.config.flow_id, exc)
+            return
+        for acks in dirty:
+            acks.dirty = False
+            self._note_checkpoint(acks)
+        self._last_save = now
+
+    def request_rescan(self) -> None:
+        self._rescan_requested = True
+        self._wake_reader.set()
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        pass
+
+
+async def _wait_any(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
+    if a.is_set() or b.is_set():
+        return
+    tasks = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()

@@ -1,0 +1,1 @@
+"""Finding, identifying and reading the files of a flow."""

@@ -1,0 +1,147 @@
+"""One open file of a flow: reads from an offset through a framer, tracks which spans are acknowledged."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+
+from agent.records import Checkpoint, FileId, Record
+from agent.tailing.framing import Framed, Framer
+
+
+class FileAcks:
+    """The contiguous-acknowledgement arithmetic of one file identity.
+
+    Records are registered in file order; the checkpoint is the end of the longest prefix of
+    registered records that are all acknowledged — never past one still in flight.
+    """
+
+    __slots__ = ("checkpoint", "dirty", "file_id", "flow", "path", "pending")
+
+    def __init__(self, flow: str, file_id: FileId, path: str, checkpoint: int) -> None:
+        self.flow = flow
+        self.file_id = file_id
+        self.path = path
+        self.checkpoint = checkpoint
+        self.pending: deque[Record] = deque()
+        self.dirty = False
+
+    def register(self, record: Record) -> None:
+        self.pending.append(record)
+
+    def ack(self, record: Record) -> None:
+        record.acked = True
+        self.advance()
+
+    def unack(self, record: Record) -> None:
+        record.acked = False
+
+    def advance(self) -> None:
+        pending = self.pending
+        if pending and pending[0].acked:
+            while pending and pending[0].acked:
+                self.checkpoint = pending.popleft().end
+            self.dirty = True
+
+    def skip_to(self, end: int) -> None:
+        """A span that needs no delivery (header line, dropped record): acknowledged at once."""
+        if self.pending:
+            record = Record(b"", self, end, end)
+            record.acked = True
+            self.pending.append(record)
+        elif end > self.checkpoint:
+            self.checkpoint = end
+            self.dirty = True
+
+    def preview(self) -> int:
+        """The checkpoint once every record marked acknowledged is committed."""
+        offset = self.checkpoint
+        for record in self.pending:
+            if not record.acked:
+                break
+            offset = record.end
+        return offset
+
+    def row(self, offset: int | None = None) -> Checkpoint:
+        return Checkpoint(
+            self.flow, self.file_id, self.path, self.checkpoint if offset is None else offset
+        )
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.pending)
+
+
+class TrackedFile:
+    """An open file: identity, read position (via its framer), and its acknowledgement tracker."""
+
+    __slots__ = (
+        "acks",
+        "fd",
+        "framer",
+        "gone",
+        "last_growth",
+        "mtime",
+        "path",
+        "size",
+        "truncations",
+    )
+
+    def __init__(
+        self,
+        path: str,
+        fd: int,
+        acks: FileAcks,
+        framer: Framer,
+        *,
+        size: int,
+        mtime: float,
+        now: float,
+    ) -> None:
+        self.path = path
+        self.fd = fd
+        self.acks = acks
+        self.framer = framer
+        self.size = size
+        self.mtime = mtime
+        self.last_growth = now
+        self.gone = (
+            False  # no longer at a matching path (rotated away or deleted): drain, then close
+        )
+        self.truncations = 0
+
+    @property
+    def file_id(self) -> FileId:
+        return self.acks.file_id
+
+    @property
+    def offset(self) -> int:
+        return self.framer.next_offset
+
+    def read(self, max_bytes: int, now: float) -> tuple[list[Framed], int]:
+        """Read up to ``max_bytes`` from the current position; returns the records and bytes read."""
+        offset = self.framer.next_offset
+        data = os.pread(self.fd, max_bytes, offset)
+        if not data:
+            return [], 0
+        self.last_growth = now
+        end = offset + len(data)
+        if end > self.size:
+            self.size = end
+        return self.framer.feed(data, offset), len(data)
+
+    def unread_bytes(self) -> int:
+        return max(0, self.size - self.framer.next_offset)
+
+    def refresh_size(self) -> int:
+        st = os.fstat(self.fd)
+        self.size = st.st_size
+        self.mtime = st.st_mtime
+        return self.size
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            try:
+                os.close(self.fd)
+            finally:
+                self.fd = -1

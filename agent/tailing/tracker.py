@@ -1,0 +1,300 @@
+"""All files of one flow: which to open, where to start, and what rotation, truncation and copies mean.
+
+Decisions, in the order they are taken for a file seen at a matching path:
+- same (dev, inode) as an open file: the same file, maybe renamed; a size below our position or
+  a changed head means it was truncated (copytruncate): its copy, if one matches the pattern,
+  continues from our position, and the file itself restarts at 0;
+- a new inode with a checkpoint for its exact identity: resume there;
+- a new inode whose head equals an open, untruncated file's: a copy in the making — not read
+  while the original still holds the same bytes;
+- a new inode whose head equals a file that ended (truncated, deleted, or from a checkpoint):
+  the copy continues from where that file was read to;
+- otherwise a new file: from 0, or from the end on the flow's very first scan with END_OF_FILE.
+A file no longer at a matching path (rotated away, deleted) is drained to EOF through its open
+descriptor before it is closed, with no time limit while it holds unread bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.config import FlowConfig
+from agent.metrics import FileMetrics, FlowMetrics
+from agent.records import Checkpoint, FileId
+from agent.tailing.discovery import Found, ScanProblems, scan
+from agent.tailing.framing import Framed, Framer
+from agent.tailing.identity import fingerprint, head_matches
+from agent.tailing.tailer import FileAcks, TrackedFile
+
+log = logging.getLogger(__name__)
+
+Fingerprint = tuple[int, bytes]
+
+
+@dataclass(slots=True)
+class Flushed:
+    """Records a file gave up at once (its held tail, on rotation or truncation)."""
+
+    acks: FileAcks
+    records: list[Framed]
+
+
+class FileSet:
+    """The open files of one flow and the identity rules above."""
+
+    def __init__(
+        self,
+        flow: FlowConfig,
+        checkpoints: list[Checkpoint],
+        metrics: FlowMetrics,
+        *,
+        max_record_bytes: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self.flow = flow
+        self.flow_id = flow.flow_id
+        self.metrics = metrics
+        self.clock = clock
+        self.max_record_bytes = max_record_bytes
+        self.first_scan = not checkpoints
+        self.files: dict[tuple[int, int], TrackedFile] = {}
+        self.offsets: dict[FileId, int] = {c.file: c.offset for c in checkpoints}
+        self.by_fp: dict[Fingerprint, list[FileId]] = {}
+        for c in checkpoints:
+            self.by_fp.setdefault((c.file.fp_len, c.file.fp_hash), []).append(c.file)
+        self.shadows: set[tuple[int, int]] = set()
+        self.waiting_since: dict[tuple[int, int], float] = {}
+        self.restart_at_zero: set[tuple[int, int]] = set()
+        self.problems = ScanProblems(set(), set())
+        self._multiline = (
+            re.compile(flow.multi_line_start_pattern.encode())
+            if flow.multi_line_start_pattern
+            else None
+        )
+        self._terminator = flow.truncated_record_terminator.encode()
+
+    # --- scanning ---------------------------------------------------------------------------------
+
+    def rescan(self) -> list[Flushed]:
+        """Match the pattern again; open new files, notice renames, truncations and removals."""
+        now = self.clock()
+        flushed: list[Flushed] = []
+        seen: set[tuple[int, int]] = set()
+        found = scan(self.flow.file_pattern, self.problems)
+        for f in found:
+            key = (f.dev, f.ino)
+            seen.add(key)
+            tracked = self.files.get(key)
+            if tracked is None:
+                continue
+            if tracked.path != f.path:
+                log.info("%s: %s was renamed to %s", self.flow_id, tracked.path, f.path)
+                self.metrics.files_rotated += 1
+                tracked.path = tracked.acks.path = f.path
+                self._file_metrics(tracked).path = f.path
+            tracked.gone = False
+            flushed += self.check_truncation(tracked, verify_head=True)
+        for f in found:
+            key = (f.dev, f.ino)
+            if key not in self.files:
+                self._open(f, now)
+        for key, tracked in list(self.files.items()):
+            if key not in seen and not tracked.gone:
+                tracked.gone = True
+                self.metrics.files_rotated += 1
+                self._file_metrics(tracked).rotated = True
+                log.info(
+                    "%s: %s left the pattern (rotated or deleted); draining it",
+                    self.flow_id,
+                    tracked.path,
+                )
+        self.shadows &= seen
+        for key in list(self.waiting_since):
+            if key not in seen:
+                del self.waiting_since[key]
+        self.first_scan = False
+        return flushed
+
+    def check_truncation(self, tracked: TrackedFile, *, verify_head: bool) -> list[Flushed]:
+        """Restart a truncated file at 0 (its copy, if any, continues from our position)."""
+        try:
+            size = tracked.refresh_size()
+            rewritten = verify_head and not head_matches(
+                tracked.fd, tracked.file_id.fp_len, tracked.file_id.fp_hash
+            )
+        except OSError:
+            return []
+        if size >= tracked.framer.next_offset and not rewritten:
+            return []
+        self.metrics.files_truncated += 1
+        log.warning(
+            "%s: %s was truncated (size %d < position %d); restarting it at 0",
+            self.flow_id,
+            tracked.path,
+            size,
+            tracked.framer.next_offset,
+        )
+        fp = (tracked.file_id.fp_len, tracked.file_id.fp_hash)
+        copy = self._find_copy(fp, exclude=(tracked.file_id.dev, tracked.file_id.ino))
+        out: list[Flushed] = []
+        if copy is not None:
+            # the copy holds the held tail too: continue there from the last complete record
+            self._retire(tracked, tracked.framer.consumed)
+        else:
+            records = tracked.framer.flush()
+            if records:
+                out.append(Flushed(tracked.acks, records))
+            self._retire(tracked, tracked.framer.next_offset)
+        key = (tracked.file_id.dev, tracked.file_id.ino)
+        del self.files[key]
+        tracked.close()
+        self.restart_at_zero.add(key)
+        if copy is not None:
+            self.shadows.discard((copy.dev, copy.ino))
+            self._open(copy, self.clock())
+        return out
+
+    def _find_copy(self, fp: Fingerprint, exclude: tuple[int, int]) -> Found | None:
+        for f in scan(self.flow.file_pattern):
+            key = (f.dev, f.ino)
+            if key == exclude or key in self.files:
+                continue
+            try:
+                fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                if head_matches(fd, fp[0], fp[1]):
+                    return f
+            finally:
+                os.close(fd)
+        return None
+
+    def _retire(self, tracked: TrackedFile, offset: int) -> None:
+        fid = tracked.file_id
+        self.offsets[fid] = offset
+        ids = self.by_fp.setdefault((fid.fp_len, fid.fp_hash), [])
+        if fid not in ids:
+            ids.append(fid)
+
+    def _open(self, f: Found, now: float) -> None:
+        key = (f.dev, f.ino)
+        try:
+            fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            if f.path not in self.problems.unreadable:
+                self.problems.unreadable.add(f.path)
+                self.metrics.read_errors += 1
+                log.error(
+                    "%s: cannot open %s: %s (will retry every scan)",
+                    self.flow_id,
+                    f.path,
+                    exc.strerror,
+                )
+            return
+        self.problems.unreadable.discard(f.path)
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != key:  # replaced between scan and open: next scan
+                os.close(fd)
+                return
+            first_seen = self.waiting_since.setdefault(key, now)
+            idle = now - first_seen >= self.flow.partial_line_flush_millis / 1000
+            fp = fingerprint(fd, force=idle)
+        except OSError:
+            os.close(fd)
+            return
+        if fp is None:
+            os.close(fd)  # too short to tell who it is yet
+            return
+        self.waiting_since.pop(key, None)
+        fid = FileId(st.st_dev, st.st_ino, fp[0], fp[1])
+        start = self._start_offset(fid, fd, st.st_size, key)
+        if start is None:
+            os.close(fd)
+            self.shadows.add(key)
+            return
+        acks = FileAcks(self.flow_id, fid, f.path, start)
+        acks.dirty = True  # record where we start, so a restart does not re-decide it
+        framer = Framer(
+            start=start,
+            max_record_bytes=self.max_record_bytes,
+            terminator=self._terminator,
+            multiline=self._multiline,
+            skip_header_lines=self.flow.skip_header_lines,
+        )
+        tracked = TrackedFile(f.path, fd, acks, framer, size=st.st_size, mtime=st.st_mtime, now=now)
+        self.files[key] = tracked
+        self.metrics.files[str(fid)] = FileMetrics(
+            f.path, str(fid), size=st.st_size, read_offset=start, checkpoint_offset=start
+        )
+        log.info("%s: tailing %s from offset %d", self.flow_id, f.path, start)
+
+    def _start_offset(self, fid: FileId, fd: int, size: int, key: tuple[int, int]) -> int | None:
+        if key in self.restart_at_zero:
+            self.restart_at_zero.discard(key)
+            return 0
+        known = self.offsets.get(fid)
+        if known is not None:
+            if known <= size:
+                return known
+            self.metrics.files_truncated += 1
+            log.warning(
+                "%s: %s is shorter than its checkpoint; reading it from 0", self.flow_id, fid
+            )
+            return 0
+        fp = (fid.fp_len, fid.fp_hash)
+        for other in self.files.values():
+            if (other.file_id.fp_len, other.file_id.fp_hash) == fp and not other.gone:
+                return None  # a copy of a live file: the original is read instead
+        prior = [
+            self.offsets[i] for i in self.by_fp.get(fp, ()) if self.offsets.get(i, size + 1) <= size
+        ]
+        if prior:
+            return max(prior)
+        if self.first_scan and self.flow.initial_position == "END_OF_FILE":
+            return _last_line_end(fd, size)
+        return 0
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def readable(self) -> list[TrackedFile]:
+        """Open files, oldest modification first."""
+        return sorted(self.files.values(), key=lambda t: t.mtime)
+
+    def close_drained(self, tracked: TrackedFile) -> None:
+        """A rotated-away file read to EOF and idle: close it and remember where it ended."""
+        key = (tracked.file_id.dev, tracked.file_id.ino)
+        self._retire(tracked, tracked.framer.next_offset)
+        self.files.pop(key, None)
+        tracked.close()
+        log.info("%s: finished %s", self.flow_id, tracked.path)
+
+    def _file_metrics(self, tracked: TrackedFile) -> FileMetrics:
+        key = str(tracked.file_id)
+        fm = self.metrics.files.get(key)
+        if fm is None:
+            fm = self.metrics.files[key] = FileMetrics(tracked.path, key)
+        return fm
+
+    def close(self) -> None:
+        for tracked in self.files.values():
+            tracked.close()
+        self.files.clear()
+
+
+def _last_line_end(fd: int, size: int) -> int:
+    """Offset just after the last newline before ``size`` (END_OF_FILE skips only whole records)."""
+    pos = size
+    while pos > 0:
+        step = min(pos, 64 * 1024)
+        chunk = os.pread(fd, step, pos - step)
+        nl = chunk.rfind(b"\n")
+        if nl >= 0:
+            return pos - step + nl + 1
+        pos -= step
+    return 0
