@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import random
 import socket
@@ -121,9 +122,7 @@ class FaultProxy:
 
     def _run(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
-        self._server = loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", 0)
-        )
+        self._server = loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
         try:
@@ -202,9 +201,7 @@ class FaultProxy:
                 return True
             upstream = json.loads(rbody)["Records"]
         forwarded = [received[i] for i in range(len(entries)) if i not in rejected]
-        self._log(
-            Event(fault.kind, received, forwarded, [received[i] for i in sorted(rejected)])
-        )
+        self._log(Event(fault.kind, received, forwarded, [received[i] for i in sorted(rejected)]))
         if fault.kind == "lost":
             _abort(writer)
             return False
@@ -327,11 +324,14 @@ def _abort(writer: asyncio.StreamWriter) -> None:
     """Close with a TCP reset (SO_LINGER 0), as a crashed or overloaded front end does."""
     sock = writer.get_extra_info("socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
     writer.transport.abort()
 
 
-_REASONS = {200: b"OK", 400: b"Bad Request", 500: b"Internal Server Error", 503: b"Service Unavailable"}
+_REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+}

@@ -101,7 +101,9 @@ def start_kinesalite(log_dir: Path) -> Peer:
     line = process.stdout.readline().decode().strip()
     if not line.startswith("listening "):
         process.kill()
-        raise PeerError(f"kinesalite did not start ({line!r}); see {log}: {log.read_text()[-2000:]}")
+        raise PeerError(
+            f"kinesalite did not start ({line!r}); see {log}: {log.read_text()[-2000:]}"
+        )
     peer = Peer("kinesalite", process, int(line.split()[1]), log)
     _wait_http(peer, "/", 10)
     return peer
