@@ -25,7 +25,7 @@ from agent.records import Checkpoint, Record
 from agent.sinks import SendResult, Sink
 from agent.tailing.discovery import Watcher
 from agent.tailing.framing import Framed
-from agent.tailing.tailer import FileAcks, TrackedFile
+from agent.tailing.tailer import FileAcks, TrackedFile, Truncated
 from agent.tailing.tracker import FileSet, Flushed
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,9 @@ class Flow:
                     break
                 try:
                     framed, n = tracked.read(READ_CHUNK, now)
+                except Truncated:
+                    self._emit_flushed(files.check_truncation(tracked, verify_head=True))
+                    continue
                 except OSError as exc:
                     self.metrics.read_errors += 1
                     log.error("%s: reading %s failed: %s", cfg.flow_id, tracked.path, exc)

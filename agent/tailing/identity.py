@@ -8,7 +8,7 @@ import os
 from agent.records import FINGERPRINT_BYTES, FileId
 
 
-def _digest(data: bytes) -> bytes:
+def digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
@@ -20,19 +20,19 @@ def fingerprint(fd: int, *, force: bool = False) -> tuple[int, bytes] | None:
     """
     head = os.pread(fd, FINGERPRINT_BYTES, 0)
     if len(head) >= FINGERPRINT_BYTES:
-        return FINGERPRINT_BYTES, _digest(head)
+        return FINGERPRINT_BYTES, digest(head)
     end = head.rfind(b"\n") + 1
     if end == 0:
         if force and head:
-            return len(head), _digest(head)
+            return len(head), digest(head)
         return None
-    return end, _digest(head[:end])
+    return end, digest(head[:end])
 
 
 def head_matches(fd: int, fp_len: int, fp_hash: bytes) -> bool:
     """Does the file still start with the bytes it was fingerprinted by?"""
     head = os.pread(fd, fp_len, 0)
-    return len(head) == fp_len and _digest(head) == fp_hash
+    return len(head) == fp_len and digest(head) == fp_hash
 
 
 def file_id(st: os.stat_result, fp: tuple[int, bytes]) -> FileId:

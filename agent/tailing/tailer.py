@@ -7,6 +7,11 @@ from collections import deque
 
 from agent.records import Checkpoint, FileId, Record
 from agent.tailing.framing import Framed, Framer
+from agent.tailing.identity import head_matches
+
+
+class Truncated(Exception):
+    """The file no longer starts with the bytes it was identified by."""
 
 
 class FileAcks:
@@ -124,6 +129,10 @@ class TrackedFile:
         data = os.pread(self.fd, max_bytes, offset)
         if not data:
             return [], 0
+        fid = self.acks.file_id
+        if offset and not head_matches(self.fd, fid.fp_len, fid.fp_hash):
+            # truncated and written again since we last looked: these bytes are not ours
+            raise Truncated(self.path)
         self.last_growth = now
         end = offset + len(data)
         if end > self.size:

@@ -27,12 +27,10 @@ from agent.metrics import FileMetrics, FlowMetrics
 from agent.records import Checkpoint, FileId
 from agent.tailing.discovery import Found, ScanProblems, scan
 from agent.tailing.framing import Framed, Framer
-from agent.tailing.identity import fingerprint, head_matches
+from agent.tailing.identity import digest, fingerprint, head_matches
 from agent.tailing.tailer import FileAcks, TrackedFile
 
 log = logging.getLogger(__name__)
-
-Fingerprint = tuple[int, bytes]
 
 
 @dataclass(slots=True)
@@ -62,10 +60,11 @@ class FileSet:
         self.max_record_bytes = max_record_bytes
         self.first_scan = not checkpoints
         self.files: dict[tuple[int, int], TrackedFile] = {}
-        self.offsets: dict[FileId, int] = {c.file: c.offset for c in checkpoints}
-        self.by_fp: dict[Fingerprint, list[FileId]] = {}
+        self.offsets: dict[FileId, int] = {}
+        self.by_inode: dict[tuple[int, int], list[FileId]] = {}
+        self.by_fp_len: dict[int, dict[bytes, list[FileId]]] = {}
         for c in checkpoints:
-            self.by_fp.setdefault((c.file.fp_len, c.file.fp_hash), []).append(c.file)
+            self._remember(c.file, c.offset)
         self.shadows: set[tuple[int, int]] = set()
         self.waiting_since: dict[tuple[int, int], float] = {}
         self.restart_at_zero: set[tuple[int, int]] = set()
@@ -158,7 +157,7 @@ class FileSet:
             self._open(copy, self.clock())
         return out
 
-    def _find_copy(self, fp: Fingerprint, exclude: tuple[int, int]) -> Found | None:
+    def _find_copy(self, fp: tuple[int, bytes], exclude: tuple[int, int]) -> Found | None:
         for f in scan(self.flow.file_pattern):
             key = (f.dev, f.ino)
             if key == exclude or key in self.files:
@@ -175,11 +174,13 @@ class FileSet:
         return None
 
     def _retire(self, tracked: TrackedFile, offset: int) -> None:
-        fid = tracked.file_id
+        self._remember(tracked.file_id, offset)
+
+    def _remember(self, fid: FileId, offset: int) -> None:
+        if fid not in self.offsets:
+            self.by_inode.setdefault(fid.inode, []).append(fid)
+            self.by_fp_len.setdefault(fid.fp_len, {}).setdefault(fid.fp_hash, []).append(fid)
         self.offsets[fid] = offset
-        ids = self.by_fp.setdefault((fid.fp_len, fid.fp_hash), [])
-        if fid not in ids:
-            ids.append(fid)
 
     def _open(self, f: Found, now: float) -> None:
         key = (f.dev, f.ino)
@@ -202,22 +203,16 @@ class FileSet:
             if (st.st_dev, st.st_ino) != key:  # replaced between scan and open: next scan
                 os.close(fd)
                 return
-            first_seen = self.waiting_since.setdefault(key, now)
-            idle = now - first_seen >= self.flow.partial_line_flush_millis / 1000
-            fp = fingerprint(fd, force=idle)
+            decided = self._identify(fd, st.st_size, key, now)
         except OSError:
             os.close(fd)
             return
-        if fp is None:
-            os.close(fd)  # too short to tell who it is yet
+        if decided is None:
+            os.close(fd)  # too short to tell who it is yet, or a copy of a file being read
             return
+        fid, start = decided
         self.waiting_since.pop(key, None)
-        fid = FileId(st.st_dev, st.st_ino, fp[0], fp[1])
-        start = self._start_offset(fid, fd, st.st_size, key)
-        if start is None:
-            os.close(fd)
-            self.shadows.add(key)
-            return
+        self.shadows.discard(key)
         acks = FileAcks(self.flow_id, fid, f.path, start)
         acks.dirty = True  # record where we start, so a restart does not re-decide it
         framer = Framer(
@@ -234,31 +229,59 @@ class FileSet:
         )
         log.info("%s: tailing %s from offset %d", self.flow_id, f.path, start)
 
-    def _start_offset(self, fid: FileId, fd: int, size: int, key: tuple[int, int]) -> int | None:
-        if key in self.restart_at_zero:
-            self.restart_at_zero.discard(key)
-            return 0
-        known = self.offsets.get(fid)
-        if known is not None:
-            if known <= size:
-                return known
-            self.metrics.files_truncated += 1
-            log.warning(
-                "%s: %s is shorter than its checkpoint; reading it from 0", self.flow_id, fid
-            )
-            return 0
-        fp = (fid.fp_len, fid.fp_hash)
+    def _identify(
+        self, fd: int, size: int, key: tuple[int, int], now: float
+    ) -> tuple[FileId, int] | None:
+        """Who the file is and where to start, or None (wait, or a copy of a live file)."""
+        fresh = key in self.restart_at_zero
+        if not fresh:
+            for fid in self.by_inode.get(key, ()):
+                if head_matches(fd, fid.fp_len, fid.fp_hash):
+                    offset = self.offsets[fid]
+                    if offset <= size:
+                        return fid, offset
+                    self.metrics.files_truncated += 1
+                    log.warning(
+                        "%s: %s is shorter than its checkpoint; reading it from 0",
+                        self.flow_id,
+                        fid,
+                    )
+                    fresh = True
+        first_seen = self.waiting_since.setdefault(key, now)
+        idle = now - first_seen >= self.flow.partial_line_flush_millis / 1000
+        fp = fingerprint(fd, force=idle)
+        if fp is None:
+            return None
+        fid = FileId(key[0], key[1], fp[0], fp[1])
+        self.restart_at_zero.discard(key)
+        if fresh:
+            return fid, 0
         for other in self.files.values():
-            if (other.file_id.fp_len, other.file_id.fp_hash) == fp and not other.gone:
+            ofid = other.file_id
+            if not other.gone and ofid.inode != key and head_matches(fd, ofid.fp_len, ofid.fp_hash):
+                self.shadows.add(key)
                 return None  # a copy of a live file: the original is read instead
         prior = [
-            self.offsets[i] for i in self.by_fp.get(fp, ()) if self.offsets.get(i, size + 1) <= size
+            self.offsets[known]
+            for known in self._same_head(fd, size)
+            if self.offsets[known] <= size
         ]
         if prior:
-            return max(prior)
+            return fid, max(prior)
         if self.first_scan and self.flow.initial_position == "END_OF_FILE":
-            return _last_line_end(fd, size)
-        return 0
+            return fid, _last_line_end(fd, size)
+        return fid, 0
+
+    def _same_head(self, fd: int, size: int) -> list[FileId]:
+        """Known identities (checkpointed or ended) whose head this file starts with."""
+        out: list[FileId] = []
+        for length, table in self.by_fp_len.items():
+            if length > size:
+                continue
+            ids = table.get(digest(os.pread(fd, length, 0)))
+            if ids:
+                out += ids
+        return out
 
     # --- reading ----------------------------------------------------------------------------------
 

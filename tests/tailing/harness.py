@@ -1,0 +1,108 @@
+"""An in-process agent for one flow that tests can start, stop, restart and wait on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from agent.checkpoints import CheckpointDB
+from agent.config import AgentConfig, FlowConfig
+from agent.flow import Flow
+from agent.metrics import FlowMetrics
+from agent.sinks import MemorySink, Sink
+
+
+def fast_flow(pattern: str, **overrides: object) -> FlowConfig:
+    """A flow with test-speed timings (below the ranges config.py allows operators)."""
+    base = FlowConfig(
+        file_pattern=pattern,
+        local_stream="test",
+        initial_position="START_OF_FILE",
+        max_buffer_age_millis=20,
+        min_time_between_file_polls_millis=10,
+        max_time_between_file_tracker_refresh_millis=200,
+        partial_line_flush_millis=150,
+    )
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+class FlowHarness:
+    """Runs a Flow on a private event loop; the sink survives restarts, the checkpoints too."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        flow: FlowConfig,
+        sink_factory: Callable[[], Sink] | None = None,
+    ) -> None:
+        self.agent = AgentConfig(flows=(flow,), checkpoint_file=str(tmp / "cp.db"))
+        self.flow_config = flow
+        self.loop = asyncio.new_event_loop()
+        self.memory = MemorySink()
+        self.sink_factory = sink_factory or (lambda: self.memory)
+        self.sink: Sink | None = None
+        self.db: CheckpointDB | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.stop_event: asyncio.Event | None = None
+        self.flow: Flow | None = None
+
+    def start(self) -> None:
+        assert self.task is None
+        self.sink = self.sink_factory()
+        self.db = None if self.sink.transactional else CheckpointDB(self.agent.checkpoint_file)
+        metrics = FlowMetrics(self.flow_config.flow_id, self.flow_config.destination)
+        self.flow = Flow(self.agent, self.flow_config, self.sink, metrics, self.db)
+        self.stop_event = asyncio.Event()
+        self.task = self.loop.create_task(self.flow.run(self.stop_event))
+        self.run_for(0.05)
+
+    def stop(self) -> None:
+        """Graceful: stop reading, drain, commit."""
+        assert self.task is not None and self.stop_event is not None
+        self.stop_event.set()
+        self.loop.run_until_complete(self.task)
+        self._closed()
+
+    def crash(self) -> None:
+        """Abandon the flow mid-work: nothing more is committed (like kill -9)."""
+        assert self.task is not None
+        flow = self.flow
+        assert flow is not None
+        flow._save_on_exit = lambda: None  # type: ignore[method-assign]
+        self.task.cancel()
+        try:
+            self.loop.run_until_complete(self.task)
+        except asyncio.CancelledError:
+            pass
+        self._closed()
+
+    def _closed(self) -> None:
+        if self.sink is not None and self.sink is not self.memory:
+            self.loop.run_until_complete(self.sink.aclose())
+        if self.db is not None:
+            self.db.close()
+        self.task = None
+        self.flow = None
+
+    def run_for(self, seconds: float) -> None:
+        self.loop.run_until_complete(asyncio.sleep(seconds))
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+
+        async def poll() -> bool:
+            while time.monotonic() < deadline:
+                if predicate():
+                    return True
+                await asyncio.sleep(0.01)
+            return predicate()
+
+        return self.loop.run_until_complete(poll())
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.stop()
+        self.loop.close()

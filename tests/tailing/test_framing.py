@@ -1,0 +1,106 @@
+"""Framing: bytes → records with spans, independent of how the bytes were chunked."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.tailing.framing import Framer
+
+
+def feed_all(framer: Framer, data: bytes, cuts: list[int]) -> list[tuple[bytes, int, int]]:
+    out = []
+    pos = 0
+    for cut in [*sorted(set(cuts)), len(data)]:
+        if cut <= pos or cut > len(data):
+            continue
+        out += framer.feed(data[pos:cut], pos)
+        pos = cut
+    return out
+
+
+class TestSingleLine:
+    def test_lines_keep_newline_and_cr(self) -> None:
+        """Records end at \\n; a trailing \\r stays, as AWS does."""
+        f = Framer()
+        assert f.feed(b"a\r\nbb\n", 0) == [(b"a\r\n", 0, 3), (b"bb\n", 3, 6)]
+
+    def test_unterminated_tail_is_held_until_flush(self) -> None:
+        """A line without \\n is held; flush emits it with its span."""
+        f = Framer()
+        assert f.feed(b"a\nhalf", 0) == [(b"a\n", 0, 2)]
+        assert f.consumed == 2
+        assert f.feed(b"-line", 6) == []
+        assert f.flush() == [(b"half-line", 2, 11)]
+        assert f.consumed == 11
+
+    def test_long_line_is_cut_with_terminator_and_counted(self) -> None:
+        """A 10 MiB line becomes one record of the limit ending with the terminator; memory stays bounded."""
+        f = Framer(max_record_bytes=100, terminator=b"...\n")
+        big = b"x" * (10 * 1024 * 1024)
+        out = []
+        pos = 0
+        for i in range(0, len(big), 65536):
+            chunk = big[i : i + 65536]
+            out += f.feed(chunk, pos)
+            pos += len(chunk)
+            assert f.held_bytes <= 100
+        out += f.feed(b"\nnext\n", pos)
+        assert out[0] == (b"x" * 96 + b"...\n", 0, len(big) + 1)
+        assert out[1] == (b"next\n", len(big) + 1, len(big) + 6)
+        assert f.truncated == 1
+
+    def test_skip_header_lines_only_from_zero(self) -> None:
+        """skipHeaderLines applies to a file read from offset 0 only."""
+        assert Framer(skip_header_lines=1).feed(b"h\na\n", 0) == [(b"a\n", 2, 4)]
+        assert Framer(start=2, skip_header_lines=1).feed(b"a\n", 2) == [(b"a\n", 2, 4)]
+
+    def test_rejects_a_gap(self) -> None:
+        """A chunk that does not follow the previous one is a bug, not data."""
+        f = Framer()
+        f.feed(b"a\n", 0)
+        try:
+            f.feed(b"b\n", 5)
+        except ValueError:
+            return
+        raise AssertionError("gap accepted")
+
+    @given(st.binary(max_size=300), st.lists(st.integers(0, 300), max_size=10))
+    def test_chunking_does_not_change_records(self, data: bytes, cuts: list[int]) -> None:
+        """Any split of the input gives the same records, and the records tile the input exactly."""
+        whole = Framer()
+        expected = whole.feed(data, 0) + whole.flush()
+        chunked = Framer()
+        got = feed_all(chunked, data, cuts) + chunked.flush()
+        assert got == expected
+        assert b"".join(r[0] for r in got) == data
+        pos = 0
+        for _, start, end in got:
+            assert start == pos
+            pos = end
+        assert pos == len(data)
+
+
+class TestMultiLine:
+    def test_records_start_at_matching_lines(self) -> None:
+        """Continuation lines join the record that the last start line opened."""
+        f = Framer(multiline=re.compile(rb"\d{4}-"))
+        out = f.feed(b"2024-1 boom\n  at a\n  at b\n2024-2 ok\n", 0)
+        assert out == [(b"2024-1 boom\n  at a\n  at b\n", 0, 26)]
+        assert f.consumed == 26
+        assert f.flush() == [(b"2024-2 ok\n", 26, 36)]
+
+    @given(
+        st.lists(st.sampled_from([b"S1\n", b" c\n", b"S2 x\n", b"\n"]), max_size=30),
+        st.lists(st.integers(0, 120), max_size=6),
+    )
+    def test_multiline_tiles_the_input(self, lines: list[bytes], cuts: list[int]) -> None:
+        """Multi-line records, however chunked, cover every byte once and in order."""
+        data = b"".join(lines)
+        f = Framer(multiline=re.compile(rb"S"))
+        got = feed_all(f, data, cuts) + f.flush()
+        assert b"".join(r[0] for r in got) == data
+        for data_, start, end in got:
+            assert data[start:end] == data_

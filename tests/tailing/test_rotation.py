@@ -1,0 +1,184 @@
+"""Rotation scenarios with a running flow: rename/create, copytruncate, truncation, deletion, restarts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.tailing.harness import FlowHarness, fast_flow
+
+
+def lines(prefix: str, start: int, count: int) -> list[bytes]:
+    return [f"{prefix}-{i}\n".encode() for i in range(start, start + count)]
+
+
+def append(path: Path, data: list[bytes]) -> None:
+    with open(path, "ab") as fh:
+        fh.write(b"".join(data))
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Path:
+    d = tmp_path / "logs"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def harness(tmp_path: Path, logs: Path) -> Iterator[FlowHarness]:
+    h = FlowHarness(tmp_path, fast_flow(str(logs / "app.log*")))
+    yield h
+    h.close()
+
+
+def delivered(h: FlowHarness) -> list[bytes]:
+    return h.memory.records
+
+
+class TestRotation:
+    def test_rename_create_loses_nothing(self, harness: FlowHarness, logs: Path) -> None:
+        """Lines written before and after a rename rotation all arrive once, in order."""
+        live = logs / "app.log"
+        append(live, lines("a", 0, 100))
+        harness.start()
+        assert harness.wait_until(lambda: len(delivered(harness)) == 100)
+        append(live, lines("a", 100, 50))
+        os.rename(live, logs / "app.log.1")
+        append(logs / "app.log.1", lines("a", 150, 10))  # the writer had not reopened yet
+        append(live, lines("b", 0, 100))
+        expected = lines("a", 0, 160) + lines("b", 0, 100)
+        assert harness.wait_until(lambda: len(delivered(harness)) >= 260)
+        assert sorted(delivered(harness)) == sorted(expected)
+        assert [r for r in delivered(harness) if r.startswith(b"a")] == lines("a", 0, 160)
+
+    def test_rotated_out_of_pattern_is_drained(self, tmp_path: Path, logs: Path) -> None:
+        """A file renamed to a name the pattern does not match is still read to its end."""
+        h = FlowHarness(tmp_path, fast_flow(str(logs / "*.log")))
+        live = logs / "app.log"
+        append(live, lines("a", 0, 10))
+        h.start()
+        assert h.wait_until(lambda: len(h.memory.records) == 10)
+        append(live, lines("a", 10, 20))
+        os.rename(live, logs / "app.log.old")
+        assert h.wait_until(lambda: len(h.memory.records) == 30)
+        h.close()
+        assert h.memory.records == lines("a", 0, 30)
+
+    def test_copytruncate_continues_in_the_copy(self, harness: FlowHarness, logs: Path) -> None:
+        """copytruncate: what the agent had not read yet is taken from the copy, not lost or repeated."""
+        live = logs / "app.log"
+        append(live, lines("a", 0, 100))
+        harness.start()
+        assert harness.wait_until(lambda: len(delivered(harness)) == 100)
+        harness.stop()  # the agent is down while lines are written and the file is rotated
+        append(live, lines("a", 100, 50))
+        shutil.copyfile(live, logs / "app.log.1")
+        os.truncate(live, 0)
+        append(live, lines("b", 0, 30))
+        harness.start()
+        assert harness.wait_until(lambda: len(delivered(harness)) >= 180)
+        harness.run_for(0.3)
+        assert sorted(delivered(harness)) == sorted(lines("a", 0, 150) + lines("b", 0, 30))
+
+    def test_copytruncate_while_running(self, harness: FlowHarness, logs: Path) -> None:
+        """copytruncate under a running agent: every line once."""
+        live = logs / "app.log"
+        harness.start()
+        for round_ in range(5):
+            append(live, lines(f"r{round_}", 0, 40))
+            shutil.copyfile(live, logs / f"app.log.{round_ + 1}")
+            os.truncate(live, 0)
+        append(live, lines("end", 0, 5))
+        expected = [x for r in range(5) for x in lines(f"r{r}", 0, 40)] + lines("end", 0, 5)
+        assert harness.wait_until(lambda: len(delivered(harness)) >= len(expected))
+        harness.run_for(0.5)
+        assert sorted(delivered(harness)) == sorted(expected)
+
+    def test_truncation_restarts_at_zero(self, harness: FlowHarness, logs: Path) -> None:
+        """A truncated file is read again from 0 and the truncation is counted."""
+        live = logs / "app.log"
+        append(live, lines("a", 0, 20))
+        harness.start()
+        assert harness.wait_until(lambda: len(delivered(harness)) == 20)
+        os.truncate(live, 0)
+        append(live, lines("b", 0, 5))
+        assert harness.wait_until(lambda: len(delivered(harness)) == 25)
+        assert delivered(harness)[20:] == lines("b", 0, 5)
+        assert harness.flow is not None and harness.flow.metrics.files_truncated >= 1
+
+    def test_deleted_while_unread_is_drained(self, tmp_path: Path, logs: Path) -> None:
+        """A file deleted after the agent opened it is read to its end through the open descriptor."""
+        h = FlowHarness(tmp_path, fast_flow(str(logs / "*.log")))
+        live = logs / "app.log"
+        append(live, lines("a", 0, 5))
+        h.start()
+        assert h.wait_until(lambda: len(h.memory.records) == 5)
+        with open(live, "ab") as fh:
+            os.unlink(live)
+            fh.write(b"".join(lines("a", 5, 5)))
+        assert h.wait_until(lambda: len(h.memory.records) == 10)
+        h.close()
+
+    def test_unterminated_last_line_is_flushed_after_idle(
+        self, harness: FlowHarness, logs: Path
+    ) -> None:
+        """A last line without newline is sent once the file is idle (AWS never sends it)."""
+        (logs / "app.log").write_bytes(b"one\ntwo-without-newline")
+        harness.start()
+        assert harness.wait_until(lambda: len(delivered(harness)) == 2)
+        assert delivered(harness) == [b"one\n", b"two-without-newline"]
+
+
+class TestRestart:
+    def test_checkpoint_survives_restart(self, harness: FlowHarness, logs: Path) -> None:
+        """After a restart the agent resumes at its checkpoint: no line twice, none missing."""
+        live = logs / "app.log"
+        append(live, lines("a", 0, 50))
+        harness.start()
+        assert harness.wait_until(lambda: len(delivered(harness)) == 50)
+        harness.stop()
+        append(live, lines("a", 50, 50))
+        os.rename(live, logs / "app.log.1")
+        append(live, lines("b", 0, 10))
+        harness.start()
+        assert harness.wait_until(lambda: len(delivered(harness)) >= 110)
+        harness.run_for(0.3)
+        assert sorted(delivered(harness)) == sorted(lines("a", 0, 100) + lines("b", 0, 10))
+
+    def test_end_of_file_applies_only_to_the_first_sight(self, tmp_path: Path, logs: Path) -> None:
+        """END_OF_FILE skips what existed when the flow was first seen, never later data."""
+        h = FlowHarness(tmp_path, fast_flow(str(logs / "app.log*"), initial_position="END_OF_FILE"))
+        live = logs / "app.log"
+        append(live, lines("old", 0, 10))
+        h.start()
+        h.run_for(0.2)
+        append(live, lines("new", 0, 3))
+        assert h.wait_until(lambda: len(h.memory.records) == 3)
+        h.stop()
+        append(live, lines("down", 0, 2))  # written while the agent was stopped
+        (logs / "app.log.2").write_bytes(b"".join(lines("created", 0, 2)))
+        h.start()
+        assert h.wait_until(lambda: len(h.memory.records) == 7)
+        h.close()
+        assert sorted(h.memory.records) == sorted(
+            lines("new", 0, 3) + lines("down", 0, 2) + lines("created", 0, 2)
+        )
+
+    def test_reused_inode_with_new_head_is_a_new_file(
+        self, harness: FlowHarness, logs: Path
+    ) -> None:
+        """Delete and recreate (likely the same inode): the new file is read from 0."""
+        live = logs / "app.log"
+        append(live, lines("first", 0, 30))
+        harness.start()
+        assert harness.wait_until(lambda: len(delivered(harness)) == 30)
+        harness.stop()
+        live.unlink()
+        append(live, lines("second", 0, 3))
+        harness.start()
+        assert harness.wait_until(lambda: len(delivered(harness)) == 33)
+        assert delivered(harness)[30:] == lines("second", 0, 3)
