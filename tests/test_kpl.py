@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import itertools
 import random
 
 from aws_kinesis_agg.deaggregator import iter_deaggregate_records
@@ -100,7 +101,7 @@ class TestKplAggregate:
         """Splitting happens only when the next record would not fit."""
         batch = recs(*(b"y" * 1000 for _ in range(3000)))
         aggs = kpl_aggregate(batch, lambda r: "k")
-        for a, nxt in zip(aggs, aggs[1:], strict=False):
+        for a, nxt in itertools.pairwise(aggs):
             assert len(a.data) + 1 + 1008 > KINESIS_MAX_RECORD_BYTES - len(nxt.partition_key)
 
     def test_largest_allowed_record_fits_alone(self) -> None:

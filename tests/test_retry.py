@@ -162,7 +162,9 @@ class TestSendUntilDelivered:
         """Delivered records are reported as soon as each attempt returns."""
         sink = ScriptedSink([{0}, set()])
         delivered: list[list[bytes]] = []
-        self.run(sink, records(3), on_result=lambda r: delivered.append([x.data for x in r.delivered]))
+        self.run(
+            sink, records(3), on_result=lambda r: delivered.append([x.data for x in r.delivered])
+        )
         assert delivered == [[b"r1\n", b"r2\n"], [b"r0\n"]]
 
     def test_success_resets_the_backoff(self) -> None:
@@ -170,5 +172,7 @@ class TestSendUntilDelivered:
         backoff = Backoff(100, 10_000, rand=lambda: 1.0)
         t = FakeTime()
         sink = ScriptedSink([{0}, {0}, set()])
-        asyncio.run(send_until_delivered(sink, records(1), (), backoff, sleep=t.sleep, clock=t.clock))
+        asyncio.run(
+            send_until_delivered(sink, records(1), (), backoff, sleep=t.sleep, clock=t.clock)
+        )
         assert backoff.failures == 0

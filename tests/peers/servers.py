@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 PEERS_DIR = Path(__file__).resolve().parent
 KINESALITE_PKG = PEERS_DIR / "node_modules" / "kinesalite" / "package.json"
@@ -42,7 +43,15 @@ class PeerError(RuntimeError):
 class Peer:
     """A running peer process and where it listens."""
 
-    def __init__(self, name: str, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        process: subprocess.Popen[bytes],
+        port: int,
+        log: Path,
+        files: tuple[IO[bytes], ...] = (),
+    ) -> None:
+        self.files = files
         self.name = name
         self.process = process
         self.port = port
@@ -60,6 +69,9 @@ class Peer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        for f in (*self.files, self.process.stdout):
+            if f is not None:
+                f.close()
 
     def __repr__(self) -> str:
         return f"Peer({self.name}, {self.endpoint}, pid={self.process.pid})"
@@ -104,7 +116,7 @@ def start_kinesalite(log_dir: Path) -> Peer:
         raise PeerError(
             f"kinesalite did not start ({line!r}); see {log}: {log.read_text()[-2000:]}"
         )
-    peer = Peer("kinesalite", process, int(line.split()[1]), log)
+    peer = Peer("kinesalite", process, int(line.split()[1]), log, (out,))
     _wait_http(peer, "/", 10)
     return peer
 
@@ -116,14 +128,15 @@ def start_moto(log_dir: Path) -> Peer:
     log = log_dir / "moto.log"
     for _ in range(3):
         port = free_port()
+        out = log.open("ab")
         process = subprocess.Popen(
             [str(exe), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log.open("ab"),
+            stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **TEST_ENV},
             start_new_session=True,
         )
-        peer = Peer("moto", process, port, log)
+        peer = Peer("moto", process, port, log, (out,))
         try:
             _wait_http(peer, "/moto-api/", 30)
             return peer
