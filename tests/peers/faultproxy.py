@@ -129,9 +129,10 @@ class FaultProxy:
             loop.run_forever()
         finally:
             self._server.close()
-            for task in asyncio.all_tasks(loop):
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
                 task.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             loop.close()
 
     # --- HTTP ---------------------------------------------------------------------------------
@@ -153,6 +154,9 @@ class FaultProxy:
                 if not await self._put_records(writer, start_line, headers, body):
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            # proxy shutting down; ending normally keeps asyncio's stream callback quiet
             pass
         finally:
             writer.close()
