@@ -32,7 +32,8 @@ PUT_RECORDS = "Kinesis_20131202.PutRecords"
 class Fault:
     """What to do with one PutRecords request.
 
-    kind: "pass" | "throttle" | "status" | "reset" | "stall" | "lost".
+    kind: "pass" | "delay" | "throttle" | "status" | "reset" | "stall" | "lost".
+    delay: wait ``seconds``, then forward normally (a slow but healthy service).
     throttle: ``indices`` are the entries to reject (None: ``fraction`` of them, chosen at random).
     status: ``status`` is the HTTP status to answer (500 or 503) without forwarding.
     stall: wait ``seconds``, then close without forwarding.
@@ -122,6 +123,7 @@ class FaultProxy:
 
     def _run(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         self._server = loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
@@ -183,6 +185,8 @@ class FaultProxy:
             code = "InternalFailure" if fault.status == 500 else "ServiceUnavailableException"
             await _write_json(writer, fault.status, {"__type": code, "message": "injected"})
             return True
+        if fault.kind == "delay":
+            await asyncio.sleep(fault.seconds)
         rejected: set[int] = set()
         if fault.kind == "throttle":
             if fault.indices is not None:
