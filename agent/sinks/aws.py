@@ -186,10 +186,15 @@ def _assume_role_refresher(
 
 def _install_user_agent(client: Any, agent: AgentConfig) -> None:
     # User-Agent is not part of the SigV4 signature, so it can be set just before sending.
+    # botocore's own string does not change between calls: build ours once.
+    cache: dict[str, str] = {}
+
     def set_user_agent(request: Any, **_: Any) -> None:
-        request.headers["User-Agent"] = user_agent_for(
-            agent, str(request.headers.get("User-Agent", ""))
-        )
+        sdk = str(request.headers.get("User-Agent", ""))
+        ua = cache.get(sdk)
+        if ua is None:
+            ua = cache[sdk] = user_agent_for(agent, sdk)
+        request.headers["User-Agent"] = ua
 
     client.meta.events.register_first("before-send.*.*", set_user_agent)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agent.records import Record
 
@@ -72,56 +72,7 @@ class Aggregate:
     user_bytes: int = 0
 
 
-@dataclass(slots=True)
-class _KplBuilder:
-    keys: dict[str, int] = field(default_factory=dict)
-    key_parts: list[bytes] = field(default_factory=list)
-    record_parts: list[bytes] = field(default_factory=list)
-    records: list[Record] = field(default_factory=list)
-    first_key: str = ""
-    pb_size: int = 0
-    user_bytes: int = 0
-
-    def cost(self, key: str, data_len: int) -> tuple[int, int]:
-        """(protobuf bytes this record adds, outer key bytes if it is the first)."""
-        added = 0
-        index = self.keys.get(key)
-        if index is None:
-            index = len(self.keys)
-            kb = len(key.encode())
-            added += 1 + varint_len(kb) + kb
-        inner = 1 + varint_len(index) + 1 + varint_len(data_len) + data_len
-        added += 1 + varint_len(inner) + inner
-        outer_key = 0 if self.records else len(key.encode())
-        return added, outer_key
-
-    def add(self, record: Record, key: str) -> None:
-        index = self.keys.get(key)
-        if index is None:
-            index = self.keys[key] = len(self.keys)
-            kb = key.encode()
-            part = _KEY_TABLE_TAG + varint(len(kb)) + kb
-            self.key_parts.append(part)
-            self.pb_size += len(part)
-        if not self.records:
-            self.first_key = key
-        data = record.data
-        inner = _PK_INDEX_TAG + varint(index) + _DATA_TAG + varint(len(data))
-        inner_len = len(inner) + len(data)
-        head = _RECORDS_TAG + varint(inner_len) + inner
-        self.record_parts.append(head)
-        self.record_parts.append(data)
-        self.pb_size += len(head) + len(data)
-        self.records.append(record)
-        self.user_bytes += len(data)
-
-    def total(self) -> int:
-        return KPL_OVERHEAD + self.pb_size + len(self.first_key.encode())
-
-    def build(self) -> Aggregate:
-        pb = b"".join(self.key_parts + self.record_parts)
-        data = b"".join((KPL_MAGIC, pb, hashlib.md5(pb).digest()))
-        return Aggregate(data, self.records, self.first_key, self.user_bytes)
+_SMALL_VARINTS = tuple(varint(i) for i in range(1 << 14))  # 1-2 byte varints: most lengths
 
 
 def kpl_aggregate(
@@ -139,22 +90,74 @@ def kpl_aggregate(
     and the aggregate is placed by its first record's key. A user record too big to share an
     aggregate goes alone (the batcher keeps records under the limit).
     """
+    # One flat loop: this runs for every user record, so no per-record method calls.
     out: list[Aggregate] = []
-    builder = _KplBuilder()
+    limit = max_bytes - KPL_OVERHEAD
+    keys: dict[str, int] = {}
+    key_parts: list[bytes] = []
+    parts: list[bytes] = []
+    members: list[Record] = []
+    pb_size = 0
+    outer_key_len = 0
+    user_bytes = 0
+    first_key = ""
     key = shared_key() if shared_key is not None else ""
+    sv = _SMALL_VARINTS
     for record in records:
+        data = record.data
+        n = len(data)
         if shared_key is None:
             key = key_for(record)
-        added, outer_key = builder.cost(key, len(record.data))
-        if builder.records and builder.total() + added + outer_key > max_bytes:
-            out.append(builder.build())
-            builder = _KplBuilder()
+        index = keys.get(key)
+        key_cost = 0
+        if index is None:
+            kb = len(key.encode())
+            key_cost = 1 + varint_len(kb) + kb
+        i = len(keys) if index is None else index
+        inner = (
+            (3 if i < 128 else 2 + varint_len(i))
+            + (1 if n < 128 else 2 if n < 16384 else varint_len(n))
+            + n
+        )
+        cost = (
+            key_cost + inner + (2 if inner < 128 else 3 if inner < 16384 else 1 + varint_len(inner))
+        )
+        if members and pb_size + cost + outer_key_len > limit:
+            out.append(_build(key_parts, parts, members, first_key, user_bytes))
+            keys, key_parts, parts, members = {}, [], [], []
+            pb_size = user_bytes = 0
             if shared_key is not None:
                 key = shared_key()
-        builder.add(record, key)
-    if builder.records:
-        out.append(builder.build())
+            index = None
+        if index is None:
+            index = keys[key] = len(keys)
+            kb_bytes = key.encode()
+            part = _KEY_TABLE_TAG + varint(len(kb_bytes)) + kb_bytes
+            key_parts.append(part)
+            pb_size += len(part)
+        if not members:
+            first_key = key
+            outer_key_len = len(key.encode())
+        head = _PK_INDEX_TAG + (sv[index] if index < 16384 else varint(index)) + _DATA_TAG
+        head += sv[n] if n < 16384 else varint(n)
+        inner = len(head) + n
+        head = _RECORDS_TAG + (sv[inner] if inner < 16384 else varint(inner)) + head
+        parts.append(head)
+        parts.append(data)
+        pb_size += len(head) + n
+        members.append(record)
+        user_bytes += n
+    if members:
+        out.append(_build(key_parts, parts, members, first_key, user_bytes))
     return out
+
+
+def _build(
+    key_parts: list[bytes], parts: list[bytes], members: list[Record], key: str, user_bytes: int
+) -> Aggregate:
+    pb = b"".join(key_parts + parts)
+    data = b"".join((KPL_MAGIC, pb, hashlib.md5(pb).digest()))
+    return Aggregate(data, members, key, user_bytes)
 
 
 def newline_aggregate(records: Sequence[Record], max_bytes: int) -> list[Aggregate]:
