@@ -14,6 +14,12 @@ from typing import Any
 import orjson
 import pytest
 from aws_kinesis_agg.deaggregator import iter_deaggregate_records
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 from botocore.stub import Stubber
 
 from agent.config import AgentConfig, FlowConfig
@@ -21,7 +27,7 @@ from agent.errors import FatalSinkError, RetryableSinkError
 from agent.metrics import FlowMetrics
 from agent.records import Record
 from agent.sinks import open_sink
-from agent.sinks.aws import make_client
+from agent.sinks.aws import make_client, translate_error
 from agent.sinks.kinesis import KinesisSink
 from agent.sinks.partition import hash_key
 from tests.peers.faultproxy import Fault, FaultProxy
@@ -260,6 +266,77 @@ class TestErrors:
             assert proxy.requests == 1
 
 
+class TestErrorTranslation:
+    @pytest.mark.parametrize(
+        ("exc", "retryable"),
+        [
+            (
+                ClientError(
+                    {
+                        "Error": {"Code": "InternalFailure"},
+                        "ResponseMetadata": {"HTTPStatusCode": 500},
+                    },
+                    "PutRecords",
+                ),
+                True,
+            ),
+            (
+                ClientError(
+                    {"Error": {"Code": "Weird"}, "ResponseMetadata": {"HTTPStatusCode": 502}},
+                    "PutRecords",
+                ),
+                True,
+            ),
+            (
+                ClientError(
+                    {
+                        "Error": {"Code": "LimitExceededException"},
+                        "ResponseMetadata": {"HTTPStatusCode": 400},
+                    },
+                    "PutRecords",
+                ),
+                True,
+            ),
+            (
+                ClientError(
+                    {
+                        "Error": {"Code": "AccessDeniedException"},
+                        "ResponseMetadata": {"HTTPStatusCode": 400},
+                    },
+                    "PutRecords",
+                ),
+                False,
+            ),
+            (
+                ClientError(
+                    {
+                        "Error": {"Code": "ResourceNotFoundException"},
+                        "ResponseMetadata": {"HTTPStatusCode": 400},
+                    },
+                    "PutRecords",
+                ),
+                False,
+            ),
+            (
+                ClientError(
+                    {"Error": {"Code": "413"}, "ResponseMetadata": {"HTTPStatusCode": 413}},
+                    "PutRecords",
+                ),
+                False,
+            ),
+            (EndpointConnectionError(endpoint_url="http://x"), True),
+            (ReadTimeoutError(endpoint_url="http://x"), True),
+            (ConnectionResetError(), True),
+            (NoCredentialsError(), False),
+        ],
+    )
+    def test_retryable_is_decided_by_the_error(self, exc: BaseException, retryable: bool) -> None:
+        """Throttling, 5xx and the network heal with time; access and naming errors do not."""
+        err = translate_error(exc, "PutRecords to 's'")
+        assert err.retryable is retryable
+        assert "PutRecords to 's'" in str(err)
+
+
 class TestClientSettings:
     def test_secrets_never_in_repr_or_logs(
         self, kinesalite: Peer, caplog: pytest.LogCaptureFixture
@@ -302,6 +379,13 @@ class TestClientSettings:
         assert make_client(agent, "kinesis").meta.region_name == "eu-west-1"
         agent = AgentConfig(flows=(), kinesis_endpoint="https://kinesis.ap-south-1.amazonaws.com")
         assert make_client(agent, "kinesis").meta.region_name == "ap-south-1"
+
+    def test_endpoint_without_scheme_means_https(self) -> None:
+        """As the AWS agent: ``firehose.endpoint: firehose.eu-west-1.amazonaws.com`` works."""
+        agent = AgentConfig(flows=(), firehose_endpoint="firehose.eu-west-1.amazonaws.com")
+        client = make_client(agent, "firehose")
+        assert client.meta.endpoint_url == "https://firehose.eu-west-1.amazonaws.com"
+        assert client.meta.region_name == "eu-west-1"
 
     def test_proxy_environment_is_honoured(
         self, kinesalite: Peer, stream: str, monkeypatch: pytest.MonkeyPatch

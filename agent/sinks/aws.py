@@ -116,10 +116,17 @@ def make_client(agent: AgentConfig, service: str) -> Any:
         raise ValueError(f"unknown service {service!r}")
     session = make_session(agent, region)
     client = session.client(
-        service, endpoint_url=endpoint or None, config=client_config(agent, region)
+        service, endpoint_url=normalize_endpoint(endpoint), config=client_config(agent, region)
     )
     _install_user_agent(client, agent)
     return client
+
+
+def normalize_endpoint(endpoint: str | None) -> str | None:
+    """The AWS agent (SDK v1) takes endpoints without a scheme and means https; botocore needs one."""
+    if not endpoint:
+        return None
+    return endpoint if "://" in endpoint else f"https://{endpoint}"
 
 
 def region_from_endpoint(endpoint: str | None) -> str | None:
@@ -164,7 +171,9 @@ def _assume_role_refresher(
 
     def refresh() -> dict[str, str]:
         sts = base.client(
-            "sts", endpoint_url=agent.sts_endpoint or None, config=client_config(agent, region)
+            "sts",
+            endpoint_url=normalize_endpoint(agent.sts_endpoint),
+            config=client_config(agent, region),
         )
         kwargs: dict[str, Any] = {
             "RoleArn": role_arn,
