@@ -45,3 +45,16 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache demo-state
+
+# Packages (dist/): the agent in a venv under /opt/kinesis-agent, the unit, /etc/agent.json.
+.PHONY: deb rpm packages
+
+deb: setup
+	bash packaging/stage.sh
+	bash packaging/deb/build.sh
+
+rpm: setup
+	bash packaging/stage.sh
+	bash packaging/rpm/build.sh
+
+packages: deb rpm

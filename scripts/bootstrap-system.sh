@@ -2,7 +2,8 @@
 # Installs the Debian packages the project needs (headers for systemd-python, packaging tools),
 # only those missing, and only when we can (root + apt-get). Safe to run again.
 set -euo pipefail
-want=(libsystemd-dev pkg-config)
+# rpm: rpmbuild for `make rpm`; systemd: systemd-analyze for the unit checks
+want=(libsystemd-dev pkg-config rpm systemd)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

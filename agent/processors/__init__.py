@@ -1,96 +1,107 @@
 """dataProcessingOptions → a chain of processors; a processor is ``Callable[[bytes], bytes | None]``.
 
 Each processor is built once from its options (regexes compiled, field lists resolved) so the
-per-record call is cheap. ``None`` means "skip this record" (acknowledged at once and counted). A
-processor that raises makes the chain send the raw record and count it, as the AWS agent does.
+per-record call is cheap. A record's bytes include its trailing newline; every output ends with
+exactly one. ``None`` means "skip this record" (acknowledged at once and counted). A processor that
+raises makes the chain send the raw record and count it, as the AWS agent does; ``PassRaw`` is the
+deliberate form of that (e.g. LOGTOJSON with ``onMismatch: RAW``).
+
+Families: text.py (SINGLELINE, ADDBRACKETS), csvjson.py (CSVTOJSON), logjson.py + logformats.py
+(LOGTOJSON), metadata.py (ADDMETADATA), ec2.py (ADDEC2METADATA).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent.errors import ConfigError
+from agent.processors._base import Factory, PassRaw, Processor, RateLimitedWarning
+from agent.processors.csvjson import csv_to_json
+from agent.processors.ec2 import add_ec2_metadata
+from agent.processors.logjson import log_to_json
+from agent.processors.metadata import add_metadata
+from agent.processors.text import add_brackets, single_line
 
-Processor = Callable[[bytes], "bytes | None"]
-Factory = Callable[[Mapping[str, Any], str], Processor]
+__all__ = ["PROCESSORS", "Chain", "Factory", "PassRaw", "Processor", "build_chain"]
+
+log = logging.getLogger(__name__)
 
 
 class Chain:
-    """Runs the processors in order; counts skipped records and processing errors."""
+    """Runs the processors in order; counts skipped records and records sent raw.
 
-    __slots__ = ("errors", "processors", "skipped")
+    ``errors`` counts every record sent raw because processing failed (a processor raised, or
+    asked for it with PassRaw); ``unmatched`` is the part of those that a LOGTOJSON format did
+    not match (``onMismatch: RAW``). Warnings about both are rate-limited.
+    """
 
-    def __init__(self, processors: Sequence[Processor]) -> None:
+    __slots__ = ("_names", "_warn", "errors", "processors", "skipped", "unmatched")
+
+    def __init__(
+        self, processors: Sequence[Processor], *, names: Sequence[str] | None = None
+    ) -> None:
         self.processors = tuple(processors)
+        self._names = (
+            tuple(names)
+            if names is not None
+            else tuple(f"dataProcessingOptions[{i}]" for i in range(len(self.processors)))
+        )
         self.skipped = 0
         self.errors = 0
+        self.unmatched = 0
+        self._warn = RateLimitedWarning(log)
 
     def __bool__(self) -> bool:
         return bool(self.processors)
 
     def __call__(self, data: bytes) -> bytes | None:
-        out = data
+        out: bytes | None = data
+        process = None
         try:
             for process in self.processors:
-                result = process(out)
-                if result is None:
+                out = process(out)  # type: ignore[arg-type]  # None returns before the next step
+                if out is None:
                     self.skipped += 1
                     return None
-                out = result
-        except Exception:
+        except PassRaw as signal:
             self.errors += 1
+            if signal.unmatched:
+                self.unmatched += 1
+            else:
+                self._warn("%s: %s; sending the record raw", self._name(process), signal)
+            return data
+        except Exception as exc:
+            self.errors += 1
+            self._warn(
+                "%s failed (%s: %s); sending the record raw",
+                self._name(process),
+                type(exc).__name__,
+                exc,
+            )
             return data
         return out
 
-
-def _options_path(path: str, name: str) -> str:
-    return f"{path}.{name}"
-
-
-_CONTROL_AND_SPACE = bytes(range(33))
-
-
-def single_line(options: Mapping[str, Any], path: str) -> Processor:
-    """SINGLELINE: join the lines of a record, trimming each unless NO_TRIM."""
-    parse_options = options.get("parseOptions", [])
-    if not isinstance(parse_options, list) or not all(isinstance(o, str) for o in parse_options):
-        raise ConfigError(
-            _options_path(path, "parseOptions"), "must be a list of NO_TRIM / ESCAPE_NEW_LINE"
-        )
-    unknown = set(parse_options) - {"NO_TRIM", "ESCAPE_NEW_LINE"}
-    if unknown:
-        raise ConfigError(
-            _options_path(path, "parseOptions"),
-            f"unknown option {sorted(unknown)[0]!r}; valid are NO_TRIM and ESCAPE_NEW_LINE",
-        )
-    trim = "NO_TRIM" not in parse_options
-    # One backslash and an 'n': the AWS agent writes two backslashes, which nobody wants (its B4).
-    joiner = b"\\n" if "ESCAPE_NEW_LINE" in parse_options else b""
-
-    def process(data: bytes) -> bytes:
-        lines = data.split(b"\n")
-        while lines and not lines[-1]:
-            lines.pop()
-        if trim:
-            lines = [line.strip(_CONTROL_AND_SPACE) for line in lines]
-        return joiner.join(lines) + b"\n"
-
-    return process
+    def _name(self, process: Processor | None) -> str:
+        for name, candidate in zip(self._names, self.processors, strict=True):
+            if candidate is process:
+                return name
+        return "a processor"
 
 
 PROCESSORS: dict[str, Factory] = {
     "SINGLELINE": single_line,
+    "CSVTOJSON": csv_to_json,
+    "LOGTOJSON": log_to_json,
+    "ADDMETADATA": add_metadata,
+    "ADDEC2METADATA": add_ec2_metadata,
+    "ADDBRACKETS": add_brackets,
 }
 
-_KNOWN_ELSEWHERE = (
-    "ADDMETADATA",
-    "ADDEC2METADATA",
-    "CSVTOJSON",
-    "LOGTOJSON",
-    "ADDBRACKETS",
-    "USINGPLUGGIN",
-)
+_NOT_SUPPORTED = {
+    "USINGPLUGGIN": "it loads Java classes; there is no Python equivalent",
+}
 
 
 def build_chain(
@@ -98,6 +109,7 @@ def build_chain(
 ) -> Chain:
     """Build the chain for a flow's ``dataProcessingOptions``; bad options raise ConfigError."""
     processors: list[Processor] = []
+    names: list[str] = []
     for i, option in enumerate(options):
         here = f"{path}[{i}]"
         name = option.get("optionName")
@@ -105,12 +117,15 @@ def build_chain(
             raise ConfigError(f"{here}.optionName", "is required (e.g. SINGLELINE, LOGTOJSON)")
         factory = PROCESSORS.get(name)
         if factory is None:
-            if name in _KNOWN_ELSEWHERE:
-                raise ConfigError(f"{here}.optionName", f"{name} is not supported by this version")
+            if name in _NOT_SUPPORTED:
+                raise ConfigError(
+                    f"{here}.optionName", f"{name} is not supported: {_NOT_SUPPORTED[name]}"
+                )
             valid = ", ".join(sorted(PROCESSORS))
             raise ConfigError(
                 f"{here}.optionName",
                 f"unknown processor {name!r}; valid are {valid} (case-sensitive)",
             )
         processors.append(factory(option, here))
-    return Chain(processors)
+        names.append(f"{here} ({name})")
+    return Chain(processors, names=names)

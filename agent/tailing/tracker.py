@@ -258,9 +258,9 @@ class FileSet:
             return fid, 0
         for other in self.files.values():
             ofid = other.file_id
-            if not other.gone and ofid.inode != key and head_matches(fd, ofid.fp_len, ofid.fp_hash):
+            if ofid.inode != key and head_matches(fd, ofid.fp_len, ofid.fp_hash):
                 self.shadows.add(key)
-                return None  # a copy of a live file: the original is read instead
+                return None  # a copy of a file still open: the original is read (or drained) first
         prior = [
             self.offsets[known]
             for known in self._same_head(fd, size)

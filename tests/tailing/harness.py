@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -73,10 +74,8 @@ class FlowHarness:
         assert flow is not None
         flow._save_on_exit = lambda: None  # type: ignore[method-assign]
         self.task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             self.loop.run_until_complete(self.task)
-        except asyncio.CancelledError:
-            pass
         self._closed()
 
     def _closed(self) -> None:

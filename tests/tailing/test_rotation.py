@@ -90,10 +90,13 @@ class TestRotation:
         harness.start()
         for round_ in range(5):
             append(live, lines(f"r{round_}", 0, 40))
+            harness.run_for(0.05)  # the agent reads some of it
+            append(live, lines(f"r{round_}", 40, 10))  # and not this, before the rotation
             shutil.copyfile(live, logs / f"app.log.{round_ + 1}")
             os.truncate(live, 0)
+            harness.run_for(0.05)
         append(live, lines("end", 0, 5))
-        expected = [x for r in range(5) for x in lines(f"r{r}", 0, 40)] + lines("end", 0, 5)
+        expected = [x for r in range(5) for x in lines(f"r{r}", 0, 50)] + lines("end", 0, 5)
         assert harness.wait_until(lambda: len(delivered(harness)) >= len(expected))
         harness.run_for(0.5)
         assert sorted(delivered(harness)) == sorted(expected)

@@ -1,0 +1,124 @@
+"""CSVTOJSON: a delimited line → a JSON object keyed by ``customFieldNames``.
+
+The AWS agent hands ``delimiter`` to Java's ``String.split`` as a regex, so its users write
+``"\\\\t"`` for a tab and get surprises with ``"|"``. Here a delimiter means what its author meant:
+
+* one character is literal (``"|"``, ``"."``, ``";"``, a real tab);
+* a backslash before one character is that character (``"\\\\t"`` tab, ``"\\\\|"`` pipe, …);
+* several characters with no regex syntax are a literal string (``"::"``, ``", "``);
+* anything else is a regular expression (``"\\\\s+"``, ``"[,;]"``), which must not match "".
+
+Fields may be quoted as in RFC 4180 (``"a,b"``; a quote inside is doubled). Values are not trimmed;
+missing trailing columns become null and extra columns are dropped, as in AWS. Unlike AWS, an
+empty trailing column is ``""`` (present but empty), not null.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from agent.errors import ConfigError
+from agent.processors._base import (
+    Processor,
+    check_keys,
+    decode,
+    get_names,
+    get_str,
+    json_options,
+    strip_eol,
+)
+
+_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f", "v": "\v", "0": "\0"}
+_REGEX_SYNTAX = frozenset(".^$*+?{}[]\\|()")
+
+
+def resolve_delimiter(raw: str, path: str) -> str | re.Pattern[str]:
+    """Turn a configured delimiter into a literal string or, for real regex syntax, a pattern."""
+    if not raw:
+        raise ConfigError(path, "must not be empty")
+    if len(raw) == 1:
+        return raw
+    if len(raw) == 2 and raw[0] == "\\":
+        char = raw[1]
+        if char in _ESCAPES:
+            return _ESCAPES[char]
+        if not char.isalnum():
+            return char
+    if not _REGEX_SYNTAX.intersection(raw):
+        return raw
+    try:
+        pattern = re.compile(raw)
+    except re.error as exc:
+        raise ConfigError(
+            path, f"is neither a literal nor a valid regular expression: {exc}"
+        ) from None
+    if pattern.search("") is not None:
+        raise ConfigError(path, f"regular expression {raw!r} matches the empty string")
+    return pattern
+
+
+class CsvToJson:
+    """Builds a JSON object from one delimited record; quoted fields are handled when present."""
+
+    __slots__ = ("_delim_re", "_literal", "_names", "_opts", "_quoted", "_width")
+
+    def __init__(self, names: tuple[str, ...], delimiter: str | re.Pattern[str], opts: int) -> None:
+        self._names = names
+        self._width = len(names)
+        self._opts = opts
+        if isinstance(delimiter, str):
+            self._literal: str | None = delimiter
+            self._delim_re = re.compile(re.escape(delimiter))
+        else:
+            self._literal = None
+            self._delim_re = delimiter
+        # A quoted field is only a quoted field when its closing quote ends the field.
+        self._quoted = re.compile(
+            rf'"((?:[^"]|"")*)"(?=(?:{self._delim_re.pattern})|\Z)', re.DOTALL
+        )
+
+    def split(self, text: str) -> list[str]:
+        if '"' not in text:
+            if self._literal is not None:
+                return text.split(self._literal)
+            return self._delim_re.split(text)
+        return self._split_quoted(text)
+
+    def _split_quoted(self, text: str) -> list[str]:
+        fields: list[str] = []
+        pos, end = 0, len(text)
+        while True:
+            quoted = self._quoted.match(text, pos)
+            if quoted is not None:
+                fields.append(quoted.group(1).replace('""', '"'))
+                pos = quoted.end()
+                delim = self._delim_re.match(text, pos)
+            else:
+                delim = self._delim_re.search(text, pos)
+                fields.append(text[pos : delim.start() if delim else end])
+            if delim is None:
+                return fields
+            pos = delim.end()
+
+    def __call__(self, data: bytes) -> bytes:
+        fields = self.split(strip_eol(decode(data)))
+        width = self._width
+        if len(fields) < width:
+            fields.extend([None] * (width - len(fields)))  # type: ignore[list-item]
+        return orjson.dumps(dict(zip(self._names, fields, strict=False)), option=self._opts)
+
+
+def csv_to_json(options: Mapping[str, Any], path: str) -> Processor:
+    """CSVTOJSON factory: ``customFieldNames`` (required), ``delimiter`` (","), ``jsonFormat``."""
+    check_keys(options, ("customFieldNames", "delimiter", "jsonFormat"), path)
+    names = get_names(options, "customFieldNames", path)
+    if names is None:
+        raise ConfigError(f"{path}.customFieldNames", "is required (the column names, in order)")
+    delimiter = resolve_delimiter(
+        get_str(options, "delimiter", path, default=","), f"{path}.delimiter"
+    )
+    return CsvToJson(names, delimiter, json_options(options, path))

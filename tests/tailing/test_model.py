@@ -1,0 +1,153 @@
+"""Model-based test: random writes, rotations, truncations, deletes and restarts against a model.
+
+The model knows every line written and which of them *must* arrive: all of them, except lines a
+truncation or a deletion destroyed before the agent could have read them (those *may* arrive).
+After every sync: every must-line arrived, nothing arrived that was never written, nothing twice,
+and each file generation's lines arrived in the order they were written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from tests.tailing.harness import FlowHarness, fast_flow
+
+NAMES = ("a", "b")
+
+
+class TailingModel(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="ka-model-"))
+        self.logs = self.tmp / "logs"
+        self.logs.mkdir()
+        self.harness = FlowHarness(self.tmp, fast_flow(str(self.logs / "*.log*")))
+        self.harness.start()
+        self.seq = 0
+        self.rotations = 0
+        self.written: list[bytes] = []
+        self.may_lose: set[bytes] = set()
+        self.generation = dict.fromkeys(NAMES, 0)
+        self.live_lines: dict[str, list[bytes]] = {n: [] for n in NAMES}
+
+    def delivered(self) -> list[bytes]:
+        return self.harness.memory.records
+
+    def live(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    @rule(name=st.sampled_from(NAMES), count=st.integers(1, 30))
+    def write(self, name: str, count: int) -> None:
+        new = []
+        for _ in range(count):
+            self.seq += 1
+            new.append(f"{name}:{self.generation[name]}:{self.seq:06d}\n".encode())
+        with open(self.live(name), "ab") as fh:
+            fh.write(b"".join(new))
+        self.written += new
+        self.live_lines[name] += new
+
+    @precondition(lambda self: any(self.live_lines.values()))
+    @rule(name=st.sampled_from(NAMES))
+    def rotate_by_rename(self, name: str) -> None:
+        if not self.live(name).exists():
+            return
+        self.rotations += 1
+        os.rename(self.live(name), self.logs / f"{name}.log.{self.rotations}")
+        self._new_generation(name)
+
+    @precondition(lambda self: any(self.live_lines.values()))
+    @rule(name=st.sampled_from(NAMES))
+    def rotate_by_copytruncate(self, name: str) -> None:
+        if not self.live(name).exists():
+            return
+        self.rotations += 1
+        shutil.copyfile(self.live(name), self.logs / f"{name}.log.{self.rotations}")
+        os.truncate(self.live(name), 0)
+        self._new_generation(name)
+
+    @rule(name=st.sampled_from(NAMES))
+    def truncate(self, name: str) -> None:
+        if not self.live(name).exists():
+            return
+        self._lose_unread(name)
+        os.truncate(self.live(name), 0)
+        self._new_generation(name)
+
+    @rule(name=st.sampled_from(NAMES))
+    def delete(self, name: str) -> None:
+        if not self.live(name).exists():
+            return
+        self._lose_unread(name)
+        self.live(name).unlink()
+        self._new_generation(name)
+
+    @rule(seconds=st.sampled_from([0.001, 0.01, 0.05]))
+    def agent_runs(self, seconds: float) -> None:
+        self.harness.run_for(seconds)
+
+    @rule()
+    def restart(self) -> None:
+        self.harness.stop()
+        self.harness.start()
+
+    @rule()
+    def sync(self) -> None:
+        must = set(self.written) - self.may_lose
+        ok = self.harness.wait_until(lambda: must <= set(self.delivered()), timeout=15)
+        missing = must - set(self.delivered())
+        assert ok, f"{len(missing)} lines never arrived, e.g. {sorted(missing)[:3]}"
+
+    def _lose_unread(self, name: str) -> None:
+        arrived = set(self.delivered())
+        self.may_lose |= {line for line in self.live_lines[name] if line not in arrived}
+
+    def _new_generation(self, name: str) -> None:
+        self.generation[name] += 1
+        self.live_lines[name] = []
+
+    @invariant()
+    def nothing_invented_or_duplicated_and_in_order(self) -> None:
+        got = self.delivered()
+        assert len(got) == len(set(got)), "a line arrived twice"
+        assert set(got) <= set(self.written), "a line arrived that was never written"
+        last: dict[tuple[bytes, bytes], bytes] = {}
+        for line in got:
+            name, gen, seq = line.split(b":")
+            key = (name, gen)
+            assert last.get(key, b"") < seq, f"out of order within {key}: {line!r}"
+            last[key] = seq
+
+    def teardown(self) -> None:
+        try:
+            self.sync()
+            self.nothing_invented_or_duplicated_and_in_order()
+        finally:
+            self.harness.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def test_tailing_matches_the_model() -> None:
+    """Random operation sequences never lose a must-line, invent, repeat or reorder a line."""
+    run_state_machine_as_test(
+        TailingModel,
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=12,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
