@@ -169,6 +169,39 @@ class TestKinesisEndToEnd:
         assert Counter(e.fault.split()[0] for e in proxy.events)["throttle"] > 3
         assert stored(kinesalite, stream) == Counter(sent)
 
+    def test_lost_responses_duplicate_exactly_their_records(
+        self, kinesalite: Peer, tmp_path: Path
+    ) -> None:
+        """Stored but unanswered calls (connection dropped after forwarding) and stalls: the only
+        duplicates are the records of the lost responses, and nothing is missing."""
+        stream = new_stream(kinesalite.endpoint, shards=2)
+        sent = write_lines(logs_dir(tmp_path) / "a.log", 0, 8000)
+
+        def lossy(rng: random.Random) -> Fault:
+            return rng.choices(
+                [PASS, Fault("lost"), Fault("throttle", fraction=0.5), Fault("stall", seconds=1)],
+                weights=[6, 2, 2, 1],
+            )[0]
+
+        with FaultProxy(kinesalite.port, seed=11) as proxy:
+            proxy.plan(Fault("lost"), Fault("stall", seconds=1), Fault("lost"))
+            proxy.choose_with(lossy)
+            config = agent_json(
+                tmp_path,
+                {
+                    "kinesisStream": stream,
+                    "retryInitialBackoffMillis": 5,
+                    "retryMaxBackoffMillis": 50,
+                },
+                **{"kinesis.endpoint": proxy.endpoint, "socketTimeoutMillis": 300},
+            )
+            run_once(config)
+        lost = Counter(d for e in proxy.events if e.fault == "lost" for d in e.forwarded)
+        assert len(lost) >= 500
+        got = stored(kinesalite, stream)
+        assert set(got) == set(sent)
+        assert Counter({d: n - 1 for d, n in got.items() if n > 1}) == lost
+
     @pytest.mark.xfail(
         strict=True,
         reason="flow.Flow._sender saves checkpoints only when idle: under a steady backlog none is "
