@@ -265,9 +265,6 @@ class AwsSink:
     def entries(self, records: Sequence[Record]) -> list[Aggregate]:
         raise NotImplementedError
 
-    def entry_bytes(self, entry: Aggregate) -> int:
-        return len(entry.data)
-
     def call(self, entries: Sequence[Aggregate]) -> list[str | None]:
         """One API call (runs in a worker thread); each entry's error code, None when accepted."""
         raise NotImplementedError
@@ -278,7 +275,7 @@ class AwsSink:
         current: list[Aggregate] = []
         size = 0
         for entry in entries:
-            n = self.entry_bytes(entry)
+            n = entry.size
             if current and (
                 len(current) >= self.max_call_entries or size + n > self.max_call_bytes
             ):

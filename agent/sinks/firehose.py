@@ -67,7 +67,7 @@ class FirehoseSink(AwsSink):
     def entries(self, records: Sequence[Record]) -> list[Aggregate]:
         if self.aggregated_record_size:
             return newline_aggregate(records, self.aggregated_record_size)
-        return [Aggregate(r.data, [r], "", len(r.data)) for r in records]
+        return [Aggregate(r.data, [r], "", len(r.data), len(r.data)) for r in records]
 
     def call(self, entries: Sequence[Aggregate]) -> list[str | None]:
         response = self.client.put_record_batch(

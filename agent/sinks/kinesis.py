@@ -90,12 +90,20 @@ class KinesisSink(AwsSink):
             out = kpl_aggregate(records, self.key_of, shared_key=shared)
         else:
             out = []
+            append = out.append
+            key_for = self.keys.key_for
             for record in records:
-                key = self.key_of(record)
-                if len(record.data) + len(key.encode()) > KINESIS_MAX_RECORD_BYTES:
+                data = record.data
+                key = record.partition_key
+                if key is None:
+                    key = record.partition_key = key_for(data)
+                n = len(data)
+                size = n + (len(key) if key.isascii() else len(key.encode()))
+                if size > KINESIS_MAX_RECORD_BYTES:
                     # A long FIELD key must not make a full-size record unsendable.
-                    key = record.partition_key = hashlib.md5(record.data).hexdigest()
-                out.append(Aggregate(record.data, [record], key, len(record.data)))
+                    key = record.partition_key = hashlib.md5(data).hexdigest()
+                    size = n + len(key)
+                append(Aggregate(data, [record], key, n, size))
         self._count_fallbacks()
         return out
 
@@ -106,9 +114,6 @@ class KinesisSink(AwsSink):
         if self.metrics is not None and self.keys.fallbacks != self._fallbacks_seen:
             self.metrics.partition_key_fallbacks += self.keys.fallbacks - self._fallbacks_seen
         self._fallbacks_seen = self.keys.fallbacks
-
-    def entry_bytes(self, entry: Aggregate) -> int:
-        return len(entry.data) + len(entry.partition_key.encode())
 
     def call(self, entries: Sequence[Aggregate]) -> list[str | None]:
         response = self.client.put_records(

@@ -70,6 +70,7 @@ class Aggregate:
     records: list[Record]
     partition_key: str = ""
     user_bytes: int = 0
+    size: int = 0  # what the entry counts toward a call's byte limit (data, plus key for Kinesis)
 
 
 _SMALL_VARINTS = tuple(varint(i) for i in range(1 << 14))  # 1-2 byte varints: most lengths
@@ -157,7 +158,7 @@ def _build(
 ) -> Aggregate:
     pb = b"".join(key_parts + parts)
     data = b"".join((KPL_MAGIC, pb, hashlib.md5(pb).digest()))
-    return Aggregate(data, members, key, user_bytes)
+    return Aggregate(data, members, key, user_bytes, len(data) + len(key.encode()))
 
 
 def newline_aggregate(records: Sequence[Record], max_bytes: int) -> list[Aggregate]:
@@ -173,11 +174,11 @@ def newline_aggregate(records: Sequence[Record], max_bytes: int) -> list[Aggrega
     for record in records:
         data = record.data if record.data.endswith(b"\n") else record.data + b"\n"
         if members and size + len(data) > max_bytes:
-            out.append(Aggregate(b"".join(parts), members, user_bytes=size))
+            out.append(Aggregate(b"".join(parts), members, "", size, size))
             parts, members, size = [], [], 0
         parts.append(data)
         members.append(record)
         size += len(data)
     if members:
-        out.append(Aggregate(b"".join(parts), members, user_bytes=size))
+        out.append(Aggregate(b"".join(parts), members, "", size, size))
     return out

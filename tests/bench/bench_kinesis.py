@@ -6,7 +6,8 @@ Starts its own kinesalite on 127.0.0.1 (tests/peers), then per round, each on a 
 stream: (1) boto3 put_records in batches of 500, (2) KinesisSink.send in batches of 500,
 (3) KinesisSink with KPL aggregation in batches of its max_batch_bytes, (4) the agent process
 (`kinesis-agent run --once`) on a file of the same lines, plain and aggregated. Prints records/s
-(median of rounds) and each one's ratio to the plain loop. kinesalite is the bottleneck (one node
+(median of rounds) and each one's ratio to the plain loop; then the three in-process kinds
+alternated call by call on one stream, which keeps the ratios honest on a busy machine. kinesalite is the bottleneck (one node
 core); the ratios say how much the agent adds on top of the cheapest possible client.
 """
 
@@ -116,6 +117,42 @@ def agent_run(endpoint: str, stream: str, lines: list[bytes], aggregate: bool) -
         return len(lines) / (time.perf_counter() - start)
 
 
+def interleaved(endpoint: str, stream: str, lines: list[bytes], calls: int) -> dict[str, float]:
+    """Calls of each kind alternated one by one on one stream: per-call medians as records/s.
+
+    Alternating makes background load hit every kind alike, so the ratios hold on a busy box.
+    """
+    client = aws_client("kinesis", endpoint)
+    flow = FlowConfig(file_pattern="/x", kinesis_stream=stream)
+    sink = KinesisSink.open(AgentConfig(flows=(flow,), kinesis_endpoint=endpoint), flow)
+    agg_flow = FlowConfig(file_pattern="/x", kinesis_stream=stream, aggregate_records=True)
+    agg = KinesisSink.open(AgentConfig(flows=(agg_flow,), kinesis_endpoint=endpoint), agg_flow)
+    plain_batch = lines[:500]
+    agg_n = min(len(lines), agg.max_batch_bytes // (len(lines[0]) + 40))
+    times: dict[str, list[float]] = {"boto3": [], "sink": [], "sink+kpl": []}
+    loop = asyncio.new_event_loop()
+    try:
+        for _ in range(calls):
+            start = time.perf_counter()
+            client.put_records(
+                StreamName=stream,
+                Records=[{"Data": d, "PartitionKey": str(j)} for j, d in enumerate(plain_batch)],
+            )
+            times["boto3"].append(time.perf_counter() - start)
+            records = [Record(d, None, 0, len(d)) for d in plain_batch]
+            start = time.perf_counter()
+            loop.run_until_complete(sink.send(records, ()))
+            times["sink"].append(time.perf_counter() - start)
+            records = [Record(d, None, 0, len(d)) for d in lines[:agg_n]]
+            start = time.perf_counter()
+            loop.run_until_complete(agg.send(records, ()))
+            times["sink+kpl"].append(time.perf_counter() - start)
+    finally:
+        loop.close()
+    sizes = {"boto3": len(plain_batch), "sink": len(plain_batch), "sink+kpl": agg_n}
+    return {k: sizes[k] / statistics.median(v) for k, v in times.items()}
+
+
 def count_stored(endpoint: str, stream: str) -> int:
     client = aws_client("kinesis", endpoint)
     total = 0
@@ -169,6 +206,7 @@ def main() -> None:
                         assert stored == args.records, (name, stored)
                     admin.delete_stream(StreamName=stream)  # keep kinesalite's memory flat
                     print(f"round {r + 1}: {name:38s} {rate:>12,.0f} records/s", flush=True)
+            ab = interleaved(ep, new_stream(ep, shards=4), lines, calls=40)
         finally:
             peer.stop()
     base = statistics.median(rates["boto3 PutRecords loop"])
@@ -176,6 +214,9 @@ def main() -> None:
     for name, values in rates.items():
         rate = statistics.median(values)
         print(f"  {name:38s} {rate:>12,.0f} records/s   ratio {rate / base:6.2f}")
+    print("\nInterleaved call by call (40 of each, per-call medians; robust to background load):")
+    for name, rate in ab.items():
+        print(f"  {name:38s} {rate:>12,.0f} records/s   ratio {rate / ab['boto3']:6.2f}")
 
 
 if __name__ == "__main__":
