@@ -93,18 +93,18 @@ async def send_until_delivered(
     while pending:
         attempts += 1
         result = await sink.send(pending, checkpoints)
+        if result.error is not None and not result.delivered and not result.retry:
+            # A sink must hand back what it did not deliver; defend against one that does not.
+            result.retry = pending
         if on_result is not None:
             on_result(result)
-        if result.error is None and not result.retry:
+        pending = list(result.retry)
+        if not pending:
             backoff.reset()
             if metrics is not None and metrics.status == "failing":
                 metrics.status = "running"
                 metrics.last_error = None
             break
-        if result.error is not None and not result.delivered and not result.retry:
-            # A sink must hand back what it did not deliver; defend against one that does not.
-            result.retry = pending
-        pending = list(result.retry)
         if metrics is not None:
             metrics.retries += 1
         error = result.error
