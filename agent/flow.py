@@ -2,8 +2,8 @@
 
 Two tasks per flow: the reader (scans, reads, frames, processes, queues) and the sender (cuts
 batches, sends them one at a time in order, acknowledges, persists checkpoints). Memory is bounded
-in bytes: when ``maxInFlightBytes`` of records are queued or in flight the reader stops reading and
-the backlog stays in the files.
+in bytes: when ``maxInFlightBytes`` of records (their data plus a per-record overhead) are queued
+or in flight the reader stops reading and the backlog stays in the files.
 """
 
 from __future__ import annotations
@@ -41,7 +41,10 @@ GC_GEN0_THRESHOLD = 50_000
 # A transactional sink (the embedded store) commits every batch that is ready in one transaction,
 # up to these limits: the 500-record cap is Kinesis's API limit, and a commit has a fixed cost.
 GROUP_COMMIT_RECORDS = 50_000
-GROUP_COMMIT_BYTES = 8 * 1024 * 1024
+GROUP_COMMIT_BYTES = 4 * 1024 * 1024
+# What a queued record costs in memory beyond its data (the Record, the bytes object's header,
+# its places in the queues); charged against maxInFlightBytes so the budget bounds memory.
+RECORD_OVERHEAD = 160
 
 
 class Backoff:
@@ -107,6 +110,7 @@ class Flow:
         self._wake_pending = threading.Event()
         self._acks_seen: set[FileAcks] = set()
         self._last_loud = 0.0
+        self._charged = 0  # in-flight data plus RECORD_OVERHEAD per record, against the budget
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -196,7 +200,7 @@ class Flow:
             for tracked in files.readable():
                 if once and tracked.offset >= targets.get(tracked, 0):
                     continue
-                while self.metrics.in_flight_bytes >= budget and not stop.is_set():
+                while self._charged >= budget and not stop.is_set():
                     self._room.clear()
                     self._wake_sender.set()
                     await _wait(self._room, 1.0)
@@ -290,6 +294,7 @@ class Flow:
         size = sum(map(len, [r.data for r in records]))
         m.in_flight_bytes += size
         m.in_flight_records += len(records)
+        self._charged += size + RECORD_OVERHEAD * len(records)
         self.batcher.add(records, size)
         if self.batcher.full():
             self._wake_sender.set()
@@ -340,7 +345,7 @@ class Flow:
             await _wait(self._wake_sender, min(timeout, CHECKPOINT_INTERVAL))
 
     def _room_needed(self) -> bool:
-        return self.metrics.in_flight_bytes >= self.config.max_in_flight_bytes
+        return self._charged >= self.config.max_in_flight_bytes
 
     async def _deliver(self, batch: list[Record]) -> None:
         cfg = self.config
@@ -365,6 +370,7 @@ class Flow:
                 sent_bytes = sum(map(len, [r.data for r in delivered]))
                 m.bytes_sent += sent_bytes
                 m.in_flight_bytes -= sent_bytes
+                self._charged -= sent_bytes + RECORD_OVERHEAD * len(delivered)
                 m.in_flight_records -= len(delivered)
                 self._room.set()
             if not result.retry:
