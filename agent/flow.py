@@ -303,19 +303,29 @@ class Flow:
         chain = self.chain
         limit = self.sink.max_record_bytes
         terminator = self.config.truncated_record_terminator.encode()
-        out: list[Record] = []
         skipped0, errors0 = chain.skipped, chain.errors
-        for data, start, end in framed:
-            processed = chain(data)
-            if processed is None:
-                acks.skip_to(end)
-                continue
-            if len(processed) > limit:
-                processed = processed[: limit - len(terminator)] + terminator
-                self.metrics.records_truncated += 1
-            record = Record(processed, acks, start, end)
-            acks.register(record)
-            out.append(record)
+        results = list(map(chain, [data for data, _start, _end in framed]))
+        if None not in results and max(map(len, cast(list[bytes], results))) <= limit:
+            # the common case: nothing dropped, nothing to cut
+            out = [
+                Record(processed, acks, start, end)
+                for processed, (_data, start, end) in zip(
+                    cast(list[bytes], results), framed, strict=True
+                )
+            ]
+            acks.pending.extend(out)
+        else:
+            out = []
+            for processed, (_data, start, end) in zip(results, framed, strict=True):
+                if processed is None:
+                    acks.skip_to(end)
+                    continue
+                if len(processed) > limit:
+                    processed = processed[: limit - len(terminator)] + terminator
+                    self.metrics.records_truncated += 1
+                record = Record(processed, acks, start, end)
+                acks.register(record)
+                out.append(record)
         self.metrics.records_skipped += chain.skipped - skipped0
         self.metrics.processing_errors += chain.errors - errors0
         self.metrics.records_processed += len(out)
