@@ -261,7 +261,7 @@ class Flow:
         assert self.files is not None
         if not tracked.gone:
             try:
-                size = tracked.refresh_size()
+                size = tracked.size if tracked.stat_at == now else tracked.refresh_size()
             except OSError:
                 return
             if size < tracked.offset:

@@ -9,6 +9,8 @@ from agent.records import Checkpoint, FileId, Record
 from agent.tailing.framing import Framed, Framer
 from agent.tailing.identity import head_matches
 
+MIN_READ = 64 * 1024  # bytes asked for at least, when the file is known to have grown
+
 
 class Truncated(Exception):
     """The file no longer starts with the bytes it was identified by."""
@@ -131,6 +133,7 @@ class TrackedFile:
         "path",
         "reported_cuts",
         "size",
+        "stat_at",
         "truncations",
     )
 
@@ -157,6 +160,7 @@ class TrackedFile:
         )
         self.truncations = 0
         self.reported_cuts = (0, 0)  # (records cut, bytes dropped) already counted in metrics
+        self.stat_at = -1.0  # when read() last found the file idle by fstat (size, mtime fresh)
 
     @property
     def file_id(self) -> FileId:
@@ -169,7 +173,14 @@ class TrackedFile:
     def read(self, max_bytes: int, now: float) -> tuple[list[Framed], int]:
         """Read up to ``max_bytes`` from the current position; returns the records and bytes read."""
         offset = self.framer.next_offset
-        data = os.pread(self.fd, max_bytes, offset)
+        if offset >= self.size:
+            # Nothing new as far as we know: an fstat tells, without a read that allocates
+            # max_bytes (an idle pass over a thousand files would map and unmap a GiB).
+            self.refresh_size()
+            self.stat_at = now
+            if self.size <= offset:
+                return [], 0
+        data = os.pread(self.fd, min(max_bytes, max(self.size - offset, MIN_READ)), offset)
         if not data:
             return [], 0
         fid = self.acks.file_id
