@@ -200,6 +200,8 @@ class Flow:
                 except OSError as exc:
                     self.metrics.read_errors += 1
                     log.error("%s: reading %s failed: %s", cfg.flow_id, tracked.path, exc)
+                    if once:
+                        targets[tracked] = tracked.offset
                     continue
                 if n:
                     progressed = True
@@ -210,6 +212,8 @@ class Flow:
                         fm.read_offset = tracked.offset
                         fm.size = max(fm.size, tracked.size)
                     continue
+                if once:
+                    targets[tracked] = tracked.offset  # shorter than when we started: done with it
                 self._idle_file(tracked, now, flush_after)
             if once:
                 if all(t.offset >= targets.get(t, 0) for t in files.readable()):
