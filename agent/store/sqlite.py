@@ -43,8 +43,11 @@ DB_NAME = "streams.db"
 SCHEMA_VERSION = 2  # 2: chunk rows (1, a row per record, is refused)
 # Checkpoint the WAL every ~16 MiB rather than SQLite's 4 MiB (fewer fsyncs under load), and
 # truncate it afterwards so an idle store does not keep a large -wal file.
-WAL_AUTOCHECKPOINT_PAGES = 4000
+WAL_AUTOCHECKPOINT_BYTES = 16 * 1024 * 1024
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
+# Chunk rows are large blobs: 64 KiB pages need a sixteenth of the overflow pages, WAL frames
+# and write calls of SQLite's default 4 KiB (a new store only: the size is fixed at creation).
+PAGE_SIZE = 64 * 1024
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 MAX_SEQUENCE = _I64_MAX  # INTEGER PRIMARY KEY
@@ -162,11 +165,14 @@ def _prepare(db: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
             if version < SCHEMA_VERSION:
                 raise StoreError(f"{path} is not a stream store (empty or another program's)")
             return
+        if version == 0:
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
             raise StoreError(f"{path}: cannot switch to WAL mode (got {mode!r})")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute(f"PRAGMA wal_autocheckpoint={max(1, WAL_AUTOCHECKPOINT_BYTES // page_size)}")
         db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         if version < SCHEMA_VERSION:
             write(db, lambda: _create_schema(db), path)
