@@ -87,10 +87,13 @@ def p1(ctx: Context) -> dict[str, float]:
     lines = ctx.sizes.p1_lines
     log = ctx.log("apache", lines)
     size = log.stat().st_size
+    # Each shipper starts with no dirty pages of the other's output left to write back.
+    os.sync()
     agent = agent_once(_config(ctx, "p1", {"filePattern": str(log)}))
     if agent.returncode != 0:
         raise RuntimeError(f"kinesis-agent run --once exited {agent.returncode}")
     shutil.rmtree(_state(ctx, "p1"), ignore_errors=True)
+    os.sync()
     rsyslog = rsyslog_once(ctx.work, log)
     wc = timed(["wc", "-l", str(log)])
     return {
