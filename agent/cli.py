@@ -126,6 +126,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _first_agent_error(group: BaseExceptionGroup[BaseException]) -> AgentError | None:
+    for exc in group.exceptions:
+        if isinstance(exc, AgentError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            inner = _first_agent_error(exc)
+            if inner is not None:
+                return inner
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -139,6 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AgentError as exc:
         print(f"kinesis-agent: {exc}", file=sys.stderr)
         return 1
+    except ExceptionGroup as group:
+        # a flow that cannot start (damaged state, unreachable store) fails the daemon's
+        # TaskGroup: say what it was in one line, not with a traceback
+        first = _first_agent_error(group)
+        if first is None:
+            raise
+        print(f"kinesis-agent: {first}", file=sys.stderr)
+        return EX_CONFIG if isinstance(first, ConfigError) else 1
     except KeyboardInterrupt:
         return 130
 

@@ -114,8 +114,9 @@ def connect(
     try:
         if create and not read_only:
             directory.mkdir(mode=0o750, parents=True, exist_ok=True)
-            # SQLite gives the -wal and -shm files the mode of the database file
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o640))
+            if not path.exists():
+                _create_atomically(path, busy_timeout)
+            check_damage(path)
         elif not path.is_file():
             raise StoreError(
                 f"no stream store in {directory} ({DB_NAME} is missing); "
@@ -139,6 +140,86 @@ def connect(
         db.close()
         raise
     return db
+
+
+class DamagedStore(StoreError):
+    """The store file is damaged: the agent refuses to write into it (see ``check_damage``)."""
+
+    retryable = False
+
+
+_HEADER = b"SQLite format 3\x00"
+QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
+
+
+def _create_atomically(path: Path, busy_timeout: float) -> None:
+    """A new store is built under a temporary name and renamed into place, schema and all.
+
+    So ``streams.db`` never exists half made, and an empty or headless one is always damage.
+    """
+    tmp = path.with_name(path.name + ".new")
+    tmp.unlink(missing_ok=True)
+    # SQLite gives the -wal and -shm files the mode of the database file
+    os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o640))
+    db = sqlite3.connect(tmp, timeout=busy_timeout, isolation_level=None)
+    try:
+        _prepare(db, tmp, read_only=False)
+    finally:
+        db.close()
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def check_damage(path: Path) -> None:
+    """Refuse a store that is empty, not SQLite, shorter than its header says, or fails quick_check.
+
+    Decision: a damaged store is never written into and never silently replaced. Writing could
+    lose what it holds; a new store would also lose the flows' checkpoints (they live in it) and
+    re-ship or skip every file. The agent stops with this message (exit 1) until an operator acts.
+    """
+    advice = (
+        f"Not starting, so nothing more is lost or duplicated. Keep {path} for inspection "
+        f"(`sqlite3 {path} .recover` salvages what it can), or move {path.name}, "
+        f"{path.name}-wal and {path.name}-shm aside to start a new store: every file is then "
+        "read again according to initialPosition."
+    )
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        header = fh.read(100)
+    if size == 0:
+        raise DamagedStore(f"the stream store {path} is damaged (the file is empty). {advice}")
+    if len(header) < 100 or not header.startswith(_HEADER):
+        raise DamagedStore(f"the stream store {path} is damaged (not an SQLite file). {advice}")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    valid = header[24:28] == header[92:96]
+    if valid and size < pages * page_size:
+        raise DamagedStore(
+            f"the stream store {path} is damaged (truncated: {size} bytes, its header says "
+            f"{pages * page_size}). {advice}"
+        )
+    if size > QUICK_CHECK_MAX_BYTES:
+        return
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            result = db.execute("PRAGMA quick_check").fetchall()
+        finally:
+            db.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            return  # busy, not damaged
+        result = [(str(exc),)]
+    except sqlite3.DatabaseError as exc:
+        result = [(str(exc),)]
+    if result != [("ok",)]:
+        detail = "; ".join(str(r[0]) for r in result[:3])
+        raise DamagedStore(f"the stream store {path} is damaged ({detail}). {advice}")
 
 
 def _prepare(db: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
