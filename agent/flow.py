@@ -186,11 +186,24 @@ class Flow:
             for tracked in files.readable():
                 if once and tracked.offset >= targets.get(tracked, 0):
                     continue
+                rescanned = False
                 while self.metrics.in_flight_bytes >= budget and not stop.is_set():
                     self._room.clear()
                     self._wake_sender.set()
-                    await _wait(self._room, 1.0)
+                    self._wake_pending.clear()
+                    await _wait_any(self._room, self._wake_reader, 1.0)
+                    self._wake_reader.clear()
+                    # Keep discovering while blocked: a file created and rotated out of the
+                    # pattern during a long outage is then held open and drained afterwards.
+                    if self.clock() >= next_scan or self._rescan_requested:
+                        self._rescan_requested = False
+                        self._emit_flushed(files.rescan())
+                        next_scan = self.clock() + refresh
+                        rescanned = True
                 if stop.is_set():
+                    break
+                if rescanned:  # the rescan may have closed files of this list: list them again
+                    progressed = True
                     break
                 try:
                     framed, n = tracked.read(READ_CHUNK, now)
