@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from agent.checkpoints import CheckpointDB
 from agent.config import AgentConfig, FlowConfig, load_config
-from agent.errors import ConfigError
+from agent.errors import AgentError, ConfigError
 from agent.flow import Flow
 from agent.metrics import AgentMetrics
 from agent.sinks import Sink, open_sink
@@ -70,7 +70,10 @@ class Agent:
         assert self._tg is not None
         sink = open_sink(config, flow_cfg)
         metrics = self.metrics.flow(flow_cfg.flow_id, flow_cfg.destination)
-        flow = Flow(config, flow_cfg, sink, metrics, self._checkpoints_for(config))
+        # flows into the embedded store keep their checkpoints in it: they never need (nor
+        # wait for, nor fail on) the checkpoint database of the AWS flows
+        checkpoints = None if flow_cfg.local_stream is not None else self._checkpoints_for(config)
+        flow = Flow(config, flow_cfg, sink, metrics, checkpoints)
         stop = asyncio.Event()
         task = self._tg.create_task(flow.run(stop, once=self._once), name=flow_cfg.flow_id)
         self.running[flow_cfg.flow_id] = RunningFlow(flow, sink, stop, task)
@@ -163,7 +166,17 @@ class Agent:
         started = 0
         for fid, flow_cfg in new_flows.items():
             if fid not in self.running:
-                self._start_flow(new, flow_cfg)
+                try:
+                    self._start_flow(new, flow_cfg)
+                except AgentError as exc:
+                    # one flow that cannot open its destination must not take the others down
+                    log.error(
+                        "reload: cannot start flow %s: %s; the other flows keep running, "
+                        "fix it and send SIGHUP again",
+                        fid,
+                        exc,
+                    )
+                    continue
                 started += 1
         for fid in [f for f in self.metrics.flows if f not in new_flows]:
             del self.metrics.flows[fid]

@@ -148,7 +148,6 @@ class DamagedStore(StoreError):
     retryable = False
 
 
-_HEADER = b"SQLite format 3\x00"
 QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
 
 
@@ -187,31 +186,26 @@ def check_damage(path: Path) -> None:
         f"{path.name}-wal and {path.name}-shm aside to start a new store: every file is then "
         "read again according to initialPosition."
     )
+    # Only SQLite opens the file: closing a descriptor of our own would drop the POSIX locks
+    # that the process's other connections to the store hold (fcntl locks are per process).
     size = path.stat().st_size
-    with open(path, "rb") as fh:
-        header = fh.read(100)
     if size == 0:
         raise DamagedStore(f"the stream store {path} is damaged (the file is empty). {advice}")
-    if len(header) < 100 or not header.startswith(_HEADER):
-        raise DamagedStore(f"the stream store {path} is damaged (not an SQLite file). {advice}")
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    valid = header[24:28] == header[92:96]
     wal = path.with_name(path.name + "-wal")
-    # with a WAL, a checkpoint cut short by kill -9 may have written page 1 before the pages
-    # that grow the file: the WAL still holds them, and SQLite finishes the job on open
-    if valid and size < pages * page_size and not (wal.exists() and wal.stat().st_size > 0):
-        raise DamagedStore(
-            f"the stream store {path} is damaged (truncated: {size} bytes, its header says "
-            f"{pages * page_size}). {advice}"
-        )
-    if size > QUICK_CHECK_MAX_BYTES:
-        return
     try:
         db = sqlite3.connect(path, timeout=30, isolation_level=None)
         try:
-            result = db.execute("PRAGMA quick_check").fetchall()
+            page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            # with a WAL, a checkpoint cut short by kill -9 may have written page 1 before the
+            # pages that grow the file: the WAL still holds them, and SQLite finishes the job
+            hot_wal = wal.exists() and wal.stat().st_size > 0
+            if not hot_wal and size < pages * page_size:
+                result = [(f"truncated: {size} bytes, its header says {pages * page_size}",)]
+            elif size <= QUICK_CHECK_MAX_BYTES:
+                result = db.execute("PRAGMA quick_check").fetchall()
+            else:
+                result = [("ok",)]
         finally:
             db.close()
     except sqlite3.OperationalError as exc:

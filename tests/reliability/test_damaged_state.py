@@ -7,9 +7,11 @@ beginning or the end, and never writes into a damaged store (it refuses to start
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -385,3 +387,32 @@ class TestCheckpointsUnderAKinesisFlow:
         assert done.returncode == 1
         assert str(db) in done.stderr and "Not starting" in done.stderr
         assert len(kinesis_lines(kinesalite.endpoint, stream)) == 500
+
+
+@pytest.mark.slow
+def test_reload_adding_a_flow_over_damaged_checkpoints_keeps_the_others(tmp_path: Path) -> None:
+    """SIGHUP adds the first AWS flow while checkpointFile is garbage: that flow is refused
+    loudly; the running flows keep shipping, exactly once."""
+    store = tmp_path / "streams"
+    config = local_config(tmp_path, store)
+    doc = json.loads(config.read_text())
+    doc["kinesis.endpoint"] = "http://127.0.0.1:9"
+    config.write_text(json.dumps(doc))
+    garbage(tmp_path / "cp.db")
+    log = tmp_path / "agent.log"
+    written = append(tmp_path / "logs" / "a.log", numbered("a", 0, 200))
+    proc = start(config, log)
+    try:
+        assert wait_for(lambda: _count(store) == 200, 30), log.read_text()[-2000:]
+        doc["flows"].append(
+            {"filePattern": str(tmp_path / "other" / "*.log"), "kinesisStream": "k"}
+        )
+        config.write_text(json.dumps(doc))
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "cannot start flow" in log.read_text(), 30), log.read_text()[-2000:]
+        written += append(tmp_path / "logs" / "a.log", numbered("a", 200, 200))
+        assert wait_for(lambda: _count(store) == 400, 30), log.read_text()[-2000:]
+        assert proc.poll() is None
+    finally:
+        assert stop(proc) == 0
+    assert stored_lines(store, "s") == written

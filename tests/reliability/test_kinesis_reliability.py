@@ -1,4 +1,4 @@
-"""R1–R3 against kinesalite, short versions (``make soak`` runs the long ones)."""
+"""R1 to R3 against kinesalite, short versions (``make soak`` runs the long ones)."""
 
 from __future__ import annotations
 
