@@ -24,6 +24,7 @@ lock: every write transaction is ``BEGIN IMMEDIATE`` and waits up to the busy ti
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -114,6 +115,8 @@ def connect(
     try:
         if create and not read_only:
             directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+            # Only ever create it, never open and close an existing one ourselves: that drops
+            # the POSIX locks of this process's connections to it (see check_damage).
             if not path.exists():
                 _create_atomically(path, busy_timeout)
             check_damage(path)
@@ -156,21 +159,26 @@ def _create_atomically(path: Path, busy_timeout: float) -> None:
 
     So ``streams.db`` never exists half made, and an empty or headless one is always damage.
     """
-    tmp = path.with_name(path.name + ".new")
-    tmp.unlink(missing_ok=True)
+    tmp = path.with_name(f"{path.name}.new-{os.getpid()}-{os.urandom(4).hex()}")
     # SQLite gives the -wal and -shm files the mode of the database file
-    os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o640))
-    db = sqlite3.connect(tmp, timeout=busy_timeout, isolation_level=None)
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640))
     try:
-        _prepare(db, tmp, read_only=False)
+        db = sqlite3.connect(tmp, timeout=busy_timeout, isolation_level=None)
+        try:
+            _prepare(db, tmp, read_only=False)
+        finally:
+            db.close()
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        # link, not rename: a store another process created meanwhile is never replaced
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
     finally:
-        db.close()
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{tmp}{suffix}").unlink(missing_ok=True)
 
 
 def check_damage(path: Path) -> None:
