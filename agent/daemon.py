@@ -13,7 +13,7 @@ from agent.checkpoints import CheckpointDB
 from agent.config import AgentConfig, FlowConfig, load_config
 from agent.errors import AgentError, ConfigError
 from agent.flow import Flow
-from agent.metrics import AgentMetrics
+from agent.metrics import AgentMetrics, FlowMetrics
 from agent.sinks import Sink, open_sink
 from agent.systemd import Notifier
 
@@ -132,6 +132,10 @@ class Agent:
             if self.checkpoint_db is not None:
                 self.checkpoint_db.close()
             log.info(self.progress_line())
+            for m in self.metrics.flows.values():
+                problems = problem_summary(m)
+                if problems:
+                    log.warning("%s: %s", m.flow_id, problems)
         return 0
 
     async def _reloader(self) -> None:
@@ -239,6 +243,23 @@ class Agent:
             f"Agent: Progress: {parsed} records parsed ({nbytes} bytes), and {sent} records sent "
             f"successfully to destinations. Uptime: {self.metrics.uptime_millis}ms"
         )
+
+
+PROBLEM_COUNTERS = (
+    "read_errors",
+    "files_skipped",
+    "records_truncated",
+    "bytes_discarded",
+    "files_truncated",
+    "files_deleted_unread_bytes",
+    "processing_errors",
+    "record_send_errors",
+)
+
+
+def problem_summary(m: FlowMetrics) -> str:
+    """The flow's non-zero trouble counters in one line (``read_errors=1 files_skipped=2``)."""
+    return " ".join(f"{n}={getattr(m, n)}" for n in PROBLEM_COUNTERS if getattr(m, n))
 
 
 def install_signal_handlers(agent: Agent, loop: asyncio.AbstractEventLoop) -> None:

@@ -57,6 +57,7 @@ class FlowMetrics:
     files_truncated: int = 0
     files_deleted_unread_bytes: int = 0
     read_errors: int = 0
+    files_skipped: int = 0  # matching paths that cannot be tailed: not regular, dangling, loops
     status: str = "starting"  # starting | running | failing | stopping | stopped
     last_error: str | None = None
     files: dict[str, FileMetrics] = field(default_factory=dict)

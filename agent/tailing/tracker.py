@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,7 +86,10 @@ class FileSet:
         now = self.clock()
         flushed: list[Flushed] = []
         seen: set[tuple[int, int]] = set()
-        found = scan(self.flow.file_pattern, self.problems)
+        problems = self.problems
+        known = len(problems.not_regular) + len(problems.unreadable)
+        found = scan(self.flow.file_pattern, problems)
+        self.metrics.files_skipped += len(problems.not_regular) + len(problems.unreadable) - known
         for f in found:
             key = (f.dev, f.ino)
             seen.add(key)
@@ -168,7 +172,7 @@ class FileSet:
             if key == exclude or key in self.files:
                 continue
             try:
-                fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
             except OSError:
                 continue
             try:
@@ -192,7 +196,8 @@ class FileSet:
     def _open(self, f: Found, now: float) -> None:
         key = (f.dev, f.ino)
         try:
-            fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC)
+            # O_NONBLOCK: a path replaced by a FIFO after the scan must not block the flow
+            fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as exc:
             if f.path not in self.problems.unreadable:
                 self.problems.unreadable.add(f.path)
@@ -207,8 +212,8 @@ class FileSet:
         self.problems.unreadable.discard(f.path)
         try:
             st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != key:  # replaced between scan and open: next scan
-                os.close(fd)
+            if (st.st_dev, st.st_ino) != key or not stat.S_ISREG(st.st_mode):
+                os.close(fd)  # replaced between scan and open (maybe by a FIFO): next scan
                 return
             decided = self._identify(fd, st.st_size, key, now)
         except OSError:
