@@ -69,6 +69,10 @@ def configure_logging(level: str) -> None:
         )
     else:
         systemd_logging(level)
+    # botocore's DEBUG lines carry signed request headers: the access key id, the session token
+    # (X-Amz-Security-Token) and more. The agent's own DEBUG never needs them.
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
 
 
 def _load(path: str) -> AgentConfig:
