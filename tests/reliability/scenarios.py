@@ -25,6 +25,7 @@ from tests.reliability.common import (
     kill,
     kinesis_lines,
     record,
+    rss_bytes,
     start,
     stop,
     wait_for,
@@ -280,9 +281,7 @@ def outage(tmp: Path, outage_seconds: float, refuse_seconds: float) -> Tally:
                 with writers:
                     assert wait_for(lambda: len(proxy.events) > 3, 30), log.read_text()[-2000:]
                     time.sleep(1)
-                    baseline = max(
-                        (r for r in [sampler_once(proc)] if r), default=0
-                    )  # warmed up: interpreter, boto3, first batches
+                    baseline = rss_bytes(proc.pid)  # warmed up: interpreter, boto3, batches
                     sampler.watch(proc)
                     server.stop()
                     time.sleep(outage_seconds)
@@ -317,12 +316,6 @@ def outage(tmp: Path, outage_seconds: float, refuse_seconds: float) -> Tally:
         unanswered=sum(1 for e in proxy.events if e.fault in ("reset", "status")),
     )
     return record(tally)
-
-
-def sampler_once(proc: subprocess.Popen[bytes]) -> int:
-    from tests.reliability.common import rss_bytes
-
-    return rss_bytes(proc.pid)
 
 
 # --- R3: throttling and a flaky network, live ----------------------------------------------------
@@ -373,4 +366,63 @@ def flaky(tmp: Path, kinesalite_port: int, seconds: float) -> Tally:
         throttled_entries=sum(len(e.rejected) for e in proxy.events),
         requests=len(proxy.events),
     )
+    return record(tally)
+
+
+# --- R1: SIGKILL soak into the embedded store -----------------------------------------------------
+
+
+def crash_soak_local(tmp: Path, kills: int, seed: int = 7) -> Tally:
+    """``kills`` SIGKILLs while three files grow and rotate, shipping into the embedded store:
+    exactly once (records and checkpoints commit together)."""
+    from tests.e2e_helpers import stored_lines
+
+    (tmp / "logs").mkdir()
+    store = tmp / "streams"
+    config = write_config(
+        tmp / "agent.json",
+        {
+            "checkpointFile": str(tmp / "cp.db"),
+            "localStore.directory": str(store),
+            "localStore.shardCount": 1,
+            "cloudwatch.emitMetrics": False,
+            "flows": [
+                {
+                    "filePattern": str(tmp / "logs" / "*.log*"),
+                    "localStream": "crash",
+                    "initialPosition": "START_OF_FILE",
+                    "maxBufferAgeMillis": 1000,
+                    "maxTimeBetweenFileTrackerRefreshMillis": 500,
+                    "maxBufferSizeRecords": 50,
+                }
+            ],
+        },
+    )
+    log = tmp / "agent.log"
+    rng = random.Random(seed)
+    sampler = RssSampler()
+    with Writers(tmp / "logs", ["app", "web", "db"], seed) as writers:
+        for _ in range(kills):
+            proc = start(config, log)
+            sampler.watch(proc)
+            time.sleep(rng.uniform(0.15, 0.9))
+            kill(proc)
+    total = len(writers.all)
+    proc = start(config, log)
+    sampler.watch(proc)
+
+    def count() -> int:
+        try:
+            return len(stored_lines(store, "crash"))
+        except Exception:
+            return 0
+
+    try:
+        assert wait_for(lambda: count() >= total, 120, 0.5), log.read_text()[-3000:]
+        time.sleep(1.5)
+    finally:
+        assert stop(proc) == 0
+    got = stored_lines(store, "crash")
+    tally = Tally.of(f"R1 {kills} SIGKILLs, embedded store", writers.all, got, sampler.close())
+    tally.notes.update(rotations=writers.rotations, copytruncates=writers.copytruncates)
     return record(tally)
