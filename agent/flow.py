@@ -165,7 +165,7 @@ class Flow:
                 if once and not targets:
                     targets = {t: t.size for t in files.readable()}
             progressed = False
-            for tracked in files.readable():
+            for tracked in files.readable(refresh=True):
                 if once and tracked.offset >= targets.get(tracked, 0):
                     continue
                 while self.metrics.in_flight_bytes >= budget and not stop.is_set():
@@ -193,6 +193,8 @@ class Flow:
                     if fm is not None:
                         fm.read_offset = tracked.offset
                         fm.size = max(fm.size, tracked.size)
+                    if n == READ_CHUNK:
+                        break  # more here: finish older files before newer ones (rotation order)
                     continue
                 if once:
                     targets[tracked] = tracked.offset  # shorter than when we started: done with it
