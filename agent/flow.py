@@ -200,7 +200,7 @@ class Flow:
                     fm = self.metrics.files.get(str(tracked.file_id))
                     if fm is not None:
                         fm.read_offset = tracked.offset
-                        fm.size = max(fm.size, tracked.size)
+                        fm.observe_size(max(fm.size, tracked.size))
                     continue
                 self._idle_file(tracked, now, flush_after)
             if once:
@@ -229,6 +229,9 @@ class Flow:
             if size < tracked.offset:
                 self._emit_flushed(self.files.check_truncation(tracked, verify_head=False))
                 return
+            fm = self.metrics.files.get(str(tracked.file_id))
+            if fm is not None:
+                fm.observe_size(size)
         idle = now - tracked.last_growth >= flush_after
         if idle and tracked.framer.has_pending():
             self._emit(tracked.acks, tracked.framer.flush(), 0)
@@ -242,6 +245,10 @@ class Flow:
     def _emit(self, acks: FileAcks, framed: list[Framed], nbytes: int) -> None:
         m = self.metrics
         m.bytes_parsed += nbytes
+        fm = m.files.get(str(acks.file_id)) if framed or nbytes else None
+        if fm is not None:
+            fm.bytes_parsed += nbytes
+            fm.records_parsed += len(framed)
         if not framed:
             return
         m.records_parsed += len(framed)
@@ -311,17 +318,20 @@ class Flow:
         pending = batch
         m = self.metrics
         while pending:
-            m.record_send_attempts += len(pending)
-            m.send_calls += 1
             if self.sink.transactional:
                 result = await self._send_transactional(pending)
             else:
                 result = await self._send_plain(pending)
             delivered = result.delivered
+            sent_bytes = sum(len(r.data) for r in delivered)
+            m.send_call(
+                attempted=len(pending),
+                sent=len(delivered),
+                sent_bytes=sent_bytes,
+                failed=len(result.retry),
+                service_error=result.error is not None,
+            )
             if delivered:
-                m.records_sent += len(delivered)
-                sent_bytes = sum(len(r.data) for r in delivered)
-                m.bytes_sent += sent_bytes
                 m.in_flight_bytes -= sent_bytes
                 m.in_flight_records -= len(delivered)
                 self._room.set()
@@ -331,10 +341,7 @@ class Flow:
                 m.status = "running"
                 return
             pending = result.retry
-            m.record_send_errors += len(pending)
             m.retries += 1
-            if result.error is not None:
-                m.service_errors += 1
             await self._back_off(backoff, result)
 
     async def _back_off(self, backoff: Backoff, result: SendResult) -> None:
@@ -403,8 +410,7 @@ class Flow:
     def _note_checkpoint(self, acks: FileAcks) -> None:
         fm = self.metrics.files.get(str(acks.file_id))
         if fm is not None:
-            fm.checkpoint_offset = acks.checkpoint
-            fm.checkpoint_updated = time.time()
+            fm.checkpoint_advanced(acks.checkpoint)
 
     async def _persist(self, *, force: bool) -> None:
         """Write dirty checkpoints: at most once a second, and at the end."""
