@@ -82,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agent import daemon
 
     config = _load(args.config)
-    return daemon.run(config, once=args.once)
+    return daemon.run(config, once=args.once, config_path=args.config)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -7,9 +7,11 @@ import contextlib
 import logging
 import os
 import signal
+from dataclasses import dataclass, replace
 
 from agent.checkpoints import CheckpointDB
-from agent.config import AgentConfig
+from agent.config import AgentConfig, FlowConfig, load_config
+from agent.errors import ConfigError
 from agent.flow import Flow
 from agent.metrics import AgentMetrics
 from agent.sinks import Sink, open_sink
@@ -20,39 +22,88 @@ log = logging.getLogger(__name__)
 STATUS_PERIOD = 5.0
 
 
-class Agent:
-    """Every flow of one configuration, run together under one TaskGroup."""
+@dataclass(slots=True)
+class RunningFlow:
+    """A flow, its sink, and the task and stop signal that run it."""
 
-    def __init__(self, config: AgentConfig, *, notifier: Notifier | None = None) -> None:
+    flow: Flow
+    sink: Sink
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+class Agent:
+    """Every flow of one configuration under one TaskGroup; SIGHUP swaps flows without loss."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        notifier: Notifier | None = None,
+        config_path: str | None = None,
+    ) -> None:
         self.config = config
+        self.config_path = config_path
         self.metrics = AgentMetrics()
         self.notifier = notifier or Notifier(environ={})
         self.stop = asyncio.Event()
-        self.flows: list[Flow] = []
-        self.sinks: list[Sink] = []
+        self.reload_requested = asyncio.Event()
+        self.running: dict[str, RunningFlow] = {}
         self.checkpoint_db: CheckpointDB | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._once = False
 
-    def _build(self) -> None:
-        cfg = self.config
-        if any(f.local_stream is None for f in cfg.flows):
-            self.checkpoint_db = CheckpointDB(cfg.checkpoint_file)
-            expired = self.checkpoint_db.expire(cfg.checkpoint_time_to_live_days)
-            if expired:
-                log.info("Deleted %d old checkpoints.", expired)
-        for flow_cfg in cfg.flows:
-            sink = open_sink(cfg, flow_cfg)
-            self.sinks.append(sink)
-            metrics = self.metrics.flow(flow_cfg.flow_id, flow_cfg.destination)
-            self.flows.append(Flow(cfg, flow_cfg, sink, metrics, self.checkpoint_db))
+    @property
+    def flows(self) -> list[Flow]:
+        return [r.flow for r in self.running.values()]
+
+    def _checkpoints_for(self, config: AgentConfig) -> CheckpointDB | None:
+        if all(f.local_stream is not None for f in config.flows) or self.checkpoint_db is not None:
+            return self.checkpoint_db
+        self.checkpoint_db = CheckpointDB(config.checkpoint_file)
+        expired = self.checkpoint_db.expire(config.checkpoint_time_to_live_days)
+        if expired:
+            log.info("Deleted %d old checkpoints.", expired)
+        return self.checkpoint_db
+
+    def _start_flow(self, config: AgentConfig, flow_cfg: FlowConfig) -> None:
+        assert self._tg is not None
+        sink = open_sink(config, flow_cfg)
+        metrics = self.metrics.flow(flow_cfg.flow_id, flow_cfg.destination)
+        flow = Flow(config, flow_cfg, sink, metrics, self._checkpoints_for(config))
+        stop = asyncio.Event()
+        task = self._tg.create_task(flow.run(stop, once=self._once), name=flow_cfg.flow_id)
+        self.running[flow_cfg.flow_id] = RunningFlow(flow, sink, stop, task)
+
+    async def _stop_flows(self, flows: list[RunningFlow]) -> None:
+        """Stop reading, drain and commit within shutdownTimeoutMillis; then close the sinks."""
+        for r in flows:
+            r.stop.set()
+        tasks = [r.task for r in flows]
+        if tasks:
+            timeout = self.config.shutdown_timeout_millis / 1000
+            _done, pending = await asyncio.wait(tasks, timeout=timeout)
+            if pending:
+                log.warning(
+                    "%d flow(s) did not drain within %.1fs; unacknowledged records stay in the files",
+                    len(pending),
+                    timeout,
+                )
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        for r in flows:
+            with contextlib.suppress(Exception):
+                await r.sink.aclose()
+            self.running.pop(r.flow.config.flow_id, None)
 
     async def run(self, *, once: bool = False) -> int:
-        self._build()
+        self._once = once
         try:
             async with asyncio.TaskGroup() as tg:
-                runs = [
-                    tg.create_task(f.run(self.stop, once=once), name=f.config.flow_id)
-                    for f in self.flows
-                ]
+                self._tg = tg
+                for flow_cfg in self.config.flows:
+                    self._start_flow(self.config, flow_cfg)
                 helpers = [
                     tg.create_task(self._progress(), name="progress"),
                     tg.create_task(self._systemd_status(), name="systemd status"),
@@ -63,34 +114,68 @@ class Agent:
                 await asyncio.sleep(0)  # let every flow load its checkpoints and start
                 self.notifier.ready(status=self.status_line())
                 if once:
-                    await asyncio.gather(*runs)
+                    await asyncio.gather(*(r.task for r in self.running.values()))
                 else:
+                    helpers.append(tg.create_task(self._reloader(), name="reload"))
                     await self.stop.wait()
                     self.notifier.stopping(status="draining")
-                    await self._drain(runs)
+                    await self._stop_flows(list(self.running.values()))
                 for task in helpers:
                     task.cancel()
         finally:
-            for sink in self.sinks:
+            for r in list(self.running.values()):
                 with contextlib.suppress(Exception):
-                    await sink.aclose()
+                    await r.sink.aclose()
             if self.checkpoint_db is not None:
                 self.checkpoint_db.close()
             log.info(self.progress_line())
         return 0
 
-    async def _drain(self, runs: list[asyncio.Task[None]]) -> None:
-        timeout = self.config.shutdown_timeout_millis / 1000
-        _done, pending = await asyncio.wait(runs, timeout=timeout)
-        if pending:
-            log.warning(
-                "shutdown: %d flow(s) did not finish within %.1fs; unacknowledged records stay in the files",
-                len(pending),
-                timeout,
-            )
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+    async def _reloader(self) -> None:
+        while True:
+            await self.reload_requested.wait()
+            self.reload_requested.clear()
+            if self.stop.is_set():
+                return
+            await self.reload()
+
+    async def reload(self) -> bool:
+        """Re-read the configuration; start added flows, drain removed and changed ones."""
+        if self.config_path is None:
+            log.warning("SIGHUP: no configuration file to re-read")
+            return False
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+        except ConfigError as exc:
+            log.error("reload rejected, keeping the running configuration: %s", exc)
+            return False
+        self.notifier.reloading(status="reloading configuration")
+        old = self.config
+        same_globals = replace(old, flows=(), sources=()) == replace(new, flows=(), sources=())
+        new_flows = {f.flow_id: f for f in new.flows}
+        to_stop = [
+            r
+            for fid, r in self.running.items()
+            if not same_globals or new_flows.get(fid) != r.flow.config
+        ]
+        await self._stop_flows(to_stop)
+        self.config = new
+        started = 0
+        for fid, flow_cfg in new_flows.items():
+            if fid not in self.running:
+                self._start_flow(new, flow_cfg)
+                started += 1
+        for fid in [f for f in self.metrics.flows if f not in new_flows]:
+            del self.metrics.flows[fid]
+        log.info(
+            "reloaded %s: %d flow(s) stopped, %d started, %d untouched",
+            self.config_path,
+            len(to_stop),
+            started,
+            len(self.running) - started,
+        )
+        self.notifier.ready(status=self.status_line())
+        return True
 
     async def _watchdog(self, interval: float) -> None:
         """WATCHDOG=1 from the event loop itself: a stuck loop stops the pings and systemd restarts us."""
@@ -164,12 +249,13 @@ def install_signal_handlers(agent: Agent, loop: asyncio.AbstractEventLoop) -> No
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_stop, sig.name)
+    loop.add_signal_handler(signal.SIGHUP, agent.reload_requested.set)
 
 
-def run(config: AgentConfig, *, once: bool = False) -> int:
+def run(config: AgentConfig, *, once: bool = False, config_path: str | None = None) -> int:
     async def main() -> int:
         with Notifier() as notifier:
-            agent = Agent(config, notifier=notifier)
+            agent = Agent(config, notifier=notifier, config_path=config_path)
             install_signal_handlers(agent, asyncio.get_running_loop())
             return await agent.run(once=once)
 

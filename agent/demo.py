@@ -98,7 +98,7 @@ def main() -> int:
         flush=True,
     )
     try:
-        return daemon.run(load_config(config_path))
+        return daemon.run(load_config(config_path), config_path=str(config_path))
     finally:
         stop.set()
 

@@ -1,0 +1,225 @@
+"""The stream store's SQLite plumbing: the file, its schema, connections and write transactions.
+
+One database, ``streams.db`` in the store directory, in WAL mode:
+
+- ``streams`` / ``shards``: a stream and the MD5 hash-key range of each shard (CreateStream's even
+  split; shards never change).
+- ``records_<stream id>_<shard index>``: one table per shard, a row per record keyed by its
+  sequence counter, so a shard is an append-only B-tree that readers scan by key. Table names are
+  built from integers only; a stream's name never becomes part of SQL or of a path. One table per
+  shard rather than one table with a (stream, shard, sequence) index: that index cost a third of
+  the write throughput (tests/bench/bench_store.py; figures in the store's pull request).
+- ``file_checkpoints``: the flows' checkpoints, upserted in the same transaction as the records
+  they cover, so after a crash either both are there or neither is (exactly-once delivery).
+- ``store_meta``: the sequence counter shared by all streams, never reused.
+
+Durability: ``synchronous=NORMAL`` in WAL mode. A commit is in the WAL (in the OS page cache) when
+it returns, so a killed agent process (``kill -9``, OOM) loses nothing. A power loss may roll back
+the last commits, records *and* their checkpoints together, so the agent reads those lines again:
+still no loss and no duplicate as long as the log files themselves survived.
+
+Writers on several connections (several flows, several processes) serialise on SQLite's write
+lock: every write transaction is ``BEGIN IMMEDIATE`` and waits up to the busy timeout for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TypeVar
+
+from agent.errors import StoreError
+from agent.records import Checkpoint, FileId
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "streams.db"
+SCHEMA_VERSION = 1
+# Checkpoint the WAL every ~16 MiB rather than SQLite's 4 MiB (fewer fsyncs under load), and
+# truncate it afterwards so an idle store does not keep a large -wal file.
+WAL_AUTOCHECKPOINT_PAGES = 4000
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+_U64 = 1 << 64
+_I64_MAX = (1 << 63) - 1
+MAX_SEQUENCE = _I64_MAX  # INTEGER PRIMARY KEY
+T = TypeVar("T")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO store_meta (key, value) VALUES ('next_sequence', 1)",
+    """CREATE TABLE IF NOT EXISTS streams (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        shard_count INTEGER NOT NULL,
+        retention_hours INTEGER NOT NULL,
+        created REAL NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS shards (
+        stream_id INTEGER NOT NULL REFERENCES streams (id),
+        idx INTEGER NOT NULL,
+        starting_hash_key TEXT NOT NULL,
+        ending_hash_key TEXT NOT NULL,
+        PRIMARY KEY (stream_id, idx)
+    )""",
+    """CREATE TABLE IF NOT EXISTS file_checkpoints (
+        flow TEXT NOT NULL,
+        dev INTEGER NOT NULL,
+        ino INTEGER NOT NULL,
+        fp_len INTEGER NOT NULL,
+        fp_hash BLOB NOT NULL,
+        path TEXT NOT NULL,
+        offset INTEGER NOT NULL,
+        updated REAL NOT NULL,
+        PRIMARY KEY (flow, dev, ino, fp_len, fp_hash)
+    )""",
+    f"PRAGMA user_version={SCHEMA_VERSION}",
+)
+
+UPSERT_CHECKPOINT = """
+INSERT INTO file_checkpoints (flow, dev, ino, fp_len, fp_hash, path, offset, updated)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (flow, dev, ino, fp_len, fp_hash)
+DO UPDATE SET path = excluded.path, offset = excluded.offset, updated = excluded.updated
+"""
+
+
+def shard_table(stream_id: int, index: int) -> str:
+    return f"records_{int(stream_id)}_{int(index)}"
+
+
+def create_shard_table(db: sqlite3.Connection, table: str) -> None:
+    db.execute(
+        f"CREATE TABLE {table} (seq INTEGER PRIMARY KEY, arrival REAL NOT NULL, "
+        "partition_key TEXT NOT NULL, data BLOB NOT NULL)"
+    )
+
+
+def to_signed(value: int) -> int:
+    """st_dev/st_ino are unsigned 64-bit; SQLite integers are signed."""
+    return value - _U64 if value > _I64_MAX else value
+
+
+def to_unsigned(value: int) -> int:
+    return value + _U64 if value < 0 else value
+
+
+def connect(
+    directory: Path, *, create: bool, read_only: bool, busy_timeout: float
+) -> sqlite3.Connection:
+    """A connection to the store in ``directory``, schema ready; StoreError when impossible."""
+    path = directory / DB_NAME
+    try:
+        if create and not read_only:
+            directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+            # SQLite gives the -wal and -shm files the mode of the database file
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o640))
+        elif not path.is_file():
+            raise StoreError(
+                f"no stream store in {directory} ({DB_NAME} is missing); "
+                "the agent creates it when a flow first ships into a localStream"
+            )
+        target = f"{path.resolve().as_uri()}?mode=ro" if read_only else str(path)
+        db = sqlite3.connect(
+            target,
+            uri=read_only,
+            timeout=busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    except OSError as exc:
+        raise StoreError(f"cannot open the stream store in {directory}: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the stream store {path}: {exc}") from exc
+    try:
+        _prepare(db, path, read_only=read_only)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _prepare(db: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} was written by a newer kinesis-agent (schema {version}); upgrade the agent"
+            )
+        if read_only:
+            if version < SCHEMA_VERSION:
+                raise StoreError(f"{path} is not a stream store (empty or another program's)")
+            return
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"{path}: cannot switch to WAL mode (got {mode!r})")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        if version < SCHEMA_VERSION:
+            write(db, lambda: _create_schema(db), path)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the stream store {path}: {exc}") from exc
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    for statement in _SCHEMA:
+        db.execute(statement)
+
+
+def write(db: sqlite3.Connection, body: Callable[[], T], path: Path) -> T:
+    """Run ``body`` in one write transaction: all of it commits, or none of it."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = body()
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("rollback failed in %s", path)
+        raise
+    return result
+
+
+def checkpoint_rows(checkpoints: Iterable[Checkpoint], now: float) -> list[tuple[object, ...]]:
+    return [
+        (
+            c.flow,
+            to_signed(c.file.dev),
+            to_signed(c.file.ino),
+            c.file.fp_len,
+            c.file.fp_hash,
+            c.path,
+            c.offset,
+            now,
+        )
+        for c in checkpoints
+    ]
+
+
+def checkpoint_from_row(flow: str, row: tuple[int, int, int, bytes, str, int]) -> Checkpoint:
+    dev, ino, fp_len, fp_hash, path, offset = row
+    return Checkpoint(
+        flow, FileId(to_unsigned(dev), to_unsigned(ino), fp_len, bytes(fp_hash)), path, offset
+    )
+
+
+def trim_chunk(db: sqlite3.Connection, table: str, cutoff: float, chunk: int) -> int:
+    """Delete up to ``chunk`` of a shard's oldest records that arrived before ``cutoff``.
+
+    The first young record bounds what may go, so the scan costs what is deleted.
+    """
+    young = db.execute(
+        f"SELECT seq FROM {table} WHERE arrival >= ? ORDER BY seq LIMIT 1", (cutoff,)
+    ).fetchone()
+    horizon = young[0] if young else MAX_SEQUENCE
+    chunk_end = db.execute(
+        f"SELECT seq FROM {table} WHERE seq < ? ORDER BY seq LIMIT 1 OFFSET ?", (horizon, chunk)
+    ).fetchone()
+    if chunk_end is not None:
+        horizon = chunk_end[0]
+    return db.execute(f"DELETE FROM {table} WHERE seq < ?", (horizon,)).rowcount

@@ -1,0 +1,429 @@
+"""StreamStore: Kinesis-like streams, and the checkpoints of the flows feeding them, in one SQLite file.
+
+The layout and the durability promise are in :mod:`agent.store.sqlite`. One StreamStore is one
+connection; several of them (flows, processes, readers) may use the same directory at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agent.errors import StoreError, StreamNotFound
+from agent.records import Checkpoint
+from agent.sinks.partition import even_ranges
+from agent.store.layout import PutResult, StreamLayout
+from agent.store.model import (
+    MAX_RETENTION_HOURS,
+    MAX_SEQUENCE,
+    MAX_SHARDS,
+    TRIM_HORIZON,
+    Position,
+    ShardInfo,
+    ShardStats,
+    StoredRecord,
+    StreamInfo,
+    format_sequence,
+    shard_id,
+    shard_index,
+    valid_stream_name,
+)
+from agent.store.sqlite import (
+    DB_NAME,
+    UPSERT_CHECKPOINT,
+    checkpoint_from_row,
+    checkpoint_rows,
+    connect,
+    create_shard_table,
+    shard_table,
+    trim_chunk,
+    write,
+)
+
+log = logging.getLogger(__name__)
+
+TRIM_INTERVAL = 60.0  # seconds between the retention passes that writes trigger
+TRIM_CHUNK = 50_000  # rows deleted per transaction, so writers are never held up for long
+T = TypeVar("T")
+
+
+class StreamStore:
+    """One connection to a store directory; safe to share between threads (calls serialise).
+
+    Writers (the agent) use ``StreamStore.open(directory)``; a reader opens its own
+    ``open(directory, create=False, read_only=True)``, which WAL lets read while the agent writes.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        db: sqlite3.Connection,
+        *,
+        read_only: bool,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory = directory
+        self.path = directory / DB_NAME
+        self.read_only = read_only
+        self._db: sqlite3.Connection | None = db
+        self._lock = threading.Lock()
+        self._streams: dict[str, StreamLayout] = {}
+        self._clock = clock
+        self._monotonic = monotonic
+        self._next_trim = 0.0
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        read_only: bool = False,
+        busy_timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> StreamStore:
+        """Open the store in ``directory``; ``create`` makes it (mode 0750) when missing.
+
+        ``clock`` stamps arrival times and drives retention; ``monotonic`` paces the retention
+        passes that writes trigger (at most one per minute). Both are there for tests.
+        """
+        directory = Path(directory)
+        db = connect(directory, create=create, read_only=read_only, busy_timeout=busy_timeout)
+        return cls(directory, db, read_only=read_only, clock=clock, monotonic=monotonic)
+
+    def close(self) -> None:
+        """Close the connection (after a call in progress); closing twice is fine."""
+        with self._lock:
+            if self._db is not None:
+                db, self._db = self._db, None
+                db.close()
+
+    def __enter__(self) -> StreamStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else "read-write"
+        return f"StreamStore({str(self.directory)!r}, {mode})"
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError(f"the stream store {self.path} is closed")
+        return self._db
+
+    def _write(self, db: sqlite3.Connection, body: Callable[[], T]) -> T:
+        return write(db, body, self.path)
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """One read statement under the lock, as a list (no statement stays open between calls)."""
+        with self._lock:
+            try:
+                return self._connection().execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read the stream store {self.path}: {exc}") from exc
+
+    # --- streams ----------------------------------------------------------------------------------
+
+    def ensure_stream(self, name: str, shard_count: int, retention_hours: int) -> StreamInfo:
+        """Create the stream unless it exists; an existing stream is kept as it is."""
+        if not valid_stream_name(name):
+            raise ValueError(f"invalid stream name {name!r}: use 1 to 128 of [a-zA-Z0-9_.-]")
+        if not 1 <= shard_count <= MAX_SHARDS:
+            raise ValueError(f"shard count must be 1 to {MAX_SHARDS}, not {shard_count}")
+        if not 1 <= retention_hours <= MAX_RETENTION_HOURS:
+            raise ValueError(
+                f"retention must be 1 to {MAX_RETENTION_HOURS} hours, not {retention_hours}"
+            )
+        with self._lock:
+            db = self._connection()
+            try:
+                existing = self._load_stream(db, name)
+                if existing is None:
+                    self._write(
+                        db, lambda: self._create_stream(db, name, shard_count, retention_hours)
+                    )
+                    existing = self._load_stream(db, name)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot create stream {name!r} in {self.path}: {exc}") from exc
+        assert existing is not None
+        info = existing.info
+        if (info.shard_count, info.retention_hours) != (shard_count, retention_hours):
+            log.info(
+                "stream %s exists with %d shards and %d h retention; keeping them (asked %d, %d h)",
+                name,
+                info.shard_count,
+                info.retention_hours,
+                shard_count,
+                retention_hours,
+            )
+        return info
+
+    def _create_stream(
+        self, db: sqlite3.Connection, name: str, shard_count: int, retention_hours: int
+    ) -> None:
+        if db.execute("SELECT 1 FROM streams WHERE name = ?", (name,)).fetchone():
+            return  # another connection created it between our look and our lock
+        cur = db.execute(
+            "INSERT INTO streams (name, shard_count, retention_hours, created) VALUES (?, ?, ?, ?)",
+            (name, shard_count, retention_hours, self._clock()),
+        )
+        stream_id = cur.lastrowid
+        assert stream_id is not None
+        for i, (start, end) in enumerate(even_ranges(shard_count)):
+            db.execute(
+                "INSERT INTO shards (stream_id, idx, starting_hash_key, ending_hash_key) "
+                "VALUES (?, ?, ?, ?)",
+                (stream_id, i, str(start), str(end)),
+            )
+            create_shard_table(db, shard_table(stream_id, i))
+
+    def _load_stream(self, db: sqlite3.Connection, name: str) -> StreamLayout | None:
+        cached = self._streams.get(name)
+        if cached is not None:
+            return cached
+        row = db.execute(
+            "SELECT id, shard_count, retention_hours, created FROM streams WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            return None
+        stream_id, shard_count, retention_hours, created = row
+        shards = tuple(
+            ShardInfo(shard_id(i), int(start), int(end))
+            for i, start, end in db.execute(
+                "SELECT idx, starting_hash_key, ending_hash_key FROM shards "
+                "WHERE stream_id = ? ORDER BY idx",
+                (stream_id,),
+            )
+        )
+        stream = StreamLayout(
+            stream_id, StreamInfo(name, shard_count, retention_hours, created, shards)
+        )
+        self._streams[name] = stream
+        return stream
+
+    def _stream(self, name: str) -> StreamLayout:
+        """The cached stream; StreamNotFound when there is none (call with the lock held)."""
+        stream = self._streams.get(name)
+        if stream is not None:
+            return stream
+        try:
+            found = self._load_stream(self._connection(), name) if valid_stream_name(name) else None
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the stream store {self.path}: {exc}") from exc
+        if found is None:
+            raise StreamNotFound(f"no stream named {name!r} in {self.directory}")
+        return found
+
+    def list_streams(self) -> list[str]:
+        return [name for (name,) in self._fetch("SELECT name FROM streams ORDER BY name")]
+
+    def describe(self, name: str) -> StreamInfo:
+        with self._lock:
+            return self._stream(name).info
+
+    def shard_stats(self, name: str) -> list[ShardStats]:
+        """Record counts, bytes and the first/last sequence number of each shard (scans each shard)."""
+        with self._lock:
+            stream = self._stream(name)
+        stats = []
+        for sid, table in zip(stream.shard_ids, stream.tables, strict=True):
+            ((count, size, first, last),) = self._fetch(
+                f"SELECT count(*), total(length(data)), min(seq), max(seq) FROM {table}"
+            )
+            first_arrival = last_arrival = None
+            if count:
+                ((first_arrival,),) = self._fetch(
+                    f"SELECT arrival FROM {table} WHERE seq = ?", (first,)
+                )
+                ((last_arrival,),) = self._fetch(
+                    f"SELECT arrival FROM {table} WHERE seq = ?", (last,)
+                )
+            stats.append(
+                ShardStats(
+                    sid,
+                    count,
+                    int(size),
+                    format_sequence(first) if count else None,
+                    format_sequence(last) if count else None,
+                    first_arrival,
+                    last_arrival,
+                )
+            )
+        return stats
+
+    # --- writing ----------------------------------------------------------------------------------
+
+    def put_records(
+        self,
+        name: str,
+        entries: Sequence[tuple[str, bytes]],
+        checkpoints: Sequence[Checkpoint] = (),
+    ) -> PutResult:
+        """Append ``(partition_key, data)`` entries and upsert ``checkpoints`` in one transaction.
+
+        Returns ``(shard_id, sequence_number)`` per entry, in order. Either everything is stored
+        or, on StoreError, nothing is. An empty ``entries`` just saves the checkpoints.
+        """
+        with self._lock:
+            stream = self._stream(name)
+        placement = stream.place(entries)
+        first = 0
+
+        def body() -> None:
+            nonlocal first
+            # The clock is read under the write lock, so arrival times follow sequence order.
+            now = self._clock()
+            if entries:
+                ((first,),) = db.execute(
+                    "UPDATE store_meta SET value = value + ? WHERE key = 'next_sequence' "
+                    "RETURNING value - ?",
+                    (len(entries), len(entries)),
+                ).fetchall()
+                if first + len(entries) > MAX_SEQUENCE:
+                    raise StoreError(f"{self.path}: sequence numbers exhausted")
+                buckets: list[list[tuple[int, float, str, bytes]]] = [[] for _ in stream.tables]
+                seq = first
+                for (key, data), shard in zip(entries, placement, strict=True):
+                    buckets[shard].append((seq, now, key, data))
+                    seq += 1
+                for insert, bucket in zip(stream.inserts, buckets, strict=True):
+                    if bucket:
+                        db.executemany(insert, bucket)
+            if checkpoints:
+                db.executemany(UPSERT_CHECKPOINT, checkpoint_rows(checkpoints, now))
+
+        with self._lock:
+            db = self._connection()
+            try:
+                self._write(db, body)
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"cannot write {len(entries)} records to stream {name!r} in {self.path}: {exc}"
+                ) from exc
+        self._maybe_trim()
+        return PutResult(stream.shard_ids, placement, first)
+
+    # --- retention --------------------------------------------------------------------------------
+
+    def _maybe_trim(self) -> None:
+        # Called after a commit: a failure here must not make the caller resend what is stored.
+        if self._monotonic() < self._next_trim:
+            return
+        self._next_trim = self._monotonic() + TRIM_INTERVAL
+        try:
+            self.trim_expired()
+        except StoreError:
+            log.warning(
+                "retention trimming failed in %s; next try in a minute", self.path, exc_info=True
+            )
+
+    def trim_expired(self, now: float | None = None) -> int:
+        """Delete records older than their stream's retention; returns how many went.
+
+        Retention runs in write order, as Kinesis's trim horizon does: a shard loses its oldest
+        records up to the first one that is still young enough (after a wall-clock step back a
+        record may outlive its retention until the records before it expire).
+        """
+        now = self._clock() if now is None else now
+        with self._lock:
+            try:
+                names = [n for (n,) in self._connection().execute("SELECT name FROM streams")]
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read the stream store {self.path}: {exc}") from exc
+        deleted = 0
+        for name in names:
+            with self._lock:
+                stream = self._stream(name)
+            cutoff = now - stream.info.retention_hours * 3600
+            for table in stream.tables:
+                deleted += self._trim_table(table, cutoff)
+        return deleted
+
+    def _trim_table(self, table: str, cutoff: float) -> int:
+        deleted = 0
+        while True:
+            with self._lock:
+                db = self._connection()
+                try:
+                    count = self._write(db, partial(trim_chunk, db, table, cutoff, TRIM_CHUNK))
+                except sqlite3.Error as exc:
+                    raise StoreError(f"cannot trim {table} in {self.path}: {exc}") from exc
+            deleted += count
+            if count < TRIM_CHUNK:
+                return deleted
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def load_checkpoints(self, flow: str) -> list[Checkpoint]:
+        """Every checkpoint a flow committed with its records."""
+        rows = self._fetch(
+            "SELECT dev, ino, fp_len, fp_hash, path, offset FROM file_checkpoints WHERE flow = ?",
+            (flow,),
+        )
+        return [checkpoint_from_row(flow, row) for row in rows]
+
+    def expire_checkpoints(self, older_than_days: float, now: float | None = None) -> int:
+        """Forget checkpoints not updated for ``older_than_days`` (checkpointTimeToLiveDays)."""
+        cutoff = (self._clock() if now is None else now) - older_than_days * 86400
+        with self._lock:
+            db = self._connection()
+            try:
+                return self._write(
+                    db,
+                    lambda: (
+                        db.execute(
+                            "DELETE FROM file_checkpoints WHERE updated < ?", (cutoff,)
+                        ).rowcount
+                    ),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot expire checkpoints in {self.path}: {exc}") from exc
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def _shard_tables(self, name: str, shard: str | None) -> list[tuple[str, str]]:
+        """(shard id, table) of every shard, or of the one asked for, in id order."""
+        with self._lock:
+            stream = self._stream(name)
+        pairs = list(zip(stream.shard_ids, stream.tables, strict=True))
+        if shard is None:
+            return pairs
+        index = shard_index(shard)
+        if index is None or index >= len(pairs):
+            raise StreamNotFound(
+                f"stream {name!r} has no shard {shard!r} (it has {pairs[0][0]} to {pairs[-1][0]})"
+            )
+        return [pairs[index]]
+
+    def _last_sequence(self) -> int:
+        """The counter of the last record written to any stream of the store (0 when none)."""
+        ((next_sequence,),) = self._fetch(
+            "SELECT value FROM store_meta WHERE key = 'next_sequence'"
+        )
+        return int(next_sequence) - 1
+
+    def read(
+        self,
+        name: str,
+        *,
+        shard_id: str | None = None,
+        position: Position = TRIM_HORIZON,
+        limit: int | None = None,
+    ) -> Iterator[StoredRecord]:
+        """Records from ``position`` up to what is stored now, shard by shard in id order."""
+        from agent.store.reader import read_stream
+
+        return read_stream(self, name, shard_id=shard_id, position=position, limit=limit)
