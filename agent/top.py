@@ -46,24 +46,15 @@ def human_seconds(s: float | None) -> str:
 
 def flows_table(snap: dict[str, Any]) -> Table:
     table = Table(title="flows", title_justify="left", expand=True)
-    for name, justify in (
-        ("flow", "left"),
-        ("status", "left"),
-        ("parsed", "right"),
-        ("sent", "right"),
-        ("rec/s", "right"),
-        ("bytes/s", "right"),
-        ("errors", "right"),
-        ("retries", "right"),
-        ("in flight", "right"),
-        ("lag", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_column("destination", ratio=3, overflow="fold")
+    table.add_column("status")
+    for name in ("parsed", "sent", "rec/s", "bytes/s", "errors", "retries", "in flight", "lag"):
+        table.add_column(name, justify="right")
     for f in snap["flows"]:
         rates = f.get("rates", {})
         errors = f["record_send_errors"] + f["processing_errors"] + f["read_errors"]
         table.add_row(
-            f"{f['destination']}\n[dim]{f['flow_id']}[/dim]",
+            f["destination"],
             Text(f["status"], style=STATUS_STYLE.get(f["status"], "")),
             str(f["records_parsed"]),
             str(f["records_sent"]),
@@ -72,7 +63,7 @@ def flows_table(snap: dict[str, Any]) -> Table:
             Text(str(errors), style="red" if errors else ""),
             str(f["retries"]),
             human_bytes(f["in_flight_bytes"]),
-            f"{human_bytes(f['lag_bytes'])} / {human_seconds(f['lag_seconds'])}",
+            f"{human_bytes(f['lag_bytes'])} {human_seconds(f['lag_seconds'])}",
         )
     return table
 
@@ -95,7 +86,7 @@ def files_table(snap: dict[str, Any]) -> Table:
                 ProgressBar(total=size, completed=min(size, file["checkpoint_offset"])),
                 f"{done:.0%}",
                 human_bytes(file["size"]),
-                f"{human_bytes(file['lag_bytes'])} / {human_seconds(file['lag_seconds'])}",
+                f"{human_bytes(file['lag_bytes'])} {human_seconds(file['lag_seconds'])}",
                 human_seconds(file["checkpoint_age_seconds"]),
             )
     return table
@@ -132,7 +123,11 @@ def render(snap: dict[str, Any]) -> RenderableType:
 
 
 def print_status(snap: dict[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(render(snap))
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped or captured: no terminal width to respect
+            console = Console(width=160)
+    console.print(render(snap))
 
 
 @contextlib.contextmanager
