@@ -118,3 +118,47 @@ def running_agent(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
                 proc.wait()
         out.close()
     assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+@contextmanager
+def start_moto(log_dir: Path) -> Iterator[str]:
+    """moto_server on a free loopback port; fails (never skips) when it cannot start."""
+    import http.client
+    import socket
+
+    exe = Path(sys.executable).parent / "moto_server"
+    assert exe.exists(), f"{exe} missing: install the dev extras (moto[server])"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (log_dir / "moto.log").open("wb")
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **SAFE_ENV},
+        start_new_session=True,
+    )
+    try:
+
+        def answers() -> bool:
+            assert proc.poll() is None, f"moto_server exited with {proc.returncode}"
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/moto-api/")
+                conn.getresponse().read()
+                conn.close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(answers, timeout=30, what="moto_server to start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
