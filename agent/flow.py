@@ -197,6 +197,7 @@ class Flow:
                 if n:
                     progressed = True
                     self._emit(tracked.acks, framed, n)
+                    self._count_cuts(tracked)
                     fm = self.metrics.files.get(str(tracked.file_id))
                     if fm is not None:
                         fm.read_offset = tracked.offset
@@ -218,6 +219,22 @@ class Flow:
                 self._wake_reader.clear()
             else:
                 await asyncio.sleep(0)
+
+    def _count_cuts(self, tracked: TrackedFile) -> None:
+        framer = tracked.framer
+        cuts = (framer.truncated, framer.bytes_discarded)
+        if cuts != tracked.reported_cuts:
+            before = tracked.reported_cuts
+            self.metrics.records_truncated += cuts[0] - before[0]
+            self.metrics.bytes_discarded += cuts[1] - before[1]
+            if cuts[0] > before[0]:
+                log.warning(
+                    "%s: %s: %d record(s) over the size limit were cut (ending with the truncation terminator)",
+                    self.config.flow_id,
+                    tracked.path,
+                    cuts[0] - before[0],
+                )
+            tracked.reported_cuts = cuts
 
     def _idle_file(self, tracked: TrackedFile, now: float, flush_after: float) -> None:
         assert self.files is not None
@@ -373,7 +390,10 @@ class Flow:
             touched[record.source] = None  # type: ignore[index]
         for acks in self._dirty_acks():
             touched[acks] = None
-        rows = [acks.row(acks.preview()) for acks in touched]
+        for acks in list(touched):
+            for dependent in acks.dependents:
+                touched[dependent] = None
+        rows = [acks.row(preview=True) for acks in touched]
         result = await self.sink.send(batch, rows)
         if result.retry or len(result.delivered) != len(batch):
             for record in batch:

@@ -331,11 +331,6 @@ def _collect_until(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon.py does not use agent.systemd.Notifier yet (and agent.sinks.local is missing);"
-    " remove this mark when it does",
-)
 def test_real_agent_speaks_sd_notify(tmp_path: Path, notify_socket: NotifySocket) -> None:
     """Under Type=notify the real agent sends READY=1 and STATUS=, WATCHDOG=1 at half of
     WATCHDOG_USEC, and STOPPING=1 on SIGTERM, then exits 0."""

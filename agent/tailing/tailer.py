@@ -19,17 +19,45 @@ class FileAcks:
 
     Records are registered in file order; the checkpoint is the end of the longest prefix of
     registered records that are all acknowledged — never past one still in flight.
+
+    A copy that continues another file (copytruncate) starts reading where that file was *read*
+    to, but records of that file may still be in flight: until they are acknowledged, the copy's
+    stored checkpoint is held down to its ``floor``'s, so a crash re-reads them from the copy.
     """
 
-    __slots__ = ("checkpoint", "dirty", "file_id", "flow", "path", "pending")
+    __slots__ = (
+        "checkpoint",
+        "dependents",
+        "dirty",
+        "file_id",
+        "floor",
+        "flow",
+        "path",
+        "pending",
+        "start",
+    )
 
-    def __init__(self, flow: str, file_id: FileId, path: str, checkpoint: int) -> None:
+    def __init__(
+        self,
+        flow: str,
+        file_id: FileId,
+        path: str,
+        checkpoint: int,
+        *,
+        floor: FileAcks | None = None,
+    ) -> None:
         self.flow = flow
         self.file_id = file_id
         self.path = path
         self.checkpoint = checkpoint
+        self.start = checkpoint
         self.pending: deque[Record] = deque()
         self.dirty = False
+        self.floor: FileAcks | None = None
+        self.dependents: list[FileAcks] = []
+        if floor is not None and (floor.pending or floor.checkpoint < checkpoint):
+            self.floor = floor
+            floor.dependents.append(self)
 
     def register(self, record: Record) -> None:
         self.pending.append(record)
@@ -47,6 +75,8 @@ class FileAcks:
             while pending and pending[0].acked:
                 self.checkpoint = pending.popleft().end
             self.dirty = True
+            for dependent in self.dependents:
+                dependent.dirty = True
 
     def skip_to(self, end: int) -> None:
         """A span that needs no delivery (header line, dropped record): acknowledged at once."""
@@ -67,10 +97,21 @@ class FileAcks:
             offset = record.end
         return offset
 
-    def row(self, offset: int | None = None) -> Checkpoint:
-        return Checkpoint(
-            self.flow, self.file_id, self.path, self.checkpoint if offset is None else offset
-        )
+    def stored_offset(self, *, preview: bool = False) -> int:
+        """What may be written down: our checkpoint, held down by a floor still in flight."""
+        offset = self.preview() if preview else self.checkpoint
+        floor = self.floor
+        if floor is not None:
+            floor_offset = floor.preview() if preview else floor.checkpoint
+            if floor_offset < self.start:
+                offset = min(offset, floor_offset)
+            elif not floor.pending:
+                self.floor = None
+                floor.dependents.remove(self)
+        return offset
+
+    def row(self, *, preview: bool = False) -> Checkpoint:
+        return Checkpoint(self.flow, self.file_id, self.path, self.stored_offset(preview=preview))
 
     @property
     def in_flight(self) -> int:
@@ -88,6 +129,7 @@ class TrackedFile:
         "last_growth",
         "mtime",
         "path",
+        "reported_cuts",
         "size",
         "truncations",
     )
@@ -114,6 +156,7 @@ class TrackedFile:
             False  # no longer at a matching path (rotated away or deleted): drain, then close
         )
         self.truncations = 0
+        self.reported_cuts = (0, 0)  # (records cut, bytes dropped) already counted in metrics
 
     @property
     def file_id(self) -> FileId:

@@ -63,6 +63,8 @@ class FileSet:
         self.offsets: dict[FileId, int] = {}
         self.by_inode: dict[tuple[int, int], list[FileId]] = {}
         self.by_fp_len: dict[int, dict[bytes, list[FileId]]] = {}
+        self.ended: dict[FileId, FileAcks] = {}  # ended files whose records are still in flight
+        self.opened_in_scan: set[tuple[int, int]] = set()  # copies opened off the scan's list
         for c in checkpoints:
             self._remember(c.file, c.offset)
         self.shadows: set[tuple[int, int]] = set()
@@ -101,6 +103,8 @@ class FileSet:
             key = (f.dev, f.ino)
             if key not in self.files:
                 self._open(f, now)
+        seen |= self.opened_in_scan
+        self.opened_in_scan = set()
         for key, tracked in list(self.files.items()):
             if key not in seen and not tracked.gone:
                 tracked.gone = True
@@ -154,6 +158,7 @@ class FileSet:
         self.restart_at_zero.add(key)
         if copy is not None:
             self.shadows.discard((copy.dev, copy.ino))
+            self.opened_in_scan.add((copy.dev, copy.ino))
             self._open(copy, self.clock())
         return out
 
@@ -175,6 +180,8 @@ class FileSet:
 
     def _retire(self, tracked: TrackedFile, offset: int) -> None:
         self._remember(tracked.file_id, offset)
+        if tracked.acks.pending:
+            self.ended[tracked.file_id] = tracked.acks
 
     def _remember(self, fid: FileId, offset: int) -> None:
         if fid not in self.offsets:
@@ -210,10 +217,10 @@ class FileSet:
         if decided is None:
             os.close(fd)  # too short to tell who it is yet, or a copy of a file being read
             return
-        fid, start = decided
+        fid, start, floor = decided
         self.waiting_since.pop(key, None)
         self.shadows.discard(key)
-        acks = FileAcks(self.flow_id, fid, f.path, start)
+        acks = FileAcks(self.flow_id, fid, f.path, start, floor=floor)
         acks.dirty = True  # record where we start, so a restart does not re-decide it
         framer = Framer(
             start=start,
@@ -231,7 +238,7 @@ class FileSet:
 
     def _identify(
         self, fd: int, size: int, key: tuple[int, int], now: float
-    ) -> tuple[FileId, int] | None:
+    ) -> tuple[FileId, int, FileAcks | None] | None:
         """Who the file is and where to start, or None (wait, or a copy of a live file)."""
         fresh = key in self.restart_at_zero
         if not fresh:
@@ -239,7 +246,8 @@ class FileSet:
                 if head_matches(fd, fid.fp_len, fid.fp_hash):
                     offset = self.offsets[fid]
                     if offset <= size:
-                        return fid, offset
+                        self._forget_ended()
+                        return fid, offset, self.ended.get(fid)
                     self.metrics.files_truncated += 1
                     log.warning(
                         "%s: %s is shorter than its checkpoint; reading it from 0",
@@ -255,22 +263,24 @@ class FileSet:
         fid = FileId(key[0], key[1], fp[0], fp[1])
         self.restart_at_zero.discard(key)
         if fresh:
-            return fid, 0
+            return fid, 0, None
         for other in self.files.values():
             ofid = other.file_id
             if ofid.inode != key and head_matches(fd, ofid.fp_len, ofid.fp_hash):
                 self.shadows.add(key)
                 return None  # a copy of a file still open: the original is read (or drained) first
-        prior = [
-            self.offsets[known]
-            for known in self._same_head(fd, size)
-            if self.offsets[known] <= size
-        ]
+        prior = [known for known in self._same_head(fd, size) if self.offsets[known] <= size]
         if prior:
-            return fid, max(prior)
+            best = max(prior, key=lambda known: self.offsets[known])
+            self._forget_ended()
+            return fid, self.offsets[best], self.ended.get(best)
         if self.first_scan and self.flow.initial_position == "END_OF_FILE":
-            return fid, _last_line_end(fd, size)
-        return fid, 0
+            return fid, _last_line_end(fd, size), None
+        return fid, 0, None
+
+    def _forget_ended(self) -> None:
+        for fid in [f for f, acks in self.ended.items() if not acks.pending]:
+            del self.ended[fid]
 
     def _same_head(self, fd: int, size: int) -> list[FileId]:
         """Known identities (checkpointed or ended) whose head this file starts with."""

@@ -39,7 +39,12 @@ class FlowHarness:
         flow: FlowConfig,
         sink_factory: Callable[[], Sink] | None = None,
     ) -> None:
-        self.agent = AgentConfig(flows=(flow,), checkpoint_file=str(tmp / "cp.db"))
+        self.agent = AgentConfig(
+            flows=(flow,),
+            checkpoint_file=str(tmp / "cp.db"),
+            local_store_directory=str(tmp / "streams"),
+            local_store_shard_count=1,
+        )
         self.flow_config = flow
         self.loop = asyncio.new_event_loop()
         self.memory = MemorySink()
@@ -85,6 +90,22 @@ class FlowHarness:
             self.db.close()
         self.task = None
         self.flow = None
+
+    def local_sink(self) -> Sink:
+        """A factory for the embedded store's transactional sink (use as ``sink_factory``)."""
+        from agent.sinks.local import LocalSink
+
+        return LocalSink.open(self.agent, self.flow_config)
+
+    def stored(self) -> list[bytes]:
+        """What the embedded store holds, in commit order."""
+        from agent.store.store import StreamStore
+
+        with StreamStore.open(self.agent.local_store_directory) as store:
+            store.ensure_stream("test", 1, 24)
+            records = list(store.read("test"))
+        records.sort(key=lambda r: int(r.sequence_number))
+        return [r.data for r in records]
 
     def run_for(self, seconds: float) -> None:
         self.loop.run_until_complete(asyncio.sleep(seconds))

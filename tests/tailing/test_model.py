@@ -140,6 +140,37 @@ class TailingModel(RuleBasedStateMachine):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+class CrashingModel(TailingModel):
+    """The same model over the embedded store, where even kill -9 must neither lose nor repeat."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.harness.stop()
+        self.harness.sink_factory = self.harness.local_sink
+        self.harness.start()
+
+    def delivered(self) -> list[bytes]:
+        return self.harness.stored()
+
+    @rule()
+    def crash(self) -> None:
+        self.harness.crash()
+        self.harness.start()
+
+
+def test_crashes_into_the_store_match_the_model() -> None:
+    """With the transactional store, abandoning the agent mid-work changes nothing either."""
+    run_state_machine_as_test(
+        CrashingModel,
+        settings=settings(
+            max_examples=20,
+            stateful_step_count=12,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
+
+
 def test_tailing_matches_the_model() -> None:
     """Random operation sequences never lose a must-line, invent, repeat or reorder a line."""
     run_state_machine_as_test(

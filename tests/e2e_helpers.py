@@ -1,0 +1,60 @@
+"""Helpers for tests that run the real ``kinesis-agent`` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.store.store import StreamStore
+
+
+def write_config(path: Path, doc: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(doc, indent=2))
+    return path
+
+
+def start_agent(
+    config: Path, *args: str, log: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``kinesis-agent run``; its output is appended to ``log`` (or dropped)."""
+    command = [sys.executable, "-m", "agent", "run", "-c", str(config), *args]
+    environ = {**os.environ, **(env or {})}
+    if log is None:
+        return subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environ
+        )
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=out, env=environ)
+
+
+def stop_agent(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=timeout)
+
+
+def kill_agent(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+def stored_lines(store_dir: Path, stream: str) -> list[bytes]:
+    """Every record of the stream in commit (sequence) order."""
+    with StreamStore.open(store_dir, create=False) as store:
+        records = list(store.read(stream))
+    records.sort(key=lambda r: int(r.sequence_number))
+    return [r.data for r in records]
+
+
+def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
