@@ -193,6 +193,8 @@ class CloudWatchEmitter:
     async def flush(self) -> bool:
         """Send what is pending; True when nothing is left (all sent, or nothing to send)."""
         async with self._lock:
+            if self.config.cloudwatch_tag_instance and self._instance is None:
+                self._instance = await asyncio.to_thread(instance_name)  # IMDS: off the loop
             self.collect()
             items = self.datums()
             if not items:

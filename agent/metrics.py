@@ -189,6 +189,19 @@ class AgentMetrics:
             existing = self.flows[flow_id] = FlowMetrics(flow_id, destination)
         return existing
 
+    def forget_finished_files(self, now_wall: float, idle: float) -> int:
+        """Drop rotated-away files fully acknowledged and untouched for ``idle`` seconds.
+
+        Keeps status and Prometheus (one label set per path) from growing with every rotation.
+        """
+        dropped = 0
+        for m in self.flows.values():
+            for key, f in list(m.files.items()):
+                if f.rotated and f.lag_bytes == 0 and now_wall - f.checkpoint_updated >= idle:
+                    del m.files[key]
+                    dropped += 1
+        return dropped
+
     @property
     def uptime_millis(self) -> int:
         return int((time.monotonic() - self.started_monotonic) * 1000)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from agent import progress
@@ -22,6 +23,7 @@ from agent.status import StatusServer, socket_path
 log = logging.getLogger(__name__)
 
 RATE_SAMPLE_SECONDS = 1.0
+FORGET_FINISHED_AFTER = 300.0  # seconds a drained, rotated-away file stays in status and /metrics
 
 
 class Observers:
@@ -82,6 +84,7 @@ class Observers:
     async def _sample_rates(self) -> None:
         while True:
             self.rates.sample()
+            self.metrics.forget_finished_files(time.time(), FORGET_FINISHED_AFTER)
             if self.status is not None:
                 self.status.config = self._current_config()
             await asyncio.sleep(RATE_SAMPLE_SECONDS)

@@ -152,3 +152,17 @@ class TestProgressLines:
         assert "/var/log/app.log.0 is 26214400 bytes behind" in text
         warn_or_info = [r for r in caplog.records if "Tailing is" in r.getMessage()]
         assert warn_or_info[0].levelno == logging.INFO
+
+
+class TestForgetFinishedFiles:
+    def test_only_rotated_acknowledged_and_idle_files_go(self) -> None:
+        """A drained rotated file leaves after the idle time; live or lagging ones stay."""
+        metrics = AgentMetrics()
+        m = metrics.flow("f", "LocalStream:s")
+        m.files["done"] = FileMetrics("/a.1", "done", size=10, checkpoint_offset=10, rotated=True)
+        m.files["done"].checkpoint_updated = 100.0
+        m.files["lagging"] = FileMetrics("/a.2", "lagging", size=10, rotated=True)
+        m.files["live"] = FileMetrics("/a", "live", size=10, checkpoint_offset=10)
+        assert metrics.forget_finished_files(now_wall=200.0, idle=300.0) == 0
+        assert metrics.forget_finished_files(now_wall=400.0, idle=300.0) == 1
+        assert set(m.files) == {"lagging", "live"}
