@@ -170,6 +170,10 @@ class TestRunningAgent:
         assert f["file_id"].startswith(f"{st.st_dev}:{st.st_ino}:")
         assert "LocalStream:obs" in table and str(LINES) in table
         assert not os.path.exists(sock), "the socket is removed when the agent stops"
+        assert (
+            f"Agent: Progress: {LINES} records parsed ({nbytes} bytes), and {LINES} records sent "
+            "successfully to destinations. Uptime: "
+        ) in (tmp_path / "agent.log").read_text()
 
     def test_lag_is_reported_while_behind(self, tmp_path: Path) -> None:
         """Data the destination has not acknowledged shows as lag in bytes and seconds."""
