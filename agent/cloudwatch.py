@@ -99,8 +99,9 @@ def boto_put_metric_data(config: AgentConfig) -> PutMetricData:
         endpoint_url=config.cloudwatch_endpoint or None,
         config=botocore.config.Config(
             region_name=region,
-            connect_timeout=5,
-            read_timeout=10,
+            # short, so the last flush at exit (bounded at 10 s) never waits on a stuck call
+            connect_timeout=3,
+            read_timeout=5,
             retries={"total_max_attempts": 1, "mode": "standard"},
         ),
     )

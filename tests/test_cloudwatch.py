@@ -227,3 +227,25 @@ def test_run_once_publishes_what_it_shipped(tmp_path: Path, moto_endpoint: str) 
         m["Dimensions"] == [{"Name": "Destination", "Value": "LocalStream:obs"}] for m in listed
     )
     json.dumps(listed)  # plain values, as get_metric_statistics returned them
+
+
+@pytest.mark.slow
+def test_unreachable_cloudwatch_does_not_affect_shipping(tmp_path: Path) -> None:
+    """An endpoint nobody listens on: everything ships, exit 0, one warning about the metrics."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    write_log(tmp_path / "logs" / "app.log", 50, 20)
+    cfg = local_config(tmp_path, **{"cloudwatch.endpoint": dead})
+    proc = subprocess.run(
+        [*AGENT, "run", "-c", str(cfg), "--once"],
+        capture_output=True,
+        text=True,
+        env=agent_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "50 records sent successfully" in proc.stderr
+    assert proc.stderr.count("cannot publish CloudWatch metrics") == 1
