@@ -91,6 +91,10 @@ class Flow:
         self._wake_pending = threading.Event()
         self._acks_seen: set[FileAcks] = set()
         self._last_loud = 0.0
+        # A sink given the flow's metrics records each API call itself (FlowMetrics.send_call,
+        # one per PutRecords/PutRecordBatch, as the AWS agent's CloudWatch metrics are per call);
+        # otherwise the flow records each send as one call.
+        self._sink_counts_calls = getattr(sink, "metrics", None) is metrics
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -341,13 +345,14 @@ class Flow:
                 result = await self._send_plain(pending)
             delivered = result.delivered
             sent_bytes = sum(len(r.data) for r in delivered)
-            m.send_call(
-                attempted=len(pending),
-                sent=len(delivered),
-                sent_bytes=sent_bytes,
-                failed=len(result.retry),
-                service_error=result.error is not None,
-            )
+            if not self._sink_counts_calls:
+                m.send_call(
+                    attempted=len(pending),
+                    sent=len(delivered),
+                    sent_bytes=sent_bytes,
+                    failed=len(result.retry),
+                    service_error=result.error is not None,
+                )
             if delivered:
                 m.in_flight_bytes -= sent_bytes
                 m.in_flight_records -= len(delivered)
