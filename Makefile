@@ -33,7 +33,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-unit: setup
+unit: setup $(NODE_PEERS)
 	$(PY) -m pytest
 
 check: lint typecheck unit

@@ -112,3 +112,45 @@ def test_directory_and_fifo_that_match_are_skipped(harness: FlowHarness, logs: P
     (logs / "real.log").write_bytes(b"real\n")
     harness.start()
     assert harness.wait_until(lambda: harness.memory.records == [b"real\n"])
+
+
+def test_symlinks_and_symlink_loops(harness: FlowHarness, logs: Path, tmp_path: Path) -> None:
+    """A symlinked file is tailed once (by its inode); a symlink loop is skipped, not fatal."""
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_bytes(b"via-link\n")
+    (logs / "link.log").symlink_to(elsewhere)
+    (logs / "second-link.log").symlink_to(elsewhere)  # same inode again: still once
+    (logs / "loop-a.log").symlink_to(logs / "loop-b.log")
+    (logs / "loop-b.log").symlink_to(logs / "loop-a.log")
+    (logs / "dangling.log").symlink_to(tmp_path / "missing")
+    (logs / "plain.log").write_bytes(b"plain\n")
+    harness.start()
+    assert harness.wait_until(lambda: len(harness.memory.records) == 2)
+    harness.run_for(0.5)
+    assert sorted(harness.memory.records) == [b"plain\n", b"via-link\n"]
+
+
+def test_binary_file_does_not_stop_the_flow(harness: FlowHarness, logs: Path) -> None:
+    """Random binary content is shipped as records (cut at the limit); later lines still arrive."""
+    blob = bytes(range(256)) * 20_000  # 5 MiB, few newlines
+    (logs / "blob.log").write_bytes(blob + b"\n")
+    (logs / "text.log").write_bytes(b"after-binary\n")
+    harness.start()
+    assert harness.wait_until(lambda: b"after-binary\n" in harness.memory.records)
+    assert harness.wait_until(lambda: sum(len(r) for r in harness.memory.records) > 5_000_000 // 2)
+
+
+def test_delete_and_recreate_within_the_same_second(harness: FlowHarness, logs: Path) -> None:
+    """Deleted and recreated at once (the inode may be reused): both generations arrive in full."""
+    path = logs / "app.log"
+    harness.start()
+    expected = []
+    for gen in range(5):
+        lines = [b"gen%d-%d\n" % (gen, i) for i in range(20)]
+        path.write_bytes(b"".join(lines))
+        expected += lines
+        harness.run_for(0.05)
+        path.unlink()
+    assert harness.wait_until(lambda: len(harness.memory.records) >= len(expected))
+    harness.run_for(0.3)
+    assert sorted(harness.memory.records) == sorted(expected)

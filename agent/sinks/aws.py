@@ -1,0 +1,344 @@
+"""boto3 clients for the AWS sinks: credentials, endpoints, timeouts, user agent, error translation.
+
+Built once per sink from the typed config. botocore's own retries are switched off (one attempt per
+call): the flow's retry loop (agent/sinks/retry.py) is the only layer that retries, so the two never
+multiply. Proxies come from the standard environment variables (HTTPS_PROXY, HTTP_PROXY, NO_PROXY),
+which botocore reads whenever no proxy is configured explicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.credentials
+import botocore.exceptions
+import botocore.session
+
+from agent.config import AgentConfig
+from agent.errors import FatalSinkError, RetryableSinkError, SinkError
+from agent.metrics import FlowMetrics
+from agent.records import Checkpoint, Record
+from agent.sinks import SendResult
+from agent.sinks.kpl import Aggregate
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REGION = "us-east-1"  # as the AWS agent (SDK default) when no region is given
+ASSUME_ROLE_SESSION_NAME = "AWSKinesisAgent"
+ASSUME_ROLE_SECONDS = 3600
+
+# Error codes that waiting cannot fix (the request or the account is wrong). They are still retried,
+# at the maximum backoff and loudly, so the data waits on disk until someone fixes the cause.
+FATAL_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "AccessDenied",
+        "IncompleteSignature",
+        "InvalidArgumentException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "KMSAccessDeniedException",
+        "KMSDisabledException",
+        "KMSInvalidStateException",
+        "KMSNotFoundException",
+        "KMSOptInRequired",
+        "MissingAuthenticationToken",
+        "ResourceNotFoundException",
+        "UnrecognizedClientException",
+        "ValidationException",
+        "InvalidParameterException",
+        "SerializationException",
+    }
+)
+# Codes that say "slow down or try again" even though some arrive with a 4xx status.
+RETRYABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "LimitExceededException",
+        "KMSThrottlingException",
+        "ServiceUnavailableException",
+        "ServiceUnavailable",
+        "InternalFailure",
+        "InternalServerError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ExpiredTokenException",  # refreshable credentials renew on the next call
+        "RequestExpired",
+    }
+)
+
+
+def agent_version() -> str:
+    try:
+        return version("kinesis-agent")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
+        return "0"
+
+
+def client_config(agent: AgentConfig, region: str) -> botocore.config.Config:
+    """Timeouts, pool size, keep-alive and exactly one attempt per call."""
+    return botocore.config.Config(
+        region_name=region,
+        connect_timeout=agent.connection_timeout_millis / 1000,
+        read_timeout=agent.socket_timeout_millis / 1000,
+        max_pool_connections=agent.max_connections or 10,
+        tcp_keepalive=agent.use_tcp_keep_alive,
+        retries={"total_max_attempts": 1, "mode": "standard"},
+    )
+
+
+def user_agent_for(agent: AgentConfig, sdk_user_agent: str) -> str:
+    """``userAgentOverride`` replaces everything; ``userAgent`` is a prefix, as the AWS agent does."""
+    if agent.user_agent_override:
+        return agent.user_agent_override
+    ours = f"kinesis-agent/{agent_version()} {sdk_user_agent}"
+    return f"{agent.user_agent} {ours}" if agent.user_agent else ours
+
+
+def make_client(agent: AgentConfig, service: str) -> Any:
+    """A boto3 client for ``kinesis`` or ``firehose`` with the agent's endpoint, region and credentials."""
+    if service == "kinesis":
+        endpoint = agent.kinesis_endpoint
+        region = agent.kinesis_region or region_from_endpoint(endpoint) or _chain_region()
+    elif service == "firehose":
+        # No firehose.region key exists: the endpoint's region, else us-east-1 (as the AWS agent).
+        endpoint = agent.firehose_endpoint
+        region = region_from_endpoint(endpoint) or DEFAULT_REGION
+    else:
+        raise ValueError(f"unknown service {service!r}")
+    session = make_session(agent, region)
+    client = session.client(
+        service, endpoint_url=normalize_endpoint(endpoint), config=client_config(agent, region)
+    )
+    _install_user_agent(client, agent)
+    return client
+
+
+def normalize_endpoint(endpoint: str | None) -> str | None:
+    """The AWS agent (SDK v1) takes endpoints without a scheme and means https; botocore needs one."""
+    if not endpoint:
+        return None
+    return endpoint if "://" in endpoint else f"https://{endpoint}"
+
+
+def region_from_endpoint(endpoint: str | None) -> str | None:
+    """``https://kinesis.eu-west-1.amazonaws.com`` → ``eu-west-1``; None for anything else."""
+    if not endpoint:
+        return None
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    parts = host.split(".")
+    if len(parts) >= 4 and parts[-2] == "amazonaws" and parts[1] != "amazonaws":
+        region = parts[1]
+        return region
+    return None
+
+
+def _chain_region() -> str:
+    # The SDK's chain (AWS_REGION, AWS_DEFAULT_REGION, the profile), then us-east-1.
+    return botocore.session.Session().get_config_variable("region") or DEFAULT_REGION
+
+
+def make_session(agent: AgentConfig, region: str) -> boto3.Session:
+    """Static keys when configured, else the standard chain; then an assumed role on top if asked."""
+    core = botocore.session.Session()
+    if agent.aws_access_key_id and agent.aws_secret_access_key:
+        core.set_credentials(agent.aws_access_key_id, agent.aws_secret_access_key)
+    if agent.assume_role_arn:
+        base = boto3.Session(botocore_session=core, region_name=region)
+        refresh = _assume_role_refresher(agent, base, region)
+        creds = botocore.credentials.DeferredRefreshableCredentials(
+            refresh_using=refresh, method="assume-role"
+        )
+        core = botocore.session.Session()
+        core._credentials = creds  # the documented-by-usage way to hand a session refreshable creds
+    return boto3.Session(botocore_session=core, region_name=region)
+
+
+def _assume_role_refresher(
+    agent: AgentConfig, base: boto3.Session, region: str
+) -> Callable[[], dict[str, str]]:
+    assert agent.assume_role_arn is not None
+    role_arn = agent.assume_role_arn
+    external_id = agent.assume_role_external_id
+
+    def refresh() -> dict[str, str]:
+        sts = base.client(
+            "sts",
+            endpoint_url=normalize_endpoint(agent.sts_endpoint),
+            config=client_config(agent, region),
+        )
+        kwargs: dict[str, Any] = {
+            "RoleArn": role_arn,
+            "RoleSessionName": ASSUME_ROLE_SESSION_NAME,
+            "DurationSeconds": ASSUME_ROLE_SECONDS,
+        }
+        if external_id:
+            kwargs["ExternalId"] = external_id
+        creds = sts.assume_role(**kwargs)["Credentials"]
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": creds["Expiration"].isoformat(),
+        }
+
+    return refresh
+
+
+def _install_user_agent(client: Any, agent: AgentConfig) -> None:
+    # User-Agent is not part of the SigV4 signature, so it can be set just before sending.
+    # botocore's own string does not change between calls: build ours once.
+    cache: dict[str, str] = {}
+
+    def set_user_agent(request: Any, **_: Any) -> None:
+        sdk = str(request.headers.get("User-Agent", ""))
+        ua = cache.get(sdk)
+        if ua is None:
+            ua = cache[sdk] = user_agent_for(agent, sdk)
+        request.headers["User-Agent"] = ua
+
+    client.meta.events.register_first("before-send.*.*", set_user_agent)
+
+
+def translate_error(exc: BaseException, what: str) -> SinkError:
+    """A boto3/botocore failure of a whole call as our error: retryable unless waiting cannot help."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        message = str(err.get("Message", "")) or str(exc)
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        text = f"{what} failed: {code or status}: {message}"
+        if code in RETRYABLE_CODES or status >= 500 or status == 429:
+            return RetryableSinkError(text)
+        if code in FATAL_CODES or 400 <= status < 500:
+            return FatalSinkError(f"{text} (check the stream name, region and credentials)")
+        return RetryableSinkError(text)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.NoRegionError):
+        return FatalSinkError(f"{what} failed: {exc} (configure credentials or a region)")
+    if isinstance(exc, botocore.exceptions.ParamValidationError):
+        return FatalSinkError(f"{what} failed: {exc}")
+    if isinstance(exc, botocore.exceptions.BotoCoreError | OSError | TimeoutError):
+        # Connection refused/reset/closed, timeouts, DNS: the network or the service will come back.
+        return RetryableSinkError(f"{what} failed: {exc}")
+    return RetryableSinkError(f"{what} failed: {type(exc).__name__}: {exc}")
+
+
+class AwsSink:
+    """What the Kinesis and Firehose sinks share: entries → calls within the API limits → results.
+
+    A subclass turns records into entries (one per record, or aggregates) and makes one API call
+    for a list of entries, returning each entry's error code or None. ``send`` makes one call for a
+    batch within the limits; a batch too big for one call is split and the calls made in order,
+    stopping at the first call that fails as a whole.
+    """
+
+    transactional = False
+    api = ""
+    max_call_entries = 500
+    max_call_bytes = 5 * 1024 * 1024
+    max_record_bytes: int
+    max_batch_records: int
+    max_batch_bytes: int
+
+    def __init__(self, client: Any, name: str, *, metrics: FlowMetrics | None = None) -> None:
+        self.client = client
+        self.name = name
+        self.metrics = metrics
+        self.closed = False
+
+    def __repr__(self) -> str:
+        endpoint = getattr(getattr(self.client, "meta", None), "endpoint_url", None)
+        return f"{type(self).__name__}({self.name!r}, endpoint={endpoint!r})"
+
+    @property
+    def what(self) -> str:
+        return f"{self.api} to {self.name!r}"
+
+    def entries(self, records: Sequence[Record]) -> list[Aggregate]:
+        raise NotImplementedError
+
+    def call(self, entries: Sequence[Aggregate]) -> list[str | None]:
+        """One API call (runs in a worker thread); each entry's error code, None when accepted."""
+        raise NotImplementedError
+
+    def calls(self, entries: list[Aggregate]) -> list[list[Aggregate]]:
+        """Split entries, in order, into calls within the entry-count and byte limits."""
+        out: list[list[Aggregate]] = []
+        current: list[Aggregate] = []
+        size = 0
+        for entry in entries:
+            n = entry.size
+            if current and (
+                len(current) >= self.max_call_entries or size + n > self.max_call_bytes
+            ):
+                out.append(current)
+                current, size = [], 0
+            current.append(entry)
+            size += n
+        if current:
+            out.append(current)
+        return out
+
+    async def send(
+        self, records: Sequence[Record], checkpoints: Sequence[Checkpoint]
+    ) -> SendResult:
+        result = SendResult()
+        if not records:
+            return result
+        m = self.metrics
+        calls = self.calls(self.entries(records))
+        fatal_codes: set[str] = set()
+        for i, chunk in enumerate(calls):
+            if m is not None:
+                m.send_calls += 1
+                m.record_send_attempts += sum(len(e.records) for e in chunk)
+            try:
+                codes = await asyncio.to_thread(self.call, chunk)
+                if len(codes) != len(chunk):
+                    raise RetryableSinkError(
+                        f"{self.what}: answer has {len(codes)} entries for {len(chunk)} sent"
+                    )
+            except Exception as exc:
+                result.error = (
+                    exc if isinstance(exc, SinkError) else translate_error(exc, self.what)
+                )
+                if m is not None:
+                    m.service_errors += 1
+                    m.record_send_errors += sum(len(e.records) for c in calls[i:] for e in c)
+                for rest in calls[i:]:
+                    for entry in rest:
+                        result.retry.extend(entry.records)
+                break
+            for entry, code in zip(chunk, codes, strict=True):
+                if code is None:
+                    result.delivered.extend(entry.records)
+                    if m is not None:
+                        m.records_sent += len(entry.records)
+                        m.bytes_sent += entry.user_bytes
+                else:
+                    result.retry.extend(entry.records)
+                    if m is not None:
+                        m.record_send_errors += len(entry.records)
+                    if code in FATAL_CODES:
+                        fatal_codes.add(code)
+        if fatal_codes and result.error is None:
+            result.error = FatalSinkError(
+                f"{self.what}: entries refused with {', '.join(sorted(fatal_codes))}"
+            )
+        return result
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        close = getattr(self.client, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)

@@ -1,0 +1,184 @@
+"""Record aggregation: KPL aggregated records for Kinesis, newline-packed records for Firehose.
+
+The KPL aggregation format (published with the Kinesis Producer Library; KCL and the
+``aws-kinesis-agg`` package read it) is::
+
+    F3 89 9A C2  |  protobuf AggregatedRecord  |  MD5(protobuf bytes), 16 bytes
+
+    message AggregatedRecord {
+      repeated string partition_key_table     = 1;
+      repeated string explicit_hash_key_table = 2;
+      repeated Record records                 = 3;
+    }
+    message Record {
+      required uint64 partition_key_index     = 1;
+      optional uint64 explicit_hash_key_index = 2;
+      required bytes  data                    = 3;
+    }
+
+The few protobuf wire-format rules this needs (varints, length-delimited fields) are written out
+here rather than pulling in a protobuf runtime for two messages. Each aggregate keeps the user
+records it carries, so one acknowledged Kinesis record acknowledges every one of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from agent.records import Record
+
+KPL_MAGIC = b"\xf3\x89\x9a\xc2"
+KPL_OVERHEAD = len(KPL_MAGIC) + 16  # magic + MD5 trailer
+KINESIS_MAX_RECORD_BYTES = 1024 * 1024  # data + partition key of one Kinesis record
+# Room a lone user record needs beside its data: a 256-char key (table entry and outer key),
+# the record's own framing and the magic/MD5. The batcher cuts records to fit under this.
+KPL_PER_RECORD_RESERVE = KPL_OVERHEAD + 2 * (256 * 4 + 3) + 16
+
+_KEY_TABLE_TAG = b"\x0a"  # field 1, length-delimited
+_RECORDS_TAG = b"\x1a"  # field 3, length-delimited
+_PK_INDEX_TAG = b"\x08"  # field 1, varint
+_DATA_TAG = b"\x1a"  # field 3, length-delimited
+
+
+def varint(n: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative integer."""
+    if n < 0x80:
+        return bytes((n,))
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def varint_len(n: int) -> int:
+    size = 1
+    while n >= 0x80:
+        n >>= 7
+        size += 1
+    return size
+
+
+@dataclass(slots=True)
+class Aggregate:
+    """One record as sent to the destination and the user records packed into it, in order."""
+
+    data: bytes
+    records: list[Record]
+    partition_key: str = ""
+    user_bytes: int = 0
+    size: int = 0  # what the entry counts toward a call's byte limit (data, plus key for Kinesis)
+
+
+_SMALL_VARINTS = tuple(varint(i) for i in range(1 << 14))  # 1-2 byte varints: most lengths
+
+
+def kpl_aggregate(
+    records: Sequence[Record],
+    key_for: Callable[[Record], str],
+    *,
+    max_bytes: int = KINESIS_MAX_RECORD_BYTES,
+    shared_key: Callable[[], str] | None = None,
+) -> list[Aggregate]:
+    """Pack user records, in order, into KPL aggregated records of at most ``max_bytes``.
+
+    ``max_bytes`` counts the aggregated data plus its partition key (the Kinesis record limit).
+    With ``shared_key`` (RANDOM keys) every aggregate gets one fresh key that all its user records
+    share, instead of a table entry per record; otherwise each user record keeps ``key_for(record)``
+    and the aggregate is placed by its first record's key. A user record too big to share an
+    aggregate goes alone (the batcher keeps records under the limit).
+    """
+    # One flat loop: this runs for every user record, so no per-record method calls.
+    out: list[Aggregate] = []
+    limit = max_bytes - KPL_OVERHEAD
+    keys: dict[str, int] = {}
+    key_parts: list[bytes] = []
+    parts: list[bytes] = []
+    members: list[Record] = []
+    pb_size = 0
+    outer_key_len = 0
+    user_bytes = 0
+    first_key = ""
+    key = shared_key() if shared_key is not None else ""
+    sv = _SMALL_VARINTS
+    for record in records:
+        data = record.data
+        n = len(data)
+        if shared_key is None:
+            key = key_for(record)
+        index = keys.get(key)
+        key_cost = 0
+        if index is None:
+            kb = len(key.encode())
+            key_cost = 1 + varint_len(kb) + kb
+        i = len(keys) if index is None else index
+        inner = (
+            (3 if i < 128 else 2 + varint_len(i))
+            + (1 if n < 128 else 2 if n < 16384 else varint_len(n))
+            + n
+        )
+        cost = (
+            key_cost + inner + (2 if inner < 128 else 3 if inner < 16384 else 1 + varint_len(inner))
+        )
+        if members and pb_size + cost + outer_key_len > limit:
+            out.append(_build(key_parts, parts, members, first_key, user_bytes))
+            keys, key_parts, parts, members = {}, [], [], []
+            pb_size = user_bytes = 0
+            if shared_key is not None:
+                key = shared_key()
+            index = None
+        if index is None:
+            index = keys[key] = len(keys)
+            kb_bytes = key.encode()
+            part = _KEY_TABLE_TAG + varint(len(kb_bytes)) + kb_bytes
+            key_parts.append(part)
+            pb_size += len(part)
+        if not members:
+            first_key = key
+            outer_key_len = len(key.encode())
+        head = _PK_INDEX_TAG + (sv[index] if index < 16384 else varint(index)) + _DATA_TAG
+        head += sv[n] if n < 16384 else varint(n)
+        inner = len(head) + n
+        head = _RECORDS_TAG + (sv[inner] if inner < 16384 else varint(inner)) + head
+        parts.append(head)
+        parts.append(data)
+        pb_size += len(head) + n
+        members.append(record)
+        user_bytes += n
+    if members:
+        out.append(_build(key_parts, parts, members, first_key, user_bytes))
+    return out
+
+
+def _build(
+    key_parts: list[bytes], parts: list[bytes], members: list[Record], key: str, user_bytes: int
+) -> Aggregate:
+    pb = b"".join(key_parts + parts)
+    data = b"".join((KPL_MAGIC, pb, hashlib.md5(pb).digest()))
+    return Aggregate(data, members, key, user_bytes, len(data) + len(key.encode()))
+
+
+def newline_aggregate(records: Sequence[Record], max_bytes: int) -> list[Aggregate]:
+    """Firehose ``aggregatedRecordSizeBytes``: whole newline-terminated records packed up to the size.
+
+    A record missing its final newline gets one, so records never run together in the object.
+    A record longer than ``max_bytes`` by itself travels alone.
+    """
+    out: list[Aggregate] = []
+    parts: list[bytes] = []
+    members: list[Record] = []
+    size = 0
+    for record in records:
+        data = record.data if record.data.endswith(b"\n") else record.data + b"\n"
+        if members and size + len(data) > max_bytes:
+            out.append(Aggregate(b"".join(parts), members, "", size, size))
+            parts, members, size = [], [], 0
+        parts.append(data)
+        members.append(record)
+        size += len(data)
+    if members:
+        out.append(Aggregate(b"".join(parts), members, "", size, size))
+    return out
