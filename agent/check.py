@@ -7,7 +7,6 @@ Capacity advice needs observed rates, so it comes from the running agent's statu
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,9 @@ Describe = Callable[[AgentConfig, FlowConfig], str]
 
 
 def _aws_client(config: AgentConfig, service: str) -> Any:
-    return importlib.import_module("agent.sinks.aws").make_client(config, service)
+    from agent.sinks.aws import make_client
+
+    return make_client(config, service)
 
 
 def describe_kinesis(config: AgentConfig, flow: FlowConfig) -> str:

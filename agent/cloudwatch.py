@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import socket
@@ -35,7 +34,6 @@ log = logging.getLogger(__name__)
 
 MAX_DATUMS_PER_REQUEST = 1000
 UNITS = {"BytesSent": "Bytes"}
-DEFAULT_REGION = "us-east-1"
 LOUD_EVERY = 60.0
 FINAL_FLUSH_SECONDS = 10.0
 
@@ -68,12 +66,12 @@ def instance_name() -> str:
 
 
 def region_for(config: AgentConfig) -> str:
-    endpoint = config.cloudwatch_endpoint or ""
-    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].split(".")
-    if len(host) >= 4 and host[-2] == "amazonaws":
-        return host[1]
+    """The endpoint's region, else ``kinesis.region``, else the SDK's chain (as the AWS agent)."""
+    from agent.sinks.aws import DEFAULT_REGION, region_from_endpoint
+
     return (
-        config.kinesis_region
+        region_from_endpoint(config.cloudwatch_endpoint)
+        or config.kinesis_region
         or os.environ.get("AWS_REGION")
         or os.environ.get("AWS_DEFAULT_REGION")
         or DEFAULT_REGION
@@ -81,25 +79,21 @@ def region_for(config: AgentConfig) -> str:
 
 
 def boto_put_metric_data(config: AgentConfig) -> PutMetricData:
-    """A PutMetricData caller on a boto3 client; one attempt per call (the next period retries)."""
-    import boto3
+    """PutMetricData on a client with the sinks' credentials (keys, chain, assumed role).
+
+    One attempt per call, short timeouts: a failed period is merged into the next one, and the
+    last flush at exit (bounded at 10 s) never waits on a stuck call.
+    """
     import botocore.config
 
+    from agent.sinks.aws import make_session
+
     region = region_for(config)
-    session = boto3.Session(
-        aws_access_key_id=config.aws_access_key_id or None,
-        aws_secret_access_key=config.aws_secret_access_key or None,
-        region_name=region,
-    )
-    # the sinks' session when present: the same credentials chain and assumed role
-    with contextlib.suppress(ImportError, AttributeError):
-        session = importlib.import_module("agent.sinks.aws").make_session(config, region)
-    client = session.client(
+    client = make_session(config, region).client(
         "cloudwatch",
         endpoint_url=config.cloudwatch_endpoint or None,
         config=botocore.config.Config(
             region_name=region,
-            # short, so the last flush at exit (bounded at 10 s) never waits on a stuck call
             connect_timeout=3,
             read_timeout=5,
             retries={"total_max_attempts": 1, "mode": "standard"},

@@ -70,8 +70,8 @@ class Agent:
 
     def _start_flow(self, config: AgentConfig, flow_cfg: FlowConfig) -> None:
         assert self._tg is not None
-        sink = open_sink(config, flow_cfg)
         metrics = self.metrics.flow(flow_cfg.flow_id, flow_cfg.destination)
+        sink = open_sink(config, flow_cfg, metrics)
         flow = Flow(config, flow_cfg, sink, metrics, self._checkpoints_for(config))
         stop = asyncio.Event()
         task = self._tg.create_task(flow.run(stop, once=self._once), name=flow_cfg.flow_id)

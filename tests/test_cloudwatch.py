@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from agent.cloudwatch import MAX_DATUMS_PER_REQUEST, CloudWatchEmitter, region_f
 from agent.config import AgentConfig, FlowConfig, load_config
 from agent.metrics import AgentMetrics
 from tests.obs_helpers import AGENT, SAFE_ENV, agent_env, local_config, write_log
+from tests.peers.servers import Peer
 
 
 def _config(*flows: FlowConfig, **kw: Any) -> AgentConfig:
@@ -164,17 +164,10 @@ class TestEmitter:
 # --- against moto_server ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from tests.obs_helpers import start_moto
-
-    with start_moto(tmp_path_factory.mktemp("moto")) as endpoint:
-        yield endpoint
-
-
 @pytest.mark.slow
-def test_run_once_publishes_what_it_shipped(tmp_path: Path, moto_endpoint: str) -> None:
+def test_run_once_publishes_what_it_shipped(tmp_path: Path, moto: Peer) -> None:
     """``run --once`` with emitMetrics: RecordsSent/BytesSent sums in moto equal the work done."""
+    moto_endpoint = moto.endpoint
     lines, width = 321, 50
     nbytes = write_log(tmp_path / "logs" / "app.log", lines, width)
     cfg = local_config(
