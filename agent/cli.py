@@ -61,12 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands_observe.register(sub)
 
-    try:
-        from agent.store import commands as stream_commands
-    except ImportError:  # the store's commands are optional until the store is installed
-        stream_commands = None  # type: ignore[assignment]
-    if stream_commands is not None:
-        stream_commands.register(sub)
+    from agent.store.commands import register as register_stream_commands
+
+    register_stream_commands(sub)
     return parser
 
 

@@ -73,9 +73,16 @@ class Flow:
         self.checkpoint_db = checkpoint_db
         self.clock = clock
         self.chain = build_chain(config.data_processing_options, path="dataProcessingOptions")
+        # A sink that packs many records into one (KPL aggregation, Firehose packing) takes
+        # batches by its own limits: maxBufferSize* then bound the packed requests, not the input.
+        packs = getattr(sink, "packs_records", False)
         self.batcher = Batcher(
-            max_records=min(config.max_buffer_size_records, sink.max_batch_records),
-            max_bytes=min(config.max_buffer_size_bytes, sink.max_batch_bytes),
+            max_records=sink.max_batch_records
+            if packs
+            else min(config.max_buffer_size_records, sink.max_batch_records),
+            max_bytes=sink.max_batch_bytes
+            if packs
+            else min(config.max_buffer_size_bytes, sink.max_batch_bytes),
             max_age=config.max_buffer_age_millis / 1000,
             clock=clock,
         )
@@ -318,6 +325,7 @@ class Flow:
             batcher = self.batcher
             if batcher and (batcher.ready(now) or self._reading_done or self._room_needed()):
                 await self._deliver(batcher.take())
+                await self._persist(force=False)  # at most once a second, also under a backlog
                 continue
             if self._reading_done and not batcher:
                 await self._persist(force=True)
@@ -343,6 +351,9 @@ class Flow:
                 result = await self._send_transactional(pending)
             else:
                 result = await self._send_plain(pending)
+            keys = getattr(self.sink, "keys", None)
+            if keys is not None:
+                m.partition_key_fallbacks = keys.fallbacks
             delivered = result.delivered
             sent_bytes = sum(len(r.data) for r in delivered)
             if not self._sink_counts_calls:

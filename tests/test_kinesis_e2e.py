@@ -202,11 +202,6 @@ class TestKinesisEndToEnd:
         assert set(got) == set(sent)
         assert Counter({d: n - 1 for d, n in got.items() if n > 1}) == lost
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="flow.Flow._sender saves checkpoints only when idle: under a steady backlog none is "
-        "saved, so kill -9 resends everything from the start (fix: _persist after each _deliver)",
-    )
     def test_sigkill_loses_nothing(self, kinesalite: Peer, tmp_path: Path) -> None:
         """kill -9 while shipping, then restart: 0 lost; the duplicates are exactly the lines sent
         after the last saved checkpoint, at most one checkpoint interval plus one batch."""

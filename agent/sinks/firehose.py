@@ -42,6 +42,7 @@ class FirehoseSink(AwsSink):
     ) -> None:
         super().__init__(client, delivery_stream, metrics=metrics)
         self.aggregated_record_size = min(aggregated_record_size, FIREHOSE_MAX_RECORD_BYTES)
+        self.packs_records = aggregated_record_size > 0
         # A newline may be added to a record when packing, so leave it a byte.
         self.max_record_bytes = FIREHOSE_MAX_RECORD_BYTES - (1 if aggregated_record_size else 0)
         self.max_batch_bytes = PUT_RECORD_BATCH_MAX_BYTES

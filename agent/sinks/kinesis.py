@@ -53,6 +53,7 @@ class KinesisSink(AwsSink):
         super().__init__(client, stream, metrics=metrics)
         self.keys = keys or PartitionKeys("RANDOM")
         self.aggregate = aggregate
+        self.packs_records = aggregate  # the flow batches by our limits, not maxBufferSize*
         self._fallbacks_seen = 0
         if aggregate:
             self.max_record_bytes = KINESIS_MAX_RECORD_BYTES - KPL_PER_RECORD_RESERVE
