@@ -9,9 +9,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.peers.helpers import new_stream
 from tests.peers.servers import TEST_ENV, Peer, PeerError, start_kinesalite, start_moto
+
+# The suite runs on a 2-core machine next to the agent processes and peers it starts: example
+# generation and single examples are slow there now and then, which says nothing about the code.
+settings.register_profile(
+    "suite", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session", autouse=True)

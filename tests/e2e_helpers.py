@@ -44,7 +44,9 @@ def kill_agent(proc: subprocess.Popen[bytes]) -> None:
 
 
 def stored_lines(store_dir: Path, stream: str) -> list[bytes]:
-    """Every record of the stream in commit (sequence) order."""
+    """Every record of the stream in commit (sequence) order (none while the store does not exist)."""
+    if not (store_dir / "streams.db").exists():
+        return []
     with StreamStore.open(store_dir, create=False) as store:
         records = list(store.read(stream))
     records.sort(key=lambda r: int(r.sequence_number))

@@ -24,6 +24,7 @@ lock: every write transaction is ``BEGIN IMMEDIATE`` and waits up to the busy ti
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -114,8 +115,13 @@ def connect(
     try:
         if create and not read_only:
             directory.mkdir(mode=0o750, parents=True, exist_ok=True)
-            # SQLite gives the -wal and -shm files the mode of the database file
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o640))
+            # SQLite gives the -wal and -shm files the mode of the database file. Only ever
+            # create it: opening and closing a file that a connection of this process has open
+            # drops that connection's POSIX locks, and another process may then delete the WAL
+            # under it (writes vanish until the agent exits, or are lost if it is killed).
+            if not path.exists():
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640))
         elif not path.is_file():
             raise StoreError(
                 f"no stream store in {directory} ({DB_NAME} is missing); "
