@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from agent.metrics import FlowMetrics
 from agent.processors import build_chain
 from agent.records import Checkpoint, Record
 from agent.sinks import SendResult, Sink
+from agent.sinks.retry import Backoff
 from agent.tailing.discovery import Watcher
 from agent.tailing.framing import Framed
 from agent.tailing.tailer import FileAcks, TrackedFile, Truncated
@@ -33,24 +33,6 @@ log = logging.getLogger(__name__)
 READ_CHUNK = 256 * 1024
 CHECKPOINT_INTERVAL = 1.0
 IDLE_POLL_WITH_INOTIFY = 1.0
-
-
-class Backoff:
-    """Exponential backoff with ±30% jitter between the flow's initial and max delays."""
-
-    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.failures = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        self.failures += 1
-        base = min(self.maximum, self.initial * 2 ** min(self.failures - 1, 30))
-        return float(base * (1 + self._rng.uniform(-0.3, 0.3)))
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class Flow:
@@ -204,6 +186,8 @@ class Flow:
                 except OSError as exc:
                     self.metrics.read_errors += 1
                     log.error("%s: reading %s failed: %s", cfg.flow_id, tracked.path, exc)
+                    if once:
+                        targets[tracked] = tracked.offset
                     continue
                 if n:
                     progressed = True
@@ -214,6 +198,8 @@ class Flow:
                         fm.read_offset = tracked.offset
                         fm.observe_size(max(fm.size, tracked.size))
                     continue
+                if once:
+                    targets[tracked] = tracked.offset  # shorter than when we started: done with it
                 self._idle_file(tracked, now, flush_after)
             if once:
                 if all(t.offset >= targets.get(t, 0) for t in files.readable()):
@@ -341,9 +327,7 @@ class Flow:
 
     async def _deliver(self, batch: list[Record]) -> None:
         cfg = self.config
-        backoff = Backoff(
-            cfg.retry_initial_backoff_millis / 1000, cfg.retry_max_backoff_millis / 1000
-        )
+        backoff = Backoff(cfg.retry_initial_backoff_millis, cfg.retry_max_backoff_millis)
         pending = batch
         m = self.metrics
         while pending:
@@ -380,7 +364,7 @@ class Flow:
     async def _back_off(self, backoff: Backoff, result: SendResult) -> None:
         error = result.error
         fatal = error is not None and not getattr(error, "retryable", True)
-        delay = backoff.maximum if fatal else backoff.next_delay()
+        delay = backoff.max_delay() if fatal else backoff.next_delay()
         m = self.metrics
         m.last_error = str(error) if error is not None else f"{len(result.retry)} records failed"
         now = self.clock()
