@@ -50,7 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--samples", type=int, default=3, help="records to show per flow (default 3)"
     )
+    check.add_argument(
+        "--test-destination",
+        action="store_true",
+        help="also check that each stream / delivery stream exists and the credentials can describe it",
+    )
     check.set_defaults(func=cmd_check)
+
+    from agent import commands_observe  # status, top
+
+    commands_observe.register(sub)
 
     from agent.store.commands import register as register_stream_commands
 
@@ -127,7 +136,9 @@ def cmd_check(args: argparse.Namespace) -> int:
                 break
         if not shown:
             print("    (no complete record yet)")
-    return 0
+    from agent import check as check_more  # destinations and capacity advice
+
+    return check_more.report(config, test_destination=args.test_destination)
 
 
 def _first_agent_error(group: BaseExceptionGroup[BaseException]) -> AgentError | None:

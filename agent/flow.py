@@ -80,6 +80,10 @@ class Flow:
         self._wake_pending = threading.Event()
         self._acks_seen: set[FileAcks] = set()
         self._last_loud = 0.0
+        # A sink given the flow's metrics records each API call itself (FlowMetrics.send_call,
+        # one per PutRecords/PutRecordBatch, as the AWS agent's CloudWatch metrics are per call);
+        # otherwise the flow records each send as one call.
+        self._sink_counts_calls = getattr(sink, "metrics", None) is metrics
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -165,7 +169,7 @@ class Flow:
                 if once and not targets:
                     targets = {t: t.size for t in files.readable()}
             progressed = False
-            for tracked in files.readable():
+            for tracked in files.readable(refresh=True):
                 if once and tracked.offset >= targets.get(tracked, 0):
                     continue
                 rescanned = False
@@ -205,7 +209,9 @@ class Flow:
                     fm = self.metrics.files.get(str(tracked.file_id))
                     if fm is not None:
                         fm.read_offset = tracked.offset
-                        fm.size = max(fm.size, tracked.size)
+                        fm.observe_size(max(fm.size, tracked.size))
+                    if n == READ_CHUNK:
+                        break  # more here: finish older files before newer ones (rotation order)
                     continue
                 if once:
                     targets[tracked] = tracked.offset  # shorter than when we started: done with it
@@ -252,6 +258,9 @@ class Flow:
             if size < tracked.offset:
                 self._emit_flushed(self.files.check_truncation(tracked, verify_head=False))
                 return
+            fm = self.metrics.files.get(str(tracked.file_id))
+            if fm is not None:
+                fm.observe_size(size)
         idle = now - tracked.last_growth >= flush_after
         if idle and tracked.framer.has_pending():
             self._emit(tracked.acks, tracked.framer.flush(), 0)
@@ -265,6 +274,10 @@ class Flow:
     def _emit(self, acks: FileAcks, framed: list[Framed], nbytes: int) -> None:
         m = self.metrics
         m.bytes_parsed += nbytes
+        fm = m.files.get(str(acks.file_id)) if framed or nbytes else None
+        if fm is not None:
+            fm.bytes_parsed += nbytes
+            fm.records_parsed += len(framed)
         if not framed:
             return
         m.records_parsed += len(framed)
@@ -333,8 +346,6 @@ class Flow:
         pending = batch
         m = self.metrics
         while pending:
-            m.record_send_attempts += len(pending)
-            m.send_calls += 1
             if self.sink.transactional:
                 result = await self._send_transactional(pending)
             else:
@@ -343,10 +354,16 @@ class Flow:
             if keys is not None:
                 m.partition_key_fallbacks = keys.fallbacks
             delivered = result.delivered
+            sent_bytes = sum(len(r.data) for r in delivered)
+            if not self._sink_counts_calls:
+                m.send_call(
+                    attempted=len(pending),
+                    sent=len(delivered),
+                    sent_bytes=sent_bytes,
+                    failed=len(result.retry),
+                    service_error=result.error is not None,
+                )
             if delivered:
-                m.records_sent += len(delivered)
-                sent_bytes = sum(len(r.data) for r in delivered)
-                m.bytes_sent += sent_bytes
                 m.in_flight_bytes -= sent_bytes
                 m.in_flight_records -= len(delivered)
                 self._room.set()
@@ -356,10 +373,7 @@ class Flow:
                 m.status = "running"
                 return
             pending = result.retry
-            m.record_send_errors += len(pending)
             m.retries += 1
-            if result.error is not None:
-                m.service_errors += 1
             await self._back_off(backoff, result)
 
     async def _back_off(self, backoff: Backoff, result: SendResult) -> None:
@@ -431,8 +445,7 @@ class Flow:
     def _note_checkpoint(self, acks: FileAcks) -> None:
         fm = self.metrics.files.get(str(acks.file_id))
         if fm is not None:
-            fm.checkpoint_offset = acks.checkpoint
-            fm.checkpoint_updated = time.time()
+            fm.checkpoint_advanced(acks.checkpoint)
 
     async def _persist(self, *, force: bool) -> None:
         """Write dirty checkpoints: at most once a second, and at the end."""

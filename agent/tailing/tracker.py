@@ -16,6 +16,7 @@ descriptor before it is closed, with no time limit while it holds unread bytes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -300,8 +301,16 @@ class FileSet:
 
     # --- reading ----------------------------------------------------------------------------------
 
-    def readable(self) -> list[TrackedFile]:
-        """Open files, oldest modification first."""
+    def readable(self, *, refresh: bool = False) -> list[TrackedFile]:
+        """Open files, oldest modification first (``refresh``: fstat them for current mtimes).
+
+        A rotated file stops changing, so it sorts before the file that replaced it and is
+        finished first; two busy files alternate as each write makes the other the older one.
+        """
+        if refresh:
+            for tracked in self.files.values():
+                with contextlib.suppress(OSError):
+                    tracked.refresh_size()
         return sorted(self.files.values(), key=lambda t: t.mtime)
 
     def close_drained(self, tracked: TrackedFile) -> None:
