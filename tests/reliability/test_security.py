@@ -6,6 +6,7 @@ from __future__ import annotations
 import configparser
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,8 +50,14 @@ def test_secrets_never_in_the_config_repr(tmp_path: Path) -> None:
 
 
 def test_prometheus_listen_defaults_to_loopback() -> None:
-    """metrics.prometheusListen is off by default (no listener at all)."""
+    """metrics.prometheusListen is off by default (no listener at all); a bare port binds
+    127.0.0.1, only an explicit host binds elsewhere."""
+    from agent.prometheus import parse_listen
+
     assert AgentConfig(flows=()).metrics_prometheus_listen is None
+    assert parse_listen("9100") == ("127.0.0.1", 9100)
+    assert parse_listen(":9100") == ("127.0.0.1", 9100)
+    assert parse_listen("0.0.0.0:9100") == ("0.0.0.0", 9100)
 
 
 def _secret_config(tmp: Path, endpoint: str, stream: str) -> Path:
@@ -77,8 +84,9 @@ def _secret_config(tmp: Path, endpoint: str, stream: str) -> Path:
 
 @pytest.mark.slow
 def test_no_secret_in_logs_or_check_output(tmp_path: Path, kinesalite: Peer) -> None:
-    """A run at DEBUG against kinesalite (that answers errors too: a missing stream), and
-    ``check``: neither output holds the access key, secret key, external id or session token."""
+    """A run at DEBUG against kinesalite (that answers errors too: a missing stream), ``check``
+    and ``status --json`` of the failing agent: no output holds the access key, secret key,
+    external id or session token."""
     stream = new_stream(kinesalite.endpoint)
     cfg = _secret_config(tmp_path, kinesalite.endpoint, stream)
     append(tmp_path / "logs" / "a.log", numbered("a", 0, 50))
@@ -106,11 +114,18 @@ def test_no_secret_in_logs_or_check_output(tmp_path: Path, kinesalite: Peer) -> 
         stderr=subprocess.STDOUT,
         text=True,
     )
-    try:
-        out, _ = proc.communicate(timeout=4)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=20)
+    time.sleep(3)  # failing and retrying by now
+    status = subprocess.run(
+        [sys.executable, "-m", "agent", "status", "--json", "-c", str(broken)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert status.returncode == 0, status.stderr[-2000:]
+    outputs.append(status.stdout + status.stderr)
+    proc.terminate()
+    out, _ = proc.communicate(timeout=20)
     outputs.append(out)
     assert "no-such-stream" in outputs[-1]
     for text in outputs:
