@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 NODE_PEERS := tests/peers/node_modules/kinesalite/package.json
 
-.PHONY: setup run test check lint typecheck unit bench clean
+.PHONY: setup run test check lint typecheck unit bench soak clean
 
 $(STAMP): pyproject.toml scripts/bootstrap-system.sh
 	bash scripts/bootstrap-system.sh
@@ -42,6 +42,11 @@ test: setup check
 
 bench: setup
 	$(PY) tests/bench/run_all.py
+
+# The long reliability scenarios (30 SIGKILLs, a 60 s outage, a minute of faults): a table of
+# lines written / delivered / lost / duplicated and peak RSS per scenario.
+soak: setup $(NODE_PEERS)
+	$(PY) -m tests.reliability.soak
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache demo-state

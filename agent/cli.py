@@ -50,7 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--samples", type=int, default=3, help="records to show per flow (default 3)"
     )
+    check.add_argument(
+        "--test-destination",
+        action="store_true",
+        help="also check that each stream / delivery stream exists and the credentials can describe it",
+    )
     check.set_defaults(func=cmd_check)
+
+    from agent import commands_observe  # status, top
+
+    commands_observe.register(sub)
 
     from agent.store.commands import register as register_stream_commands
 
@@ -69,6 +78,10 @@ def configure_logging(level: str) -> None:
         )
     else:
         systemd_logging(level)
+    # botocore's DEBUG lines carry signed request headers: the access key id, the session token
+    # (X-Amz-Security-Token) and more. The agent's own DEBUG never needs them.
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
 
 
 def _load(path: str) -> AgentConfig:
@@ -123,7 +136,20 @@ def cmd_check(args: argparse.Namespace) -> int:
                 break
         if not shown:
             print("    (no complete record yet)")
-    return 0
+    from agent import check as check_more  # destinations and capacity advice
+
+    return check_more.report(config, test_destination=args.test_destination)
+
+
+def _first_agent_error(group: BaseExceptionGroup[BaseException]) -> AgentError | None:
+    for exc in group.exceptions:
+        if isinstance(exc, AgentError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            inner = _first_agent_error(exc)
+            if inner is not None:
+                return inner
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,6 +165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AgentError as exc:
         print(f"kinesis-agent: {exc}", file=sys.stderr)
         return 1
+    except ExceptionGroup as group:
+        # a flow that cannot start (damaged state, unreachable store) fails the daemon's
+        # TaskGroup: say what it was in one line, not with a traceback
+        first = _first_agent_error(group)
+        if first is None:
+            raise
+        print(f"kinesis-agent: {first}", file=sys.stderr)
+        return EX_CONFIG if isinstance(first, ConfigError) else 1
     except KeyboardInterrupt:
         return 130
 

@@ -11,9 +11,11 @@ from dataclasses import dataclass, replace
 
 from agent.checkpoints import CheckpointDB
 from agent.config import AgentConfig, FlowConfig, load_config
-from agent.errors import ConfigError
+from agent.errors import AgentError, ConfigError
 from agent.flow import Flow
-from agent.metrics import AgentMetrics
+from agent.metrics import AgentMetrics, FlowMetrics
+from agent.observe import Observers
+from agent.progress import progress_line
 from agent.sinks import Sink, open_sink
 from agent.systemd import Notifier
 
@@ -68,9 +70,12 @@ class Agent:
 
     def _start_flow(self, config: AgentConfig, flow_cfg: FlowConfig) -> None:
         assert self._tg is not None
-        sink = open_sink(config, flow_cfg)
         metrics = self.metrics.flow(flow_cfg.flow_id, flow_cfg.destination)
-        flow = Flow(config, flow_cfg, sink, metrics, self._checkpoints_for(config))
+        sink = open_sink(config, flow_cfg, metrics)
+        # flows into the embedded store keep their checkpoints in it: they never need (nor
+        # wait for, nor fail on) the checkpoint database of the AWS flows
+        checkpoints = None if flow_cfg.local_stream is not None else self._checkpoints_for(config)
+        flow = Flow(config, flow_cfg, sink, metrics, checkpoints)
         stop = asyncio.Event()
         task = self._tg.create_task(flow.run(stop, once=self._once), name=flow_cfg.flow_id)
         self.running[flow_cfg.flow_id] = RunningFlow(flow, sink, stop, task)
@@ -99,13 +104,16 @@ class Agent:
 
     async def run(self, *, once: bool = False) -> int:
         self._once = once
+        # observability (status socket, Prometheus, CloudWatch, progress lines): agent/observe.py
+        observers = Observers(self.config, self.metrics, current_config=lambda: self.config)
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
+                observed = await observers.start(tg)
                 for flow_cfg in self.config.flows:
                     self._start_flow(self.config, flow_cfg)
                 helpers = [
-                    tg.create_task(self._progress(), name="progress"),
+                    *observed,
                     tg.create_task(self._systemd_status(), name="systemd status"),
                 ]
                 interval = self.notifier.watchdog_interval()
@@ -128,7 +136,11 @@ class Agent:
                     await r.sink.aclose()
             if self.checkpoint_db is not None:
                 self.checkpoint_db.close()
-            log.info(self.progress_line())
+            await observers.aclose()  # last CloudWatch datums (also after --once), progress line
+            for m in self.metrics.flows.values():
+                problems = problem_summary(m)
+                if problems:
+                    log.warning("%s: %s", m.flow_id, problems)
         return 0
 
     async def _reloader(self) -> None:
@@ -163,7 +175,17 @@ class Agent:
         started = 0
         for fid, flow_cfg in new_flows.items():
             if fid not in self.running:
-                self._start_flow(new, flow_cfg)
+                try:
+                    self._start_flow(new, flow_cfg)
+                except AgentError as exc:
+                    # one flow that cannot open its destination must not take the others down
+                    log.error(
+                        "reload: cannot start flow %s: %s; the other flows keep running, "
+                        "fix it and send SIGHUP again",
+                        fid,
+                        exc,
+                    )
+                    continue
                 started += 1
         for fid in [f for f in self.metrics.flows if f not in new_flows]:
             del self.metrics.flows[fid]
@@ -200,32 +222,25 @@ class Agent:
         text = f"{len(flows)} flow(s), {rate:.0f} records/s, {lag} bytes behind"
         return text + (f", {failing} failing" if failing else "")
 
-    async def _progress(self) -> None:
-        period = self.config.log_status_reporting_period_seconds
-        while True:
-            await asyncio.sleep(period)
-            log.info(self.progress_line())
-            for flow in self.flows:
-                m = flow.metrics
-                log.info(
-                    "FileTailer[%s]: Tailer Progress: Tailer has parsed %d records (%d bytes), transformed %d records, skipped %d records, and has successfully sent %d records to destination.",
-                    m.flow_id,
-                    m.records_parsed,
-                    m.bytes_parsed,
-                    m.records_processed,
-                    m.records_skipped,
-                    m.records_sent,
-                )
-
     def progress_line(self) -> str:
-        flows = self.metrics.flows.values()
-        parsed = sum(m.records_parsed for m in flows)
-        nbytes = sum(m.bytes_parsed for m in flows)
-        sent = sum(m.records_sent for m in flows)
-        return (
-            f"Agent: Progress: {parsed} records parsed ({nbytes} bytes), and {sent} records sent "
-            f"successfully to destinations. Uptime: {self.metrics.uptime_millis}ms"
-        )
+        return progress_line(self.metrics)
+
+
+PROBLEM_COUNTERS = (
+    "read_errors",
+    "files_skipped",
+    "records_truncated",
+    "bytes_discarded",
+    "files_truncated",
+    "files_deleted_unread_bytes",
+    "processing_errors",
+    "record_send_errors",
+)
+
+
+def problem_summary(m: FlowMetrics) -> str:
+    """The flow's non-zero trouble counters in one line (``read_errors=1 files_skipped=2``)."""
+    return " ".join(f"{n}={getattr(m, n)}" for n in PROBLEM_COUNTERS if getattr(m, n))
 
 
 def install_signal_handlers(agent: Agent, loop: asyncio.AbstractEventLoop) -> None:

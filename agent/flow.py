@@ -93,6 +93,10 @@ class Flow:
         self._acks_seen: set[FileAcks] = set()
         self._last_loud = 0.0
         self._charged = 0  # in-flight data plus RECORD_OVERHEAD per record, against the budget
+        # A sink given the flow's metrics records each API call itself (FlowMetrics.send_call,
+        # one per PutRecords/PutRecordBatch, as the AWS agent's CloudWatch metrics are per call);
+        # otherwise the flow records each send as one call.
+        self._sink_counts_calls = getattr(sink, "metrics", None) is metrics
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -179,14 +183,30 @@ class Flow:
                 if once and not targets:
                     targets = {t: t.size for t in files.readable()}
             progressed = False
-            for tracked in files.readable():
+            ordered = files.readable(refresh=True)
+            for tracked in ordered:
+                tracked.stat_at = now  # sizes are fresh: no second fstat in this pass
+            for tracked in ordered:
                 if once and tracked.offset >= targets.get(tracked, 0):
                     continue
+                rescanned = False
                 while self._charged >= budget and not stop.is_set():
                     self._room.clear()
                     self._wake_sender.set()
-                    await _wait(self._room, 1.0)
+                    self._wake_pending.clear()
+                    await _wait_any(self._room, self._wake_reader, 1.0)
+                    self._wake_reader.clear()
+                    # Keep discovering while blocked: a file created and rotated out of the
+                    # pattern during a long outage is then held open and drained afterwards.
+                    if self.clock() >= next_scan or self._rescan_requested:
+                        self._rescan_requested = False
+                        self._emit_flushed(files.rescan())
+                        next_scan = self.clock() + refresh
+                        rescanned = True
                 if stop.is_set():
+                    break
+                if rescanned:  # the rescan may have closed files of this list: list them again
+                    progressed = True
                     break
                 try:
                     framed, n = tracked.read(READ_CHUNK, now)
@@ -206,7 +226,9 @@ class Flow:
                     fm = self.metrics.files.get(str(tracked.file_id))
                     if fm is not None:
                         fm.read_offset = tracked.offset
-                        fm.size = max(fm.size, tracked.size)
+                        fm.observe_size(max(fm.size, tracked.size))
+                    if n == READ_CHUNK:
+                        break  # more here: finish older files before newer ones (rotation order)
                     continue
                 if once:
                     targets[tracked] = tracked.offset  # shorter than when we started: done with it
@@ -253,6 +275,9 @@ class Flow:
             if size < tracked.offset:
                 self._emit_flushed(self.files.check_truncation(tracked, verify_head=False))
                 return
+            fm = self.metrics.files.get(str(tracked.file_id))
+            if fm is not None:
+                fm.observe_size(size)
         idle = now - tracked.last_growth >= flush_after
         if idle and tracked.framer.has_pending():
             self._emit(tracked.acks, tracked.framer.flush(), 0)
@@ -266,6 +291,10 @@ class Flow:
     def _emit(self, acks: FileAcks, framed: list[Framed], nbytes: int) -> None:
         m = self.metrics
         m.bytes_parsed += nbytes
+        fm = m.files.get(str(acks.file_id)) if framed or nbytes else None
+        if fm is not None:
+            fm.bytes_parsed += nbytes
+            fm.records_parsed += len(framed)
         if not framed:
             return
         m.records_parsed += len(framed)
@@ -349,8 +378,6 @@ class Flow:
         pending = batch
         m = self.metrics
         while pending:
-            m.record_send_attempts += len(pending)
-            m.send_calls += 1
             if self.sink.transactional:
                 result = await self._send_transactional(pending)
             else:
@@ -359,10 +386,16 @@ class Flow:
             if keys is not None:
                 m.partition_key_fallbacks = keys.fallbacks
             delivered = result.delivered
+            sent_bytes = sum(map(len, [r.data for r in delivered]))
+            if not self._sink_counts_calls:
+                m.send_call(
+                    attempted=len(pending),
+                    sent=len(delivered),
+                    sent_bytes=sent_bytes,
+                    failed=len(result.retry),
+                    service_error=result.error is not None,
+                )
             if delivered:
-                m.records_sent += len(delivered)
-                sent_bytes = sum(map(len, [r.data for r in delivered]))
-                m.bytes_sent += sent_bytes
                 m.in_flight_bytes -= sent_bytes
                 self._charged -= sent_bytes + RECORD_OVERHEAD * len(delivered)
                 m.in_flight_records -= len(delivered)
@@ -373,10 +406,7 @@ class Flow:
                 m.status = "running"
                 return
             pending = result.retry
-            m.record_send_errors += len(pending)
             m.retries += 1
-            if result.error is not None:
-                m.service_errors += 1
             await self._back_off(backoff, result)
 
     async def _back_off(self, backoff: Backoff, result: SendResult) -> None:
@@ -447,8 +477,7 @@ class Flow:
     def _note_checkpoint(self, acks: FileAcks) -> None:
         fm = self.metrics.files.get(str(acks.file_id))
         if fm is not None:
-            fm.checkpoint_offset = acks.checkpoint
-            fm.checkpoint_updated = time.time()
+            fm.checkpoint_advanced(acks.checkpoint)
 
     async def _persist(self, *, force: bool) -> None:
         """Write dirty checkpoints: at most once a second, and at the end."""

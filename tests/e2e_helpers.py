@@ -48,6 +48,8 @@ def stored_lines(store_dir: Path, stream: str) -> list[bytes]:
     if not (store_dir / "streams.db").exists():
         return []
     with StreamStore.open(store_dir, create=False) as store:
+        if stream not in store.list_streams():
+            return []
         records = list(store.read(stream))
     records.sort(key=lambda r: int(r.sequence_number))
     return [r.data for r in records]

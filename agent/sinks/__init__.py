@@ -10,6 +10,7 @@ from agent.records import Checkpoint, Record
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig, FlowConfig
+    from agent.metrics import FlowMetrics
 
 
 @dataclass(slots=True)
@@ -77,7 +78,7 @@ class MemorySink:
         self.closed = True
 
 
-def open_sink(agent: AgentConfig, flow: FlowConfig) -> Sink:
+def open_sink(agent: AgentConfig, flow: FlowConfig, metrics: FlowMetrics | None = None) -> Sink:
     """Build the sink that a flow's destination key asks for."""
     if flow.local_stream is not None:
         from agent.sinks.local import LocalSink
@@ -86,9 +87,9 @@ def open_sink(agent: AgentConfig, flow: FlowConfig) -> Sink:
     if flow.kinesis_stream is not None:
         from agent.sinks.kinesis import KinesisSink
 
-        return KinesisSink.open(agent, flow)
+        return KinesisSink.open(agent, flow, metrics)
     if flow.delivery_stream is not None:
         from agent.sinks.firehose import FirehoseSink
 
-        return FirehoseSink.open(agent, flow)
+        return FirehoseSink.open(agent, flow, metrics)
     raise AssertionError("config validation guarantees exactly one destination per flow")

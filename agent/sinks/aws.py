@@ -297,9 +297,7 @@ class AwsSink:
         calls = self.calls(self.entries(records))
         fatal_codes: set[str] = set()
         for i, chunk in enumerate(calls):
-            if m is not None:
-                m.send_calls += 1
-                m.record_send_attempts += sum(len(e.records) for e in chunk)
+            attempted = sum(len(e.records) for e in chunk)
             try:
                 codes = await asyncio.to_thread(self.call, chunk)
                 if len(codes) != len(chunk):
@@ -310,25 +308,37 @@ class AwsSink:
                 result.error = (
                     exc if isinstance(exc, SinkError) else translate_error(exc, self.what)
                 )
-                if m is not None:
-                    m.service_errors += 1
-                    m.record_send_errors += sum(len(e.records) for c in calls[i:] for e in c)
+                if m is not None:  # the AWS agent's per-call metrics: the whole call failed
+                    m.send_call(
+                        attempted=attempted,
+                        sent=0,
+                        sent_bytes=0,
+                        failed=attempted,
+                        service_error=True,
+                    )
                 for rest in calls[i:]:
                     for entry in rest:
                         result.retry.extend(entry.records)
                 break
+            sent = failed = sent_bytes = 0
             for entry, code in zip(chunk, codes, strict=True):
                 if code is None:
                     result.delivered.extend(entry.records)
-                    if m is not None:
-                        m.records_sent += len(entry.records)
-                        m.bytes_sent += entry.user_bytes
+                    sent += len(entry.records)
+                    sent_bytes += entry.user_bytes
                 else:
                     result.retry.extend(entry.records)
-                    if m is not None:
-                        m.record_send_errors += len(entry.records)
+                    failed += len(entry.records)
                     if code in FATAL_CODES:
                         fatal_codes.add(code)
+            if m is not None:
+                m.send_call(
+                    attempted=attempted,
+                    sent=sent,
+                    sent_bytes=sent_bytes,
+                    failed=failed,
+                    service_error=False,
+                )
         if fatal_codes and result.error is None:
             result.error = FatalSinkError(
                 f"{self.what}: entries refused with {', '.join(sorted(fatal_codes))}"

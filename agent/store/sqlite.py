@@ -117,13 +117,11 @@ def connect(
     try:
         if create and not read_only:
             directory.mkdir(mode=0o750, parents=True, exist_ok=True)
-            # SQLite gives the -wal and -shm files the mode of the database file. Only ever
-            # create it: opening and closing a file that a connection of this process has open
-            # drops that connection's POSIX locks, and another process may then delete the WAL
-            # under it (writes vanish until the agent exits, or are lost if it is killed).
+            # Only ever create it, never open and close an existing one ourselves: that drops
+            # the POSIX locks of this process's connections to it (see check_damage).
             if not path.exists():
-                with contextlib.suppress(FileExistsError):
-                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640))
+                _create_atomically(path, busy_timeout)
+            check_damage(path)
         elif not path.is_file():
             raise StoreError(
                 f"no stream store in {directory} ({DB_NAME} is missing); "
@@ -147,6 +145,88 @@ def connect(
         db.close()
         raise
     return db
+
+
+class DamagedStore(StoreError):
+    """The store file is damaged: the agent refuses to write into it (see ``check_damage``)."""
+
+    retryable = False
+
+
+QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
+
+
+def _create_atomically(path: Path, busy_timeout: float) -> None:
+    """A new store is built under a temporary name and renamed into place, schema and all.
+
+    So ``streams.db`` never exists half made, and an empty or headless one is always damage.
+    """
+    tmp = path.with_name(f"{path.name}.new-{os.getpid()}-{os.urandom(4).hex()}")
+    # SQLite gives the -wal and -shm files the mode of the database file
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640))
+    try:
+        db = sqlite3.connect(tmp, timeout=busy_timeout, isolation_level=None)
+        try:
+            _prepare(db, tmp, read_only=False)
+        finally:
+            db.close()
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        # link, not rename: a store another process created meanwhile is never replaced
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+
+
+def check_damage(path: Path) -> None:
+    """Refuse a store that is empty, not SQLite, shorter than its header says, or fails quick_check.
+
+    Decision: a damaged store is never written into and never silently replaced. Writing could
+    lose what it holds; a new store would also lose the flows' checkpoints (they live in it) and
+    re-ship or skip every file. The agent stops with this message (exit 1) until an operator acts.
+    """
+    advice = (
+        f"Not starting, so nothing more is lost or duplicated. Keep {path} for inspection "
+        f"(`sqlite3 {path} .recover` salvages what it can), or move {path.name}, "
+        f"{path.name}-wal and {path.name}-shm aside to start a new store: every file is then "
+        "read again according to initialPosition."
+    )
+    # Only SQLite opens the file: closing a descriptor of our own would drop the POSIX locks
+    # that the process's other connections to the store hold (fcntl locks are per process).
+    size = path.stat().st_size
+    if size == 0:
+        raise DamagedStore(f"the stream store {path} is damaged (the file is empty). {advice}")
+    wal = path.with_name(path.name + "-wal")
+    try:
+        db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            # with a WAL, a checkpoint cut short by kill -9 may have written page 1 before the
+            # pages that grow the file: the WAL still holds them, and SQLite finishes the job
+            hot_wal = wal.exists() and wal.stat().st_size > 0
+            if not hot_wal and size < pages * page_size:
+                result = [(f"truncated: {size} bytes, its header says {pages * page_size}",)]
+            elif size <= QUICK_CHECK_MAX_BYTES:
+                result = db.execute("PRAGMA quick_check").fetchall()
+            else:
+                result = [("ok",)]
+        finally:
+            db.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return  # busy, not damaged: the agent's own open waits for the lock
+        result = [(str(exc),)]
+    except sqlite3.DatabaseError as exc:
+        result = [(str(exc),)]
+    if result != [("ok",)]:
+        detail = "; ".join(str(r[0]) for r in result[:3])
+        raise DamagedStore(f"the stream store {path} is damaged ({detail}). {advice}")
 
 
 def _prepare(db: sqlite3.Connection, path: Path, *, read_only: bool) -> None:

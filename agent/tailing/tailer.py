@@ -176,8 +176,9 @@ class TrackedFile:
         if offset >= self.size:
             # Nothing new as far as we know: an fstat tells, without a read that allocates
             # max_bytes (an idle pass over a thousand files would map and unmap a GiB).
-            self.refresh_size()
-            self.stat_at = now
+            if self.stat_at != now:  # not already fstat'ed in this pass
+                self.refresh_size()
+                self.stat_at = now
             if self.size <= offset:
                 return [], 0
         data = os.pread(self.fd, min(max_bytes, max(self.size - offset, MIN_READ)), offset)

@@ -16,9 +16,11 @@ descriptor before it is closed, with no time limit while it holds unread bytes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,7 +87,10 @@ class FileSet:
         now = self.clock()
         flushed: list[Flushed] = []
         seen: set[tuple[int, int]] = set()
-        found = scan(self.flow.file_pattern, self.problems)
+        problems = self.problems
+        known = len(problems.not_regular) + len(problems.unreadable)
+        found = scan(self.flow.file_pattern, problems)
+        self.metrics.files_skipped += len(problems.not_regular) + len(problems.unreadable) - known
         for f in found:
             key = (f.dev, f.ino)
             seen.add(key)
@@ -168,7 +173,7 @@ class FileSet:
             if key == exclude or key in self.files:
                 continue
             try:
-                fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
             except OSError:
                 continue
             try:
@@ -192,7 +197,8 @@ class FileSet:
     def _open(self, f: Found, now: float) -> None:
         key = (f.dev, f.ino)
         try:
-            fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC)
+            # O_NONBLOCK: a path replaced by a FIFO after the scan must not block the flow
+            fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as exc:
             if f.path not in self.problems.unreadable:
                 self.problems.unreadable.add(f.path)
@@ -207,8 +213,8 @@ class FileSet:
         self.problems.unreadable.discard(f.path)
         try:
             st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != key:  # replaced between scan and open: next scan
-                os.close(fd)
+            if (st.st_dev, st.st_ino) != key or not stat.S_ISREG(st.st_mode):
+                os.close(fd)  # replaced between scan and open (maybe by a FIFO): next scan
                 return
             decided = self._identify(fd, st.st_size, key, now)
         except OSError:
@@ -295,8 +301,16 @@ class FileSet:
 
     # --- reading ----------------------------------------------------------------------------------
 
-    def readable(self) -> list[TrackedFile]:
-        """Open files, oldest modification first."""
+    def readable(self, *, refresh: bool = False) -> list[TrackedFile]:
+        """Open files, oldest modification first (``refresh``: fstat them for current mtimes).
+
+        A rotated file stops changing, so it sorts before the file that replaced it and is
+        finished first; two busy files alternate as each write makes the other the older one.
+        """
+        if refresh:
+            for tracked in self.files.values():
+                with contextlib.suppress(OSError):
+                    tracked.refresh_size()
         return sorted(self.files.values(), key=lambda t: t.mtime)
 
     def close_drained(self, tracked: TrackedFile) -> None:

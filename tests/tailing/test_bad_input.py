@@ -154,3 +154,19 @@ def test_delete_and_recreate_within_the_same_second(harness: FlowHarness, logs: 
     assert harness.wait_until(lambda: len(harness.memory.records) >= len(expected))
     harness.run_for(0.3)
     assert sorted(harness.memory.records) == sorted(expected)
+
+
+def test_skipped_paths_are_counted_once(harness: FlowHarness, logs: Path, tmp_path: Path) -> None:
+    """A directory, a FIFO, a symlink loop and a dangling link that match: each counted in files_skipped once,
+    however many rescans see them."""
+    (logs / "dir.log").mkdir()
+    os.mkfifo(logs / "pipe.log")
+    (logs / "loop-a.log").symlink_to(logs / "loop-b.log")
+    (logs / "loop-b.log").symlink_to(logs / "loop-a.log")
+    (logs / "dangling.log").symlink_to(tmp_path / "missing")
+    (logs / "real.log").write_bytes(b"real\n")
+    harness.start()
+    assert harness.wait_until(lambda: harness.memory.records == [b"real\n"])
+    harness.run_for(0.5)  # several rescans
+    assert harness.flow is not None
+    assert harness.flow.metrics.files_skipped == 5  # dir, fifo, two loop links, dangling

@@ -1,0 +1,106 @@
+"""Everything that watches the running agent, started and stopped as one: the daemon's single hook.
+
+Rates (sampled each second), progress lines, the status socket, Prometheus and CloudWatch. None of
+them may stop shipping: a socket that cannot bind or an emitter that fails is logged and left off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from agent import progress
+from agent.cloudwatch import CloudWatchEmitter, should_emit
+from agent.config import AgentConfig
+from agent.errors import AgentError
+from agent.metrics import AgentMetrics, RateMeter
+from agent.prometheus import PrometheusServer
+from agent.status import StatusServer, socket_path
+
+log = logging.getLogger(__name__)
+
+RATE_SAMPLE_SECONDS = 1.0
+FORGET_FINISHED_AFTER = 300.0  # seconds a drained, rotated-away file stays in status and /metrics
+
+
+class Observers:
+    """Start with ``start(tg)`` inside the agent's TaskGroup; ``aclose()`` after the flows are done."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        metrics: AgentMetrics,
+        *,
+        current_config: Callable[[], AgentConfig] | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.rates = RateMeter(metrics)
+        self.status: StatusServer | None = None
+        self.prometheus: PrometheusServer | None = None
+        self.cloudwatch: CloudWatchEmitter | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self._current_config = current_config or (lambda: config)
+
+    async def start(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        """Bind the servers and start the periodic tasks; returns the tasks (cancel them to stop)."""
+        cfg = self.config
+        status = StatusServer(socket_path(cfg), self.metrics, self.rates, cfg)
+        try:
+            await status.start()
+            self.status = status
+        except (AgentError, OSError) as exc:
+            log.error("status socket off: %s", exc)
+        if cfg.metrics_prometheus_listen:
+            prom = PrometheusServer(cfg.metrics_prometheus_listen, self.metrics)
+            try:
+                await prom.start()
+                self.prometheus = prom
+            except (AgentError, OSError) as exc:
+                log.error(
+                    "Prometheus endpoint off: cannot listen on %s: %s",
+                    cfg.metrics_prometheus_listen,
+                    exc,
+                )
+        if should_emit(cfg):
+            self.cloudwatch = CloudWatchEmitter(cfg, self.metrics)
+            self.tasks.append(tg.create_task(self.cloudwatch.run(), name="cloudwatch"))
+        elif cfg.cloudwatch_emit_metrics:
+            log.info(
+                "CloudWatch metrics off: every flow is local and no cloudwatch.endpoint is set"
+            )
+        self.tasks.append(tg.create_task(self._sample_rates(), name="rates"))
+        self.tasks.append(
+            tg.create_task(
+                progress.run(self.metrics, cfg.log_status_reporting_period_seconds),
+                name="progress",
+            )
+        )
+        return self.tasks
+
+    async def _sample_rates(self) -> None:
+        while True:
+            self.rates.sample()
+            self.metrics.forget_finished_files(time.time(), FORGET_FINISHED_AFTER)
+            if self.status is not None:
+                self.status.config = self._current_config()
+            await asyncio.sleep(RATE_SAMPLE_SECONDS)
+
+    async def aclose(self) -> None:
+        """Stop the tasks, send the last CloudWatch datums, remove the socket; the last progress line."""
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.tasks.clear()
+        if self.cloudwatch is not None:
+            await self.cloudwatch.final_flush()
+        if self.prometheus is not None:
+            await self.prometheus.aclose()
+        if self.status is not None:
+            await self.status.aclose()
+        log.info(progress.progress_line(self.metrics))

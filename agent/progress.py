@@ -1,0 +1,98 @@
+"""The AWS agent's progress log lines, word for word (scripts in the field grep them), plus per-file lag.
+
+Every ``log.statusReportingPeriodSeconds``: the overall progress line, how far tailing is behind
+(WARN at 40 MiB, INFO at 20 MiB, else DEBUG, as AWS), and per flow its tailer progress and "behind"
+line; then one line per file that is behind, with its age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from agent.metrics import AgentMetrics, FlowMetrics
+
+log = logging.getLogger("agent.progress")
+
+MIB = 1024 * 1024
+WARN_BEHIND = 40 * MIB
+INFO_BEHIND = 20 * MIB
+
+
+def progress_line(metrics: AgentMetrics) -> str:
+    return (
+        f"Agent: Progress: {metrics.records_parsed} records parsed ({metrics.bytes_parsed} bytes), "
+        f"and {metrics.records_sent} records sent successfully to destinations. "
+        f"Uptime: {metrics.uptime_millis}ms"
+    )
+
+
+def behind_level(lag_bytes: int) -> int:
+    if lag_bytes >= WARN_BEHIND:
+        return logging.WARNING
+    if lag_bytes >= INFO_BEHIND:
+        return logging.INFO
+    return logging.DEBUG
+
+
+def _behind(lag: int, newer: int) -> str:
+    text = f"{lag / MIB:f} MB ({lag} bytes) behind."
+    if newer:
+        text += f" There are {newer} file(s) newer than current file(s) being tailed."
+    return text
+
+
+def _newer_files(m: FlowMetrics) -> int:
+    """Files behind other than the one being read: the AWS agent's 'newer than current' count."""
+    behind = sum(1 for f in m.files.values() if f.lag_bytes > 0)
+    return max(0, behind - 1)
+
+
+def agent_behind_line(metrics: AgentMetrics) -> str:
+    lag = metrics.lag_bytes
+    newer = sum(_newer_files(m) for m in metrics.flows.values())
+    return "Agent: Tailing is " + _behind(lag, newer)
+
+
+def tailer_progress_line(m: FlowMetrics) -> str:
+    return (
+        f"FileTailer[{m.flow_id}]: Tailer Progress: Tailer has parsed {m.records_parsed} records "
+        f"({m.bytes_parsed} bytes), transformed {m.records_processed} records, skipped "
+        f"{m.records_skipped} records, and has successfully sent {m.records_sent} records to "
+        "destination."
+    )
+
+
+def tailer_behind_line(m: FlowMetrics) -> str:
+    return f"FileTailer[{m.flow_id}]: Tailer is " + _behind(m.lag_bytes, _newer_files(m))
+
+
+def file_lag_lines(m: FlowMetrics) -> list[str]:
+    out = []
+    for f in m.files.values():
+        if f.lag_bytes:
+            out.append(
+                f"FileTailer[{m.flow_id}]: {f.path} is {f.lag_bytes} bytes behind "
+                f"(read to {f.read_offset}, acknowledged to {f.checkpoint_offset} of {f.size}; "
+                f"oldest unacknowledged data {f.lag_seconds():.1f}s old)"
+            )
+    return out
+
+
+def report(metrics: AgentMetrics) -> None:
+    """Log one round of progress lines."""
+    log.info(progress_line(metrics))
+    log.log(behind_level(metrics.lag_bytes), agent_behind_line(metrics))
+    for m in metrics.flows.values():
+        log.info(tailer_progress_line(m))
+        level = behind_level(m.lag_bytes)
+        log.log(level, tailer_behind_line(m))
+        for line in file_lag_lines(m):
+            log.log(level, line)
+
+
+async def run(metrics: AgentMetrics, period: float) -> None:
+    """Report every ``period`` seconds until cancelled."""
+    while True:
+        await asyncio.sleep(period)
+        report(metrics)

@@ -1,0 +1,134 @@
+"""S1: the service runs as its own unprivileged user, listeners of ours bind loopback, and no
+secret reaches the logs or ``check``'s output."""
+
+from __future__ import annotations
+
+import configparser
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.config import AgentConfig, load_config
+from tests.peers.helpers import new_stream
+from tests.peers.servers import Peer
+from tests.reliability.common import REPO, agent_env, append, numbered, write_config
+
+SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY-s1"
+ACCESS_KEY = "AKIAS1SECRETACCESSKEYID"
+EXTERNAL_ID = "external-id-s1-do-not-log"
+SESSION_TOKEN = "FwoGZXIvYXdzEBs1SESSIONTOKENdonotlog"
+SECRETS = (SECRET_KEY, ACCESS_KEY, EXTERNAL_ID, SESSION_TOKEN)
+
+
+def unit() -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(REPO / "systemd" / "kinesis-agent.service")
+    return parser
+
+
+def test_unit_runs_as_its_own_unprivileged_user() -> None:
+    """User=/Group= kinesis-agent (never root), no new privileges, no capabilities."""
+    service = unit()["Service"]
+    assert service["User"] == "kinesis-agent"
+    assert service["Group"] == "kinesis-agent"
+    assert service.get("NoNewPrivileges") == "yes"
+    assert service.get("CapabilityBoundingSet", "x") == ""
+    assert service.get("AmbientCapabilities", "x") == ""
+    assert service.get("ProtectSystem") == "strict"
+
+
+def test_secrets_never_in_the_config_repr(tmp_path: Path) -> None:
+    """The frozen config's repr (which ends up in tracebacks and debug logs) hides the keys."""
+    cfg = _secret_config(tmp_path, "http://127.0.0.1:9", "s")
+    text = repr(load_config(str(cfg))) + str(load_config(str(cfg)))
+    for secret in SECRETS[:3]:
+        assert secret not in text
+
+
+def test_prometheus_listen_defaults_to_loopback() -> None:
+    """metrics.prometheusListen is off by default (no listener at all); a bare port binds
+    127.0.0.1, only an explicit host binds elsewhere."""
+    from agent.prometheus import parse_listen
+
+    assert AgentConfig(flows=()).metrics_prometheus_listen is None
+    assert parse_listen("9100") == ("127.0.0.1", 9100)
+    assert parse_listen(":9100") == ("127.0.0.1", 9100)
+    assert parse_listen("0.0.0.0:9100") == ("0.0.0.0", 9100)
+
+
+def _secret_config(tmp: Path, endpoint: str, stream: str) -> Path:
+    (tmp / "logs").mkdir(exist_ok=True)
+    return write_config(
+        tmp / "agent.json",
+        {
+            "checkpointFile": str(tmp / "cp.db"),
+            "kinesis.endpoint": endpoint,
+            "cloudwatch.emitMetrics": False,
+            "awsAccessKeyId": ACCESS_KEY,
+            "awsSecretAccessKey": SECRET_KEY,
+            "assumeRoleExternalId": EXTERNAL_ID,
+            "flows": [
+                {
+                    "filePattern": str(tmp / "logs" / "*.log"),
+                    "kinesisStream": stream,
+                    "initialPosition": "START_OF_FILE",
+                }
+            ],
+        },
+    )
+
+
+@pytest.mark.slow
+def test_no_secret_in_logs_or_check_output(tmp_path: Path, kinesalite: Peer) -> None:
+    """A run at DEBUG against kinesalite (that answers errors too: a missing stream), ``check``
+    and ``status --json`` of the failing agent: no output holds the access key, secret key,
+    external id or session token."""
+    stream = new_stream(kinesalite.endpoint)
+    cfg = _secret_config(tmp_path, kinesalite.endpoint, stream)
+    append(tmp_path / "logs" / "a.log", numbered("a", 0, 50))
+    env = agent_env({"AWS_SESSION_TOKEN": SESSION_TOKEN, "KINESIS_AGENT_LOG_LEVEL": "DEBUG"})
+    outputs = []
+    for args in (
+        ["run", "--once", "-c", str(cfg)],
+        ["check", "-c", str(cfg)],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "agent", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs.append(done.stdout + done.stderr)
+    # and a failing destination (stream missing): error paths log the request context
+    broken = _secret_config(tmp_path, kinesalite.endpoint, "no-such-stream")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "-c", str(broken)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(3)  # failing and retrying by now
+    status = subprocess.run(
+        [sys.executable, "-m", "agent", "status", "--json", "-c", str(broken)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert status.returncode == 0, status.stderr[-2000:]
+    outputs.append(status.stdout + status.stderr)
+    proc.terminate()
+    out, _ = proc.communicate(timeout=20)
+    outputs.append(out)
+    assert "no-such-stream" in outputs[-1]
+    for text in outputs:
+        for secret in SECRETS:
+            assert secret not in text, f"secret {secret[:6]}… leaked"
+        assert "Authorization" not in text or "Credential=" + ACCESS_KEY not in text

@@ -1,0 +1,244 @@
+"""CloudWatch metrics: statistic sets per (metric, dimensions), batching, failures, and moto_server."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from agent.cloudwatch import MAX_DATUMS_PER_REQUEST, CloudWatchEmitter, region_for, should_emit
+from agent.config import AgentConfig, FlowConfig, load_config
+from agent.metrics import AgentMetrics
+from tests.obs_helpers import AGENT, SAFE_ENV, agent_env, local_config, write_log
+from tests.peers.servers import Peer
+
+
+def _config(*flows: FlowConfig, **kw: Any) -> AgentConfig:
+    return AgentConfig(flows=flows, **kw)
+
+
+LOCAL = FlowConfig(file_pattern="/l/*.log", local_stream="s")
+KINESIS = FlowConfig(file_pattern="/k/*.log", kinesis_stream="k")
+
+
+class Recorder:
+    """A PutMetricData stand-in: keeps every request; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, list[dict[str, Any]]]] = []
+        self.fail = 0
+
+    def __call__(self, namespace: str, datums: list[dict[str, Any]]) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("endpoint down")
+        self.requests.append((namespace, datums))
+
+    def datums(self) -> list[dict[str, Any]]:
+        return [d for _, batch in self.requests for d in batch]
+
+
+def _metrics(*destinations: str) -> AgentMetrics:
+    metrics = AgentMetrics()
+    for d in destinations:
+        metrics.flow(f"flow-{d}", d)
+    return metrics
+
+
+class TestWhenToEmit:
+    def test_local_only_without_endpoint_stays_quiet(self) -> None:
+        """The embedded-store install has no AWS account: no calls unless an endpoint is set."""
+        assert not should_emit(_config(LOCAL))
+        assert should_emit(_config(LOCAL, cloudwatch_endpoint="http://127.0.0.1:1"))
+
+    def test_aws_destinations_emit_by_default(self) -> None:
+        """As the AWS agent: emitMetrics defaults to true for Kinesis/Firehose flows."""
+        assert should_emit(_config(LOCAL, KINESIS))
+        assert not should_emit(_config(KINESIS, cloudwatch_emit_metrics=False))
+
+    def test_region(self) -> None:
+        """The endpoint's region, else kinesis.region, else the environment."""
+        assert (
+            region_for(_config(cloudwatch_endpoint="https://monitoring.eu-west-1.amazonaws.com"))
+            == "eu-west-1"
+        )
+        assert region_for(_config(kinesis_region="ap-south-1")) == "ap-south-1"
+
+
+class TestEmitter:
+    def test_statistic_sets_per_call(self) -> None:
+        """Per-call values aggregate into one StatisticSet per metric and destination."""
+        metrics = _metrics("KinesisStream:k", "LocalStream:s")
+        k = metrics.flows["flow-KinesisStream:k"]
+        k.send_call(attempted=500, sent=500, sent_bytes=50_000, failed=0, service_error=False)
+        k.send_call(attempted=200, sent=150, sent_bytes=15_000, failed=50, service_error=False)
+        put = Recorder()
+        emitter = CloudWatchEmitter(_config(KINESIS), metrics, put=put)
+        assert asyncio.run(emitter.flush())
+        [(namespace, datums)] = put.requests
+        assert namespace == "AWSKinesisAgent"
+        by_name = {d["MetricName"]: d for d in datums}
+        assert set(by_name) == {
+            "RecordSendAttempts",
+            "RecordsSent",
+            "RecordSendErrors",
+            "BytesSent",
+            "ServiceErrors",
+        }
+        sent = by_name["RecordsSent"]
+        assert sent["Dimensions"] == [{"Name": "Destination", "Value": "KinesisStream:k"}]
+        assert sent["StatisticValues"] == {
+            "SampleCount": 2.0,
+            "Sum": 650.0,
+            "Minimum": 150.0,
+            "Maximum": 500.0,
+        }
+        assert sent["Unit"] == "Count"
+        assert by_name["BytesSent"]["Unit"] == "Bytes"
+        assert by_name["RecordSendErrors"]["StatisticValues"]["Sum"] == 50.0
+        # the idle flow sends nothing; a second flush has nothing left
+        assert asyncio.run(emitter.flush()) and len(put.requests) == 1
+
+    def test_tag_instance_uses_both_dimensions_only(self) -> None:
+        """With tagInstance the datums carry Destination and Instance, and nothing else."""
+        metrics = _metrics("DeliveryStream:d")
+        metrics.flows["flow-DeliveryStream:d"].send_call(
+            attempted=1, sent=1, sent_bytes=9, failed=0, service_error=False
+        )
+        put = Recorder()
+        emitter = CloudWatchEmitter(
+            _config(KINESIS, cloudwatch_tag_instance=True), metrics, put=put, instance="i-0abc"
+        )
+        asyncio.run(emitter.flush())
+        for d in put.datums():
+            assert d["Dimensions"] == [
+                {"Name": "Destination", "Value": "DeliveryStream:d"},
+                {"Name": "Instance", "Value": "i-0abc"},
+            ]
+
+    def test_failure_keeps_datums_for_the_next_period(self) -> None:
+        """A failed send loses nothing: the sets merge with the next period's and go then."""
+        metrics = _metrics("KinesisStream:k")
+        k = metrics.flows["flow-KinesisStream:k"]
+        put = Recorder()
+        put.fail = 1
+        emitter = CloudWatchEmitter(_config(KINESIS), metrics, put=put)
+        k.send_call(attempted=10, sent=10, sent_bytes=100, failed=0, service_error=False)
+        assert not asyncio.run(emitter.flush())
+        k.send_call(attempted=5, sent=5, sent_bytes=50, failed=0, service_error=False)
+        assert asyncio.run(emitter.flush())
+        sent = {d["MetricName"]: d["StatisticValues"] for d in put.datums()}["RecordsSent"]
+        assert sent == {"SampleCount": 2.0, "Sum": 15.0, "Minimum": 5.0, "Maximum": 10.0}
+        assert emitter.failures == 1
+
+    def test_requests_stay_within_the_datum_limit(self) -> None:
+        """Many destinations split into requests of at most 1,000 datums."""
+        destinations = [f"KinesisStream:s{i}" for i in range(450)]  # 2,250 datums
+        metrics = _metrics(*destinations)
+        for m in metrics.flows.values():
+            m.send_call(attempted=1, sent=1, sent_bytes=1, failed=0, service_error=False)
+        put = Recorder()
+        asyncio.run(CloudWatchEmitter(_config(KINESIS), metrics, put=put).flush())
+        sizes = [len(batch) for _, batch in put.requests]
+        assert sizes == [MAX_DATUMS_PER_REQUEST, MAX_DATUMS_PER_REQUEST, 250]
+
+    def test_queue_bound_drops_new_keys_only(self) -> None:
+        """metricsQueueSize caps distinct (metric, dimensions) keys held across failures."""
+        metrics = _metrics("KinesisStream:a", "KinesisStream:b")
+        for m in metrics.flows.values():
+            m.send_call(attempted=1, sent=1, sent_bytes=1, failed=0, service_error=False)
+        put = Recorder()
+        emitter = CloudWatchEmitter(
+            _config(KINESIS, cloudwatch_metrics_queue_size=5), metrics, put=put
+        )
+        asyncio.run(emitter.flush())
+        assert len(put.datums()) == 5
+
+
+# --- against moto_server ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_run_once_publishes_what_it_shipped(tmp_path: Path, moto: Peer) -> None:
+    """``run --once`` with emitMetrics: RecordsSent/BytesSent sums in moto equal the work done."""
+    moto_endpoint = moto.endpoint
+    lines, width = 321, 50
+    nbytes = write_log(tmp_path / "logs" / "app.log", lines, width)
+    cfg = local_config(
+        tmp_path,
+        **{
+            "cloudwatch.emitMetrics": True,
+            "cloudwatch.endpoint": moto_endpoint,
+            "cloudwatch.metricsBufferTimeMillis": 3_600_000,  # only the final flush sends
+        },
+    )
+    config = load_config(str(cfg))
+    [flow] = config.flows
+    started = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    proc = subprocess.run(
+        [*AGENT, "run", "-c", str(cfg), "--once"],
+        capture_output=True,
+        text=True,
+        env=agent_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    client = boto3.client(
+        "cloudwatch",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=SAFE_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=SAFE_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+
+    def total(name: str) -> float:
+        stats = client.get_metric_statistics(
+            Namespace="AWSKinesisAgent",
+            MetricName=name,
+            Dimensions=[{"Name": "Destination", "Value": flow.destination}],
+            StartTime=started,
+            EndTime=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5),
+            Period=60,
+            Statistics=["Sum", "SampleCount"],
+        )
+        return sum(p["Sum"] for p in stats["Datapoints"])
+
+    assert flow.destination == "LocalStream:obs"
+    assert total("RecordsSent") == lines
+    assert total("BytesSent") == nbytes
+    assert total("RecordSendAttempts") == lines
+    assert total("RecordSendErrors") == 0
+    listed = client.list_metrics(Namespace="AWSKinesisAgent")["Metrics"]
+    assert {m["MetricName"] for m in listed} >= {"RecordsSent", "BytesSent", "ServiceErrors"}
+    assert all(
+        m["Dimensions"] == [{"Name": "Destination", "Value": "LocalStream:obs"}] for m in listed
+    )
+    json.dumps(listed)  # plain values, as get_metric_statistics returned them
+
+
+@pytest.mark.slow
+def test_unreachable_cloudwatch_does_not_affect_shipping(tmp_path: Path) -> None:
+    """An endpoint nobody listens on: everything ships, exit 0, one warning about the metrics."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    write_log(tmp_path / "logs" / "app.log", 50, 20)
+    cfg = local_config(tmp_path, **{"cloudwatch.endpoint": dead})
+    proc = subprocess.run(
+        [*AGENT, "run", "-c", str(cfg), "--once"],
+        capture_output=True,
+        text=True,
+        env=agent_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "50 records sent successfully" in proc.stderr
+    assert proc.stderr.count("cannot publish CloudWatch metrics") == 1
