@@ -388,13 +388,7 @@ class Flow:
             delivered = result.delivered
             sent_bytes = sum(map(len, [r.data for r in delivered]))
             if not self._sink_counts_calls:
-                m.send_call(
-                    attempted=len(pending),
-                    sent=len(delivered),
-                    sent_bytes=sent_bytes,
-                    failed=len(result.retry),
-                    service_error=result.error is not None,
-                )
+                self._count_calls(pending, result, sent_bytes)
             if delivered:
                 m.in_flight_bytes -= sent_bytes
                 self._charged -= sent_bytes + RECORD_OVERHEAD * len(delivered)
@@ -408,6 +402,35 @@ class Flow:
             pending = result.retry
             m.retries += 1
             await self._back_off(backoff, result)
+
+    def _count_calls(self, pending: list[Record], result: SendResult, sent_bytes: int) -> None:
+        """Record the send as calls: a group commit counts one call per batch it carries.
+
+        The store commits every ready batch at once, but the operator configured (and the
+        metrics describe) batches of ``maxBufferSizeRecords``: each one counts as a send, all
+        delivered or all failed with the transaction.
+        """
+        m = self.metrics
+        size = self.batcher.max_records
+        if not self.sink.transactional or len(pending) <= size:
+            m.send_call(
+                attempted=len(pending),
+                sent=len(result.delivered),
+                sent_bytes=sent_bytes,
+                failed=len(result.retry),
+                service_error=result.error is not None,
+            )
+            return
+        delivered = bool(result.delivered)
+        for i in range(0, len(pending), size):
+            part = pending[i : i + size]
+            m.send_call(
+                attempted=len(part),
+                sent=len(part) if delivered else 0,
+                sent_bytes=sum(map(len, [r.data for r in part])) if delivered else 0,
+                failed=0 if delivered else len(part),
+                service_error=result.error is not None,
+            )
 
     async def _back_off(self, backoff: Backoff, result: SendResult) -> None:
         error = result.error
