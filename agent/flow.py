@@ -183,7 +183,7 @@ class Flow:
                 if once and not targets:
                     targets = {t: t.size for t in files.readable()}
             progressed = False
-            ordered = _break_ties(files.readable(refresh=True))
+            ordered = files.readable(refresh=True)
             for tracked in ordered:
                 tracked.stat_at = now  # sizes are fresh: no second fstat in this pass
             for tracked in ordered:
@@ -529,19 +529,6 @@ class Flow:
     def request_rescan(self) -> None:
         self._rescan_requested = True
         self._wake_reader.set()
-
-
-def _break_ties(files: list[TrackedFile]) -> list[TrackedFile]:
-    """``files`` (oldest modification first) with equal mtimes ordered by inode number.
-
-    Timestamps are coarse (a kernel tick): a file written and renamed away and the file that
-    took its name, written a moment later, often show the same mtime; listing order would then
-    read the newer one first (``x.log`` before ``x.log.7``). New files get growing inode numbers.
-    """
-    mtimes = [t.mtime for t in files]
-    if len(set(mtimes)) == len(mtimes):
-        return files
-    return sorted(files, key=lambda t: (t.mtime, t.file_id.ino))
 
 
 def _tune_gc() -> None:
