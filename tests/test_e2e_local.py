@@ -63,7 +63,13 @@ class Writers:
 
 
 def test_sigkill_many_times_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    """30 SIGKILLs while three files grow and rotate: every line once, each file in order."""
+    """30 SIGKILLs while three files grow and rotate: every line once, each file in order.
+
+    Across files, the oldest modification is read first, which keeps rotations in order in the
+    common case; it is not guaranteed when logrotate copies, truncates and refills a file between
+    the agent's listing of the directory and its open (the refilled file is then read before the
+    copy it has not seen yet), so only per-file order is asserted.
+    """
     logs = tmp_path / "logs"
     logs.mkdir()
     store = tmp_path / "streams"
@@ -111,8 +117,9 @@ def test_sigkill_many_times_loses_and_duplicates_nothing(tmp_path: Path) -> None
     got = stored_lines(store, "crash")
     assert len(got) == len(set(got)), "duplicates after SIGKILL"
     assert sorted(got) == sorted(line for lines in writers.written.values() for line in lines)
-    for name, lines in writers.written.items():
-        assert [g for g in got if g.startswith(name.encode() + b" ")] == lines, (
-            f"{name} out of order"
-        )
+    position = {line: i for i, line in enumerate(got)}
+    for path in sorted(logs.iterdir()):
+        # per file, in order: a file's lines (a copy's included) arrive in the order they stand in it
+        order = [position[line] for line in path.read_bytes().splitlines(keepends=True)]
+        assert order == sorted(order), f"{path.name} out of order"
     assert writers.rotations > 0 and writers.copytruncates > 0

@@ -311,7 +311,9 @@ class FileSet:
             for tracked in self.files.values():
                 with contextlib.suppress(OSError):
                     tracked.refresh_size()
-        return sorted(self.files.values(), key=lambda t: t.mtime)
+        # Modification times are only as fine as the kernel's clock tick (~4 ms): on a tie the
+        # longer name goes first, since rotation appends to a name (app.log.1, app.log-20261122).
+        return sorted(self.files.values(), key=lambda t: (t.mtime, -len(t.path), t.path))
 
     def close_drained(self, tracked: TrackedFile) -> None:
         """A rotated-away file read to EOF and idle: close it and remember where it ended."""
