@@ -41,6 +41,7 @@ check: lint typecheck unit
 test: setup check
 
 bench: setup
+	bash scripts/bootstrap-system.sh rsyslog
 	$(PY) tests/bench/run_all.py
 
 # The long reliability scenarios (30 SIGKILLs, a 60 s outage, a minute of faults): a table of
