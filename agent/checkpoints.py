@@ -25,32 +25,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agent.errors import StoreError
-from agent.records import Checkpoint, FileId
+from agent.records import Checkpoint
+from agent.store.sqlite import (
+    CHECKPOINTS_TABLE,
+    UPSERT_CHECKPOINT,
+    checkpoint_from_row,
+    checkpoint_rows,
+)
 
 log = logging.getLogger(__name__)
 
 BACKUP_SUFFIX = ".bak"
 BACKUP_INTERVAL = 60.0  # seconds between backup copies while checkpoints are being saved
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS file_checkpoints (
-    flow TEXT NOT NULL,
-    dev INTEGER NOT NULL,
-    ino INTEGER NOT NULL,
-    fp_len INTEGER NOT NULL,
-    fp_hash BLOB NOT NULL,
-    path TEXT NOT NULL,
-    offset INTEGER NOT NULL,
-    updated REAL NOT NULL,
-    PRIMARY KEY (flow, dev, ino, fp_len, fp_hash)
-)
-"""
-_UPSERT = """
-INSERT INTO file_checkpoints (flow, dev, ino, fp_len, fp_hash, path, offset, updated)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (flow, dev, ino, fp_len, fp_hash)
-DO UPDATE SET path = excluded.path, offset = excluded.offset, updated = excluded.updated
-"""
+# One table layout for both homes of checkpoints (this file, and the store's own database).
+_SCHEMA = CHECKPOINTS_TABLE
+_UPSERT = UPSERT_CHECKPOINT
 
 
 class DamagedCheckpoints(StoreError):
@@ -182,21 +172,19 @@ class CheckpointDB:
             ).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read checkpoints from {self.path}: {exc}") from exc
-        return [Checkpoint(flow, FileId(d, i, fl, bytes(fh)), p, o) for d, i, fl, fh, p, o in rows]
+        return [checkpoint_from_row(flow, row) for row in rows]
 
     def save(self, checkpoints: Sequence[Checkpoint]) -> None:
         if not checkpoints:
             return
         now = time.time()
-        rows = [
-            (c.flow, c.file.dev, c.file.ino, c.file.fp_len, c.file.fp_hash, c.path, c.offset, now)
-            for c in checkpoints
-        ]
+        rows = checkpoint_rows(checkpoints, now)  # dev/ino above 2**63 stored as signed
         try:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(_UPSERT, rows)
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError, ValueError) as exc:
+            # never leave the write transaction open: it would block every later save and backup
             if self._db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")

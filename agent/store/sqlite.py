@@ -53,6 +53,18 @@ _I64_MAX = (1 << 63) - 1
 MAX_SEQUENCE = _I64_MAX  # INTEGER PRIMARY KEY
 T = TypeVar("T")
 
+CHECKPOINTS_TABLE = """CREATE TABLE IF NOT EXISTS file_checkpoints (
+    flow TEXT NOT NULL,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    fp_len INTEGER NOT NULL,
+    fp_hash BLOB NOT NULL,
+    path TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (flow, dev, ino, fp_len, fp_hash)
+)"""
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     "INSERT OR IGNORE INTO store_meta (key, value) VALUES ('next_sequence', 1)",
@@ -70,17 +82,7 @@ _SCHEMA = (
         ending_hash_key TEXT NOT NULL,
         PRIMARY KEY (stream_id, idx)
     )""",
-    """CREATE TABLE IF NOT EXISTS file_checkpoints (
-        flow TEXT NOT NULL,
-        dev INTEGER NOT NULL,
-        ino INTEGER NOT NULL,
-        fp_len INTEGER NOT NULL,
-        fp_hash BLOB NOT NULL,
-        path TEXT NOT NULL,
-        offset INTEGER NOT NULL,
-        updated REAL NOT NULL,
-        PRIMARY KEY (flow, dev, ino, fp_len, fp_hash)
-    )""",
+    CHECKPOINTS_TABLE,
     f"PRAGMA user_version={SCHEMA_VERSION}",
 )
 
