@@ -38,10 +38,6 @@ log = logging.getLogger(__name__)
 BACKUP_SUFFIX = ".bak"
 BACKUP_INTERVAL = 60.0  # seconds between backup copies while checkpoints are being saved
 
-# One table layout for both homes of checkpoints (this file, and the store's own database).
-_SCHEMA = CHECKPOINTS_TABLE
-_UPSERT = UPSERT_CHECKPOINT
-
 
 class DamagedCheckpoints(StoreError):
     """The checkpoint database is damaged and no good copy exists: refuse to guess offsets."""
@@ -103,7 +99,7 @@ class CheckpointDB:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
+            self._db.execute(CHECKPOINTS_TABLE)  # the store's layout: one for both homes
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the checkpoint database {self.path}: {exc}") from exc
         self._closed = False
@@ -181,7 +177,7 @@ class CheckpointDB:
         rows = checkpoint_rows(checkpoints, now)  # dev/ino above 2**63 stored as signed
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(_UPSERT, rows)
+            self._db.executemany(UPSERT_CHECKPOINT, rows)
             self._db.execute("COMMIT")
         except (sqlite3.Error, OverflowError, ValueError) as exc:
             # never leave the write transaction open: it would block every later save and backup
@@ -231,8 +227,3 @@ def _copy_database(source: Path | sqlite3.Connection, target: Path) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, target)
-
-
-def upsert_sql() -> tuple[str, str]:
-    """The schema and upsert statement, for stores that keep checkpoints in their own database."""
-    return _SCHEMA, _UPSERT
