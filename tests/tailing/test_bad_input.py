@@ -14,13 +14,6 @@ from tests.tailing.harness import FlowHarness, fast_flow
 
 
 @pytest.fixture
-def logs(tmp_path: Path) -> Path:
-    d = tmp_path / "logs"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
 def harness(tmp_path: Path, logs: Path) -> Iterator[FlowHarness]:
     h = FlowHarness(tmp_path, fast_flow(str(logs / "*.log")))
     yield h

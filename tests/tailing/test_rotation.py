@@ -22,13 +22,6 @@ def append(path: Path, data: list[bytes]) -> None:
 
 
 @pytest.fixture
-def logs(tmp_path: Path) -> Path:
-    d = tmp_path / "logs"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
 def harness(tmp_path: Path, logs: Path) -> Iterator[FlowHarness]:
     h = FlowHarness(tmp_path, fast_flow(str(logs / "app.log*")))
     yield h
