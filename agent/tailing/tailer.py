@@ -185,8 +185,10 @@ class TrackedFile:
         if not data:
             return [], 0
         fid = self.acks.file_id
-        if offset and not head_matches(self.fd, fid.fp_len, fid.fp_hash):
-            # truncated and written again since we last looked: these bytes are not ours
+        if not head_matches(self.fd, fid.fp_len, fid.fp_hash):
+            # Truncated and written again since we last looked (at offset 0 too: between the
+            # open that fingerprinted the file and this first read): these bytes are not ours.
+            # Checked after the read, so a rewrite during the read is caught as well.
             raise Truncated(self.path)
         self.last_growth = now
         end = offset + len(data)

@@ -1,0 +1,111 @@
+"""Races between the agent's steps and logrotate, replayed deterministically on one FileSet.
+
+The flow's reader does, in a loop: rescan, then read each open file, and on ``Truncated`` ask the
+FileSet what the truncation means. Here the test drives those steps itself and rotates files
+between them, at exactly the moments a busy machine makes possible.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from agent.metrics import FlowMetrics
+from agent.tailing.tailer import Truncated
+from agent.tailing.tracker import FileSet
+from tests.tailing.harness import fast_flow
+
+
+def lines(prefix: str, start: int, count: int) -> list[bytes]:
+    return [f"{prefix} {i:06d} {'x' * (i % 50)}\n".encode() for i in range(start, start + count)]
+
+
+def append(path: Path, data: list[bytes]) -> None:
+    with open(path, "ab") as fh:
+        fh.write(b"".join(data))
+
+
+class Reader:
+    """The flow's read loop without the flow: every record a FileSet yields, in order."""
+
+    def __init__(self, logs: Path) -> None:
+        flow = fast_flow(str(logs / "app.log*"))
+        self.files = FileSet(
+            flow,
+            [],
+            FlowMetrics(flow.flow_id, "test"),
+            max_record_bytes=1 << 20,
+            clock=lambda: 0.0,
+        )
+        self.got: list[bytes] = []
+
+    def rescan(self) -> None:
+        for flushed in self.files.rescan():
+            self.got += [data for data, _s, _e in flushed.records]
+
+    def read_all(self) -> None:
+        """Read every open file to its end (as many passes as it takes)."""
+        while True:
+            progressed = False
+            for tracked in self.files.readable(refresh=True):
+                try:
+                    framed, n = tracked.read(1 << 20, 0.0)
+                except Truncated:
+                    for flushed in self.files.check_truncation(tracked, verify_head=True):
+                        self.got += [data for data, _s, _e in flushed.records]
+                    progressed = True
+                    continue
+                self.got += [data for data, _s, _e in framed]
+                progressed = progressed or n > 0
+            if not progressed:
+                return
+
+
+def test_truncated_and_refilled_between_open_and_first_read(logs: Path) -> None:
+    """Opened at offset 0, then copytruncated and refilled before the first read.
+
+    The first read (at offset 0) returns the new generation's bytes; they are not the file the
+    agent identified, so they must not be taken as its records: the copy holds those, and the
+    refilled file is a new one. Seen under load in the SIGKILL test as lines read twice (from
+    the live file as if they were the old generation, then again from their own copy) and the
+    old generation's head lost.
+    """
+    live = logs / "app.log"
+    append(live, lines("old", 0, 60))
+    reader = Reader(logs)
+    reader.rescan()  # app.log is identified by its head, nothing read yet
+    assert len(reader.files.files) == 1
+
+    shutil.copyfile(live, logs / "app.log.1")
+    os.truncate(live, 0)
+    append(live, lines("new", 0, 45))
+
+    reader.read_all()
+    reader.rescan()
+    reader.read_all()
+
+    expected = lines("old", 0, 60) + lines("new", 0, 45)
+    twice = [line for line, n in Counter(reader.got).items() if n > 1]
+    assert not twice, f"read twice: {twice[:3]}"
+    assert sorted(reader.got) == sorted(expected)
+
+
+def test_refilled_between_open_and_first_read_without_a_copy(logs: Path) -> None:
+    """Truncated and written again before the first read, the old content gone for good.
+
+    Nothing of the old generation can be read any more; the new one is read once, from 0.
+    """
+    live = logs / "app.log"
+    append(live, lines("old", 0, 30))
+    reader = Reader(logs)
+    reader.rescan()
+    os.truncate(live, 0)
+    append(live, lines("new", 0, 20))
+
+    reader.read_all()
+    reader.rescan()
+    reader.read_all()
+
+    assert reader.got == lines("new", 0, 20)
