@@ -13,6 +13,7 @@ from agent.checkpoints import CheckpointDB
 from agent.config import AgentConfig, FlowConfig, load_config
 from agent.errors import AgentError, ConfigError
 from agent.flow import Flow
+from agent.instance import InstanceLock
 from agent.metrics import AgentMetrics, FlowMetrics
 from agent.observe import Observers
 from agent.progress import progress_line
@@ -54,6 +55,7 @@ class Agent:
         self.checkpoint_db: CheckpointDB | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._once = False
+        self.locks = InstanceLock()
 
     @property
     def flows(self) -> list[Flow]:
@@ -104,6 +106,9 @@ class Agent:
 
     async def run(self, *, once: bool = False) -> int:
         self._once = once
+        # before anything else touches the state (or the status socket): a second agent on it
+        # would ship every line again
+        self.locks.acquire(self.config)
         # observability (status socket, Prometheus, CloudWatch, progress lines): agent/observe.py
         observers = Observers(self.config, self.metrics, current_config=lambda: self.config)
         try:
@@ -137,6 +142,7 @@ class Agent:
             if self.checkpoint_db is not None:
                 self.checkpoint_db.close()
             await observers.aclose()  # last CloudWatch datums (also after --once), progress line
+            self.locks.release()
             for m in self.metrics.flows.values():
                 problems = problem_summary(m)
                 if problems:
@@ -159,6 +165,11 @@ class Agent:
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
         except ConfigError as exc:
+            log.error("reload rejected, keeping the running configuration: %s", exc)
+            return False
+        try:
+            self.locks.acquire(new)  # state the new configuration adds (a new checkpointFile...)
+        except AgentError as exc:
             log.error("reload rejected, keeping the running configuration: %s", exc)
             return False
         self.notifier.reloading(status="reloading configuration")

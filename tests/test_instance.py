@@ -1,0 +1,174 @@
+"""One agent per state: a second agent on the same checkpoint file or store refuses to start."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.config import AgentConfig, FlowConfig, load_config
+from agent.instance import AlreadyRunning, InstanceLock, state_locks
+from tests.e2e_helpers import (
+    kill_agent,
+    start_agent,
+    stop_agent,
+    stored_lines,
+    wait_for,
+    write_config,
+)
+
+
+def config(tmp_path: Path, *, local: bool = True, aws: bool = False) -> AgentConfig:
+    flows = []
+    if local:
+        flows.append(FlowConfig(file_pattern=str(tmp_path / "a*.log"), local_stream="a"))
+    if aws:
+        flows.append(FlowConfig(file_pattern=str(tmp_path / "b*.log"), kinesis_stream="b"))
+    return AgentConfig(
+        flows=tuple(flows),
+        checkpoint_file=str(tmp_path / "state" / "cp.db"),
+        local_store_directory=str(tmp_path / "streams"),
+    )
+
+
+def test_the_state_a_configuration_uses_is_what_gets_locked(tmp_path: Path) -> None:
+    assert state_locks(config(tmp_path)) == [tmp_path / "streams" / "agent.lock"]
+    assert state_locks(config(tmp_path, local=False, aws=True)) == [
+        tmp_path / "state" / "cp.db.lock"
+    ]
+    assert len(state_locks(config(tmp_path, aws=True))) == 2
+
+
+def test_second_holder_is_refused_with_the_first_ones_pid(tmp_path: Path) -> None:
+    cfg = config(tmp_path, aws=True)
+    with InstanceLock() as first:
+        first.acquire(cfg)
+        second = InstanceLock()
+        with pytest.raises(AlreadyRunning, match=f"pid {os.getpid()}"):
+            second.acquire(cfg)
+        assert second.held == {}
+        first.acquire(cfg)  # its own locks again: a reload of the same configuration
+    second.acquire(cfg)  # free once the first let go
+    second.release()
+
+
+def test_all_or_nothing(tmp_path: Path) -> None:
+    """The store is free but the checkpoint file is not: nothing stays locked by the loser."""
+    holder = InstanceLock()
+    holder.acquire(config(tmp_path, local=False, aws=True))
+    loser = InstanceLock()
+    with pytest.raises(AlreadyRunning):
+        loser.acquire(config(tmp_path, aws=True))
+    assert loser.held == {}
+    other = InstanceLock()
+    other.acquire(config(tmp_path))  # the store lock the loser took first was given back
+    other.release()
+    holder.release()
+
+
+@pytest.mark.slow
+def test_second_process_refuses_and_the_first_keeps_shipping(tmp_path: Path) -> None:
+    """The real thing: the second agent exits 1 naming the first; SIGKILL frees the lock."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log_file = logs / "a.log"
+    log_file.write_bytes(b"one\n")
+    path = write_config(
+        tmp_path / "agent.json",
+        {
+            "checkpointFile": str(tmp_path / "cp.db"),
+            "localStore.directory": str(tmp_path / "streams"),
+            "flows": [
+                {
+                    "filePattern": str(logs / "*.log"),
+                    "localStream": "a",
+                    "initialPosition": "START_OF_FILE",
+                    "maxBufferAgeMillis": 1000,
+                }
+            ],
+        },
+    )
+    first = start_agent(path, log=tmp_path / "first.log")
+    try:
+        assert wait_for(lambda: stored_lines(tmp_path / "streams", "a") == [b"one\n"], timeout=20)
+        second = subprocess.run(
+            [sys.executable, "-m", "agent", "run", "-c", str(path)],
+            capture_output=True,
+            timeout=30,
+        )
+        assert second.returncode == 1
+        err = second.stderr.decode()
+        assert f"another kinesis-agent (pid {first.pid})" in err, err
+        assert first.poll() is None
+        with open(log_file, "ab") as fh:
+            fh.write(b"two\n")
+        assert wait_for(
+            lambda: stored_lines(tmp_path / "streams", "a") == [b"one\n", b"two\n"], timeout=20
+        )
+        status = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "agent", "status", "--json", "-c", str(path)],
+                capture_output=True,
+                timeout=30,
+                check=True,
+            ).stdout
+        )
+        assert status["pid"] == first.pid  # the second never took over the status socket
+    finally:
+        kill_agent(first)
+    third = start_agent(path, log=tmp_path / "third.log")  # the kernel dropped the lock with it
+    try:
+        with open(log_file, "ab") as fh:
+            fh.write(b"three\n")
+        assert wait_for(
+            lambda: stored_lines(tmp_path / "streams", "a") == [b"one\n", b"two\n", b"three\n"],
+            timeout=20,
+        )
+    finally:
+        assert stop_agent(third) == 0
+
+
+@pytest.mark.slow
+def test_reload_onto_a_locked_store_is_rejected(tmp_path: Path) -> None:
+    """SIGHUP to a configuration whose store another agent holds: rejected, the old one runs on."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    doc: dict[str, object] = {
+        "checkpointFile": str(tmp_path / "cp.db"),
+        "localStore.directory": str(tmp_path / "streams"),
+        "flows": [
+            {
+                "filePattern": str(logs / "*.log"),
+                "localStream": "a",
+                "initialPosition": "START_OF_FILE",
+                "maxBufferAgeMillis": 1000,
+            }
+        ],
+    }
+    path = write_config(tmp_path / "agent.json", doc)
+    agent_log = tmp_path / "agent.log"
+    proc = start_agent(path, log=agent_log)
+    other = InstanceLock()
+    try:
+        (logs / "a.log").write_bytes(b"one\n")
+        assert wait_for(lambda: stored_lines(tmp_path / "streams", "a") == [b"one\n"], timeout=20)
+        moved = dict(doc, **{"localStore.directory": str(tmp_path / "elsewhere")})
+        write_config(tmp_path / "moved.json", moved)
+        other.acquire(load_config(str(tmp_path / "moved.json")))
+        path.write_text(json.dumps(moved))
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload rejected" in agent_log.read_text(), timeout=20)
+        assert "elsewhere/agent.lock" in agent_log.read_text()
+        with open(logs / "a.log", "ab") as fh:
+            fh.write(b"two\n")
+        assert wait_for(
+            lambda: stored_lines(tmp_path / "streams", "a") == [b"one\n", b"two\n"], timeout=20
+        )
+    finally:
+        other.release()
+        assert stop_agent(proc) == 0
