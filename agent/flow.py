@@ -151,8 +151,11 @@ class Flow:
         except Exception as exc:
             log.error("%s: cannot save checkpoints at exit: %s", self.config.flow_id, exc)
 
-    def _wake_from_thread(self, rescan: bool) -> None:
-        if rescan:
+    def _wake_from_thread(self, rescan: bool, path: str = "") -> None:
+        # A file that was too short to identify (empty, say) and is now written through a
+        # descriptor its writer keeps open only sends "modified": look again now, not at the
+        # next periodic rescan. Writes to files already tailed never cost a rescan.
+        if rescan or (self.files is not None and path in self.files.waiting_paths):
             self._rescan_requested = True
         if self._wake_pending.is_set() or self._loop is None:
             return

@@ -76,9 +76,9 @@ def watch_root(pattern: str) -> tuple[str, bool]:
 
 
 class Watcher:
-    """inotify through watchdog; calls ``wake(rescan)`` from its thread, coalescing bursts."""
+    """inotify through watchdog; calls ``wake(rescan, path)`` from its thread, coalescing bursts."""
 
-    def __init__(self, pattern: str, wake: Callable[[bool], None]) -> None:
+    def __init__(self, pattern: str, wake: Callable[[bool, str], None]) -> None:
         self.pattern = pattern
         self._wake = wake
         self._observer: object | None = None
@@ -101,7 +101,8 @@ class Watcher:
                 kind = event.event_type
                 if kind in ("opened", "closed_no_write"):
                     return
-                wake(kind != "modified")
+                path = event.src_path
+                wake(kind != "modified", path if isinstance(path, str) else os.fsdecode(path))
 
         try:
             observer = Observer()

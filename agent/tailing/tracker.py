@@ -71,6 +71,8 @@ class FileSet:
             self._remember(c.file, c.offset)
         self.shadows: set[tuple[int, int]] = set()
         self.waiting_since: dict[tuple[int, int], float] = {}
+        # their paths, read by the watcher's thread (a set swapped whole, never mutated in place)
+        self.waiting_paths: frozenset[str] = frozenset()
         self.restart_at_zero: set[tuple[int, int]] = set()
         self.problems = ScanProblems(set(), set())
         self._multiline = (
@@ -124,6 +126,8 @@ class FileSet:
         for key in list(self.waiting_since):
             if key not in seen:
                 del self.waiting_since[key]
+        waiting = self.waiting_since
+        self.waiting_paths = frozenset(f.path for f in found if (f.dev, f.ino) in waiting)
         self.first_scan = False
         return flushed
 

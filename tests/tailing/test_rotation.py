@@ -178,3 +178,25 @@ class TestRestart:
         harness.start()
         assert harness.wait_until(lambda: len(delivered(harness)) == 33)
         assert delivered(harness)[30:] == lines("second", 0, 3)
+
+
+def test_empty_file_written_through_an_open_descriptor_is_read_at_once(
+    tmp_path: Path, logs: Path
+) -> None:
+    """An empty file at start, then written by a daemon that keeps it open (only "modified"
+    events, no close or create): shipped on the event, not at the next rescan a minute later."""
+    live = logs / "app.log"
+    live.touch()
+    h = FlowHarness(
+        tmp_path,
+        fast_flow(str(logs / "app.log*"), max_time_between_file_tracker_refresh_millis=60000),
+    )
+    h.start()
+    try:
+        h.run_for(0.5)  # the first scan saw it, too short to identify
+        with open(live, "ab", buffering=0) as fh:
+            fh.write(b"".join(lines("a", 0, 3)))
+            assert h.wait_until(lambda: len(delivered(h)) == 3, timeout=5)
+    finally:
+        h.close()
+    assert delivered(h) == lines("a", 0, 3)
