@@ -56,6 +56,7 @@ class Agent:
         self._tg: asyncio.TaskGroup | None = None
         self._once = False
         self.locks = InstanceLock()
+        self._observers: Observers | None = None
 
     @property
     def flows(self) -> list[Flow]:
@@ -111,6 +112,7 @@ class Agent:
         self.locks.acquire(self.config)
         # observability (status socket, Prometheus, CloudWatch, progress lines): agent/observe.py
         observers = Observers(self.config, self.metrics, current_config=lambda: self.config)
+        self._observers = observers
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -133,7 +135,7 @@ class Agent:
                     await self.stop.wait()
                     self.notifier.stopping(status="draining")
                     await self._stop_flows(list(self.running.values()))
-                for task in helpers:
+                for task in [*helpers, *observers.tasks]:  # (a reload may have restarted them)
                     task.cancel()
         finally:
             for r in list(self.running.values()):
@@ -200,6 +202,8 @@ class Agent:
                 started += 1
         for fid in [f for f in self.metrics.flows if f not in new_flows]:
             del self.metrics.flows[fid]
+        if self._observers is not None and self._tg is not None:
+            await self._observers.reload(self._tg, new)
         log.info(
             "reloaded %s: %d flow(s) stopped, %d started, %d untouched",
             self.config_path,

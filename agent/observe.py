@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from agent import progress
 from agent.cloudwatch import CloudWatchEmitter, should_emit
@@ -81,6 +82,18 @@ class Observers:
         )
         return self.tasks
 
+    async def reload(self, tg: asyncio.TaskGroup, config: AgentConfig) -> None:
+        """SIGHUP: a changed status socket, Prometheus listener, CloudWatch or progress setting
+        takes effect by stopping everything here and starting it again on ``config``; the
+        counters and rates carry on (they live in the metrics)."""
+        if _settings(config) == _settings(self.config):
+            self.config = config
+            return
+        await self._stop()
+        self.config = config
+        await self.start(tg)
+        log.info("observers restarted with the new configuration")
+
     async def _sample_rates(self) -> None:
         while True:
             self.rates.sample()
@@ -91,6 +104,10 @@ class Observers:
 
     async def aclose(self) -> None:
         """Stop the tasks, send the last CloudWatch datums, remove the socket; the last progress line."""
+        await self._stop()
+        log.info(progress.progress_line(self.metrics))
+
+    async def _stop(self) -> None:
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -99,8 +116,16 @@ class Observers:
         self.tasks.clear()
         if self.cloudwatch is not None:
             await self.cloudwatch.final_flush()
+        self.cloudwatch = None
         if self.prometheus is not None:
             await self.prometheus.aclose()
+            self.prometheus = None
         if self.status is not None:
             await self.status.aclose()
-        log.info(progress.progress_line(self.metrics))
+            self.status = None
+
+
+def _settings(config: AgentConfig) -> AgentConfig:
+    """What the observers are built from: every global key (the flows only through whether
+    CloudWatch has an AWS destination to speak for)."""
+    return replace(config, flows=(), sources=(), cloudwatch_emit_metrics=should_emit(config))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import socket
 import urllib.request
 from pathlib import Path
@@ -11,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.errors import ConfigError
 from agent.prometheus import parse_listen
+from agent.status import fetch
 from tests.obs_helpers import local_config, running_agent, snapshot_when, wait_for, write_log
 
 LINES = 777
@@ -116,3 +120,37 @@ def test_busy_port_does_not_stop_shipping(tmp_path: Path) -> None:
         with running_agent(cfg, tmp_path / "agent.log") as proc:
             wait_for(snapshot_when(sock, lambda s: s["records_sent"] == 10, proc))
     assert "Prometheus endpoint off" in (tmp_path / "agent.log").read_text()
+
+
+@pytest.mark.slow
+def test_sighup_moves_the_status_socket_and_the_prometheus_listener(tmp_path: Path) -> None:
+    """statusSocket and metrics.prometheusListen changed and SIGHUP sent: the new ones answer with
+    the counters carried over, the old ones are gone; a reload that touches only flows keeps them."""
+    write_log(tmp_path / "logs" / "web.log", LINES, WIDTH)
+    old_port, new_port = _free_port(), _free_port()
+    old_sock, new_sock = str(tmp_path / "old.sock"), str(tmp_path / "new.sock")
+    cfg = local_config(
+        tmp_path, statusSocket=old_sock, **{"metrics.prometheusListen": str(old_port)}
+    )
+    agent_log = tmp_path / "agent.log"
+    with running_agent(cfg, agent_log) as proc:
+        wait_for(snapshot_when(old_sock, lambda s: s["records_sent"] == LINES, proc))
+        doc = json.loads(cfg.read_text())
+        doc["flows"][0]["maxBufferAgeMillis"] = 2000  # flows only: observers untouched
+        cfg.write_text(json.dumps(doc))
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in agent_log.read_text(), what="the first reload")
+        assert "observers restarted" not in agent_log.read_text()
+        assert fetch(old_sock, timeout=2)["pid"] == proc.pid
+        doc.update({"statusSocket": new_sock, "metrics.prometheusListen": str(new_port)})
+        cfg.write_text(json.dumps(doc))
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "observers restarted" in agent_log.read_text(), what="the restart")
+        snap = wait_for(snapshot_when(new_sock, lambda s: s["records_sent"] == LINES, proc))
+        assert snap["pid"] == proc.pid
+        assert not os.path.exists(old_sock)
+        flow_id = f"local:obs:{tmp_path}/logs/*.log"
+        labels = (("destination", "LocalStream:obs"), ("flow", flow_id))
+        assert _scrape(new_port)[("kinesis_agent_records_sent_total", labels)] == LINES
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{old_port}/metrics", timeout=2)
