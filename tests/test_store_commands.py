@@ -204,8 +204,12 @@ class TestRead:
 
 
 @pytest.mark.slow
-def test_follow_prints_as_records_arrive_and_ctrl_c_exits_0(store_dir: Path) -> None:
-    """A real `stream read --follow` prints new records as they come and exits 0 on SIGINT."""
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_follow_prints_as_records_arrive_and_ctrl_c_exits_0(
+    store_dir: Path, stop_signal: signal.Signals
+) -> None:
+    """A real `stream read --follow` prints new records as they come and exits 0 on SIGINT
+    (Ctrl+C) or SIGTERM, wherever in its poll loop the signal lands."""
     argv = ["stream", "read", "app", "--store", str(store_dir), "--follow", "--format", "json"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent.store.commands", *argv],
@@ -221,7 +225,9 @@ def test_follow_prints_as_records_arrive_and_ctrl_c_exits_0(store_dir: Path) -> 
                 store.put_records("app", [(f"n{i}", b"new %d\n" % i)])
                 line = proc.stdout.readline()
                 assert orjson.loads(line)["data"] == f"new {i}\n"
-        proc.send_signal(signal.SIGINT)
+            for i in range(3, 300):  # signal it while it is busy printing, too
+                store.put_records("app", [(f"n{i}", b"new %d\n" % i)])
+        proc.send_signal(stop_signal)
         _out, err = proc.communicate(timeout=10)
     finally:
         if proc.poll() is None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
+import signal
 import sys
-import time
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import IO, Any
 
@@ -224,11 +226,10 @@ def cmd_read(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         if args.follow:
             cursor = StreamCursor(store, args.name, shard_id=args.shard, position=position)
-            try:
-                _follow(cursor, out, render, args.limit)
-            except KeyboardInterrupt:
-                out.flush()
-                return 0  # Ctrl+C is how a --follow ends
+            with _interrupt_flag() as stop:
+                _follow(cursor, out, render, args.limit, stop)
+            out.flush()
+            return 0  # Ctrl+C is how a --follow ends
         else:
             records = store.read(
                 args.name, shard_id=args.shard, position=position, limit=args.limit
@@ -251,14 +252,39 @@ def _write(
     out.flush()
 
 
+@contextlib.contextmanager
+def _interrupt_flag() -> Iterator[threading.Event]:
+    """Ctrl+C (or SIGTERM) sets a flag the follow loop checks between polls.
+
+    A KeyboardInterrupt raised at an arbitrary bytecode can land between a lock's acquire and
+    the ``with`` that releases it; closing the store then waited on that lock for ever (seen as
+    a ``--follow`` that ignored Ctrl+C). A second Ctrl+C still interrupts at once.
+    """
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+        signal.signal(
+            signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        )
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _follow(
     cursor: StreamCursor,
     out: IO[bytes],
     render: Callable[[StoredRecord], bytes],
     limit: int | None,
+    stop: threading.Event,
 ) -> None:
     left = limit
-    while left is None or left > 0:
+    while (left is None or left > 0) and not stop.is_set():
         batch = cursor.poll()
         if left is not None:
             batch = batch[:left]
@@ -266,7 +292,7 @@ def _follow(
         if batch:
             _write(out, render, batch)
         else:
-            time.sleep(FOLLOW_INTERVAL)
+            stop.wait(FOLLOW_INTERVAL)
 
 
 def _raw(record: StoredRecord) -> bytes:
