@@ -36,6 +36,22 @@ def config(tmp_path: Path, *, local: bool = True, aws: bool = False) -> AgentCon
     )
 
 
+def agent_json(tmp_path: Path) -> dict[str, object]:
+    """One local flow over tmp_path/logs/*.log, its state under tmp_path."""
+    return {
+        "checkpointFile": str(tmp_path / "cp.db"),
+        "localStore.directory": str(tmp_path / "streams"),
+        "flows": [
+            {
+                "filePattern": str(tmp_path / "logs" / "*.log"),
+                "localStream": "a",
+                "initialPosition": "START_OF_FILE",
+                "maxBufferAgeMillis": 1000,
+            }
+        ],
+    }
+
+
 def test_the_state_a_configuration_uses_is_what_gets_locked(tmp_path: Path) -> None:
     assert state_locks(config(tmp_path)) == [tmp_path / "streams" / "agent.lock"]
     assert state_locks(config(tmp_path, local=False, aws=True)) == [
@@ -78,21 +94,7 @@ def test_second_process_refuses_and_the_first_keeps_shipping(tmp_path: Path) -> 
     logs.mkdir()
     log_file = logs / "a.log"
     log_file.write_bytes(b"one\n")
-    path = write_config(
-        tmp_path / "agent.json",
-        {
-            "checkpointFile": str(tmp_path / "cp.db"),
-            "localStore.directory": str(tmp_path / "streams"),
-            "flows": [
-                {
-                    "filePattern": str(logs / "*.log"),
-                    "localStream": "a",
-                    "initialPosition": "START_OF_FILE",
-                    "maxBufferAgeMillis": 1000,
-                }
-            ],
-        },
-    )
+    path = write_config(tmp_path / "agent.json", agent_json(tmp_path))
     first = start_agent(path, log=tmp_path / "first.log")
     try:
         assert wait_for(lambda: stored_lines(tmp_path / "streams", "a") == [b"one\n"], timeout=20)
@@ -138,18 +140,7 @@ def test_reload_onto_a_locked_store_is_rejected(tmp_path: Path) -> None:
     """SIGHUP to a configuration whose store another agent holds: rejected, the old one runs on."""
     logs = tmp_path / "logs"
     logs.mkdir()
-    doc: dict[str, object] = {
-        "checkpointFile": str(tmp_path / "cp.db"),
-        "localStore.directory": str(tmp_path / "streams"),
-        "flows": [
-            {
-                "filePattern": str(logs / "*.log"),
-                "localStream": "a",
-                "initialPosition": "START_OF_FILE",
-                "maxBufferAgeMillis": 1000,
-            }
-        ],
-    }
+    doc = agent_json(tmp_path)
     path = write_config(tmp_path / "agent.json", doc)
     agent_log = tmp_path / "agent.log"
     proc = start_agent(path, log=agent_log)
