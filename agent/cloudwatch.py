@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 MAX_DATUMS_PER_REQUEST = 1000
 UNITS = {"BytesSent": "Bytes"}
+GAUGE_METRIC = "ConsecutiveProcessingErrors"
 LOUD_EVERY = 60.0
 FINAL_FLUSH_SECONDS = 10.0
 
@@ -142,13 +143,21 @@ class CloudWatchEmitter:
         return (("Destination", destination),)
 
     def collect(self) -> None:
-        """Move every flow's statistic sets into ``pending``."""
+        """Move every flow's statistic sets into ``pending``, with one sample of its gauge.
+
+        ``ConsecutiveProcessingErrors`` (the stuck-flow gauge) is sampled once per period for
+        every flow with an AWS destination, under the same ``Destination`` dimension as the
+        send metrics (the AWS agent uses the bare stream name there, so its gauge cannot be
+        put on one graph with them).
+        """
         for m in self.metrics.flows.values():
             taken = m.take_send_stats()
-            if not taken:
-                continue
             dims = self._dimensions(m.destination)
-            for name in SEND_METRICS:
+            if not m.destination.startswith("LocalStream:"):
+                gauge = StatSet()
+                gauge.add(m.consecutive_errors)
+                taken[GAUGE_METRIC] = gauge
+            for name in (*SEND_METRICS, GAUGE_METRIC):
                 stats = taken.get(name)
                 if stats is None or stats.count == 0:
                     continue

@@ -401,9 +401,11 @@ class Flow:
                 if m.status == "failing":
                     log.info("%s: delivering again", cfg.flow_id)
                 m.status = "running"
+                m.consecutive_errors = 0
                 return
             pending = result.retry
             m.retries += 1
+            m.consecutive_errors += 1
             await self._back_off(backoff, result)
 
     def _count_calls(self, pending: list[Record], result: SendResult, sent_bytes: int) -> None:

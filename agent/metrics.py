@@ -131,6 +131,9 @@ class FlowMetrics:
     service_errors: int = 0
     send_calls: int = 0
     retries: int = 0
+    # send attempts in a row that did not deliver everything (0 after one that did): the AWS
+    # agent's "stuck tailer" gauge, ConsecutiveProcessingErrors
+    consecutive_errors: int = 0
     partition_key_fallbacks: int = 0
     in_flight_bytes: int = 0
     in_flight_records: int = 0

@@ -50,6 +50,11 @@ FLOW_COUNTERS = (
 FLOW_GAUGES = (
     ("in_flight_bytes", "in_flight_bytes", "Bytes read and not yet acknowledged"),
     ("in_flight_records", "in_flight_records", "Records read and not yet acknowledged"),
+    (
+        "consecutive_errors",
+        "consecutive_send_errors",
+        "Send attempts in a row that failed (0 once one succeeds): a stuck flow",
+    ),
 )
 
 

@@ -44,6 +44,7 @@ FLOW_COUNTERS = (
     "service_errors",
     "send_calls",
     "retries",
+    "consecutive_errors",
     "in_flight_bytes",
     "in_flight_records",
     "files_rotated",

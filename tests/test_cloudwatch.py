@@ -90,6 +90,7 @@ class TestEmitter:
             "RecordSendErrors",
             "BytesSent",
             "ServiceErrors",
+            "ConsecutiveProcessingErrors",
         }
         sent = by_name["RecordsSent"]
         assert sent["Dimensions"] == [{"Name": "Destination", "Value": "KinesisStream:k"}]
@@ -102,8 +103,31 @@ class TestEmitter:
         assert sent["Unit"] == "Count"
         assert by_name["BytesSent"]["Unit"] == "Bytes"
         assert by_name["RecordSendErrors"]["StatisticValues"]["Sum"] == 50.0
-        # the idle flow sends nothing; a second flush has nothing left
-        assert asyncio.run(emitter.flush()) and len(put.requests) == 1
+        assert by_name["ConsecutiveProcessingErrors"]["Dimensions"] == sent["Dimensions"]
+        # the idle local flow sends nothing; a second flush has only the Kinesis flow's gauge
+        assert asyncio.run(emitter.flush()) and len(put.requests) == 2
+        assert [d["MetricName"] for d in put.requests[1][1]] == ["ConsecutiveProcessingErrors"]
+
+    def test_stuck_flow_gauge(self) -> None:
+        """ConsecutiveProcessingErrors: one sample per period of the failed attempts in a row."""
+        metrics = _metrics("KinesisStream:k")
+        k = metrics.flows["flow-KinesisStream:k"]
+        put = Recorder()
+        emitter = CloudWatchEmitter(_config(KINESIS), metrics, put=put)
+        k.consecutive_errors = 7
+        asyncio.run(emitter.flush())
+        k.consecutive_errors = 0
+        asyncio.run(emitter.flush())
+        gauges = [
+            d["StatisticValues"]
+            for _, batch in put.requests
+            for d in batch
+            if d["MetricName"] == "ConsecutiveProcessingErrors"
+        ]
+        assert gauges == [
+            {"SampleCount": 1.0, "Sum": 7.0, "Minimum": 7.0, "Maximum": 7.0},
+            {"SampleCount": 1.0, "Sum": 0.0, "Minimum": 0.0, "Maximum": 0.0},
+        ]
 
     def test_tag_instance_uses_both_dimensions_only(self) -> None:
         """With tagInstance the datums carry Destination and Instance, and nothing else."""
@@ -139,14 +163,14 @@ class TestEmitter:
 
     def test_requests_stay_within_the_datum_limit(self) -> None:
         """Many destinations split into requests of at most 1,000 datums."""
-        destinations = [f"KinesisStream:s{i}" for i in range(450)]  # 2,250 datums
+        destinations = [f"KinesisStream:s{i}" for i in range(450)]  # 2,700 datums
         metrics = _metrics(*destinations)
         for m in metrics.flows.values():
             m.send_call(attempted=1, sent=1, sent_bytes=1, failed=0, service_error=False)
         put = Recorder()
         asyncio.run(CloudWatchEmitter(_config(KINESIS), metrics, put=put).flush())
         sizes = [len(batch) for _, batch in put.requests]
-        assert sizes == [MAX_DATUMS_PER_REQUEST, MAX_DATUMS_PER_REQUEST, 250]
+        assert sizes == [MAX_DATUMS_PER_REQUEST, MAX_DATUMS_PER_REQUEST, 700]
 
     def test_queue_bound_drops_new_keys_only(self) -> None:
         """metricsQueueSize caps distinct (metric, dimensions) keys held across failures."""
