@@ -235,9 +235,15 @@ class AwsSink:
     """What the Kinesis and Firehose sinks share: entries → calls within the API limits → results.
 
     A subclass turns records into entries (one per record, or aggregates) and makes one API call
-    for a list of entries, returning each entry's error code or None. ``send`` makes one call for a
-    batch within the limits; a batch too big for one call is split and the calls made in order,
-    stopping at the first call that fails as a whole.
+    for a list of entries, returning each entry's error code or None. ``send`` cuts a batch into
+    calls within the limits. A subclass may first ``route`` the batch into *lanes* that never
+    share a shard (Kinesis with a shard map): each lane's calls go one after another, the lanes
+    side by side, so one lane's call is at the service while another's is built or answered.
+
+    Order: within a lane the calls go in order, and a lane stops at its first call that does not
+    get everything through; what it did not deliver comes back in ``retry``, in order, ahead of
+    anything of that lane sent later. So no shard ever takes a record before one queued ahead of
+    it, however the lanes' calls interleave.
     """
 
     transactional = False
@@ -262,7 +268,11 @@ class AwsSink:
     def what(self) -> str:
         return f"{self.api} to {self.name!r}"
 
-    def entries(self, records: Sequence[Record]) -> list[Aggregate]:
+    async def route(self, records: Sequence[Record]) -> list[Sequence[Record]]:
+        """The batch as lanes that share no shard, each in its original order (default: one)."""
+        return [records]
+
+    def entries(self, records: Sequence[Record], lane: int = 0) -> list[Aggregate]:
         raise NotImplementedError
 
     def call(self, entries: Sequence[Aggregate]) -> list[str | None]:
@@ -293,9 +303,33 @@ class AwsSink:
         result = SendResult()
         if not records:
             return result
-        m = self.metrics
-        calls = self.calls(self.entries(records))
         fatal_codes: set[str] = set()
+        lanes = await self.route(records)
+        if len(lanes) == 1:
+            await self._send_lane(lanes[0], 0, result, fatal_codes)
+        else:
+            parts = [SendResult() for _ in lanes]
+            async with asyncio.TaskGroup() as tg:
+                for i, (lane, part) in enumerate(zip(lanes, parts, strict=True)):
+                    if lane:
+                        tg.create_task(self._send_lane(lane, i, part, fatal_codes))
+            for part in parts:
+                result.delivered.extend(part.delivered)
+                result.retry.extend(part.retry)
+                if result.error is None:
+                    result.error = part.error
+        if fatal_codes and result.error is None:
+            result.error = FatalSinkError(
+                f"{self.what}: entries refused with {', '.join(sorted(fatal_codes))}"
+            )
+        return result
+
+    async def _send_lane(
+        self, records: Sequence[Record], lane: int, result: SendResult, fatal_codes: set[str]
+    ) -> None:
+        """One lane's calls in order, until one does not deliver everything (see the class)."""
+        m = self.metrics
+        calls = self.calls(self.entries(records, lane))
         for i, chunk in enumerate(calls):
             attempted = sum(len(e.records) for e in chunk)
             try:
@@ -319,7 +353,7 @@ class AwsSink:
                 for rest in calls[i:]:
                     for entry in rest:
                         result.retry.extend(entry.records)
-                break
+                return
             sent = failed = sent_bytes = 0
             for entry, code in zip(chunk, codes, strict=True):
                 if code is None:
@@ -339,11 +373,12 @@ class AwsSink:
                     failed=failed,
                     service_error=False,
                 )
-        if fatal_codes and result.error is None:
-            result.error = FatalSinkError(
-                f"{self.what}: entries refused with {', '.join(sorted(fatal_codes))}"
-            )
-        return result
+            if failed:
+                # the rest of this lane waits behind the failed entries (per-shard order)
+                for rest in calls[i + 1 :]:
+                    for entry in rest:
+                        result.retry.extend(entry.records)
+                return
 
     async def aclose(self) -> None:
         if self.closed:
