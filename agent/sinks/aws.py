@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import boto3
 import botocore.config
 import botocore.credentials
 import botocore.exceptions
@@ -115,8 +114,11 @@ def make_client(agent: AgentConfig, service: str) -> Any:
     else:
         raise ValueError(f"unknown service {service!r}")
     session = make_session(agent, region)
-    client = session.client(
-        service, endpoint_url=normalize_endpoint(endpoint), config=client_config(agent, region)
+    client = session.create_client(
+        service,
+        region_name=region,
+        endpoint_url=normalize_endpoint(endpoint),
+        config=client_config(agent, region),
     )
     _install_user_agent(client, agent)
     return client
@@ -146,32 +148,38 @@ def _chain_region() -> str:
     return botocore.session.Session().get_config_variable("region") or DEFAULT_REGION
 
 
-def make_session(agent: AgentConfig, region: str) -> boto3.Session:
-    """Static keys when configured, else the standard chain; then an assumed role on top if asked."""
+def make_session(agent: AgentConfig, region: str) -> botocore.session.Session:
+    """Static keys when configured, else the standard chain; then an assumed role on top if asked.
+
+    A botocore session, not boto3's: boto3 adds nothing the agent's clients use and its import
+    (s3transfer and all) was a tenth of the agent's start-up.
+    """
     core = botocore.session.Session()
+    core.set_config_variable("region", region)
     if agent.aws_access_key_id and agent.aws_secret_access_key:
         core.set_credentials(agent.aws_access_key_id, agent.aws_secret_access_key)
     if agent.assume_role_arn:
-        base = boto3.Session(botocore_session=core, region_name=region)
-        refresh = _assume_role_refresher(agent, base, region)
+        refresh = _assume_role_refresher(agent, core, region)
         creds = botocore.credentials.DeferredRefreshableCredentials(
             refresh_using=refresh, method="assume-role"
         )
         core = botocore.session.Session()
+        core.set_config_variable("region", region)
         core._credentials = creds  # the documented-by-usage way to hand a session refreshable creds
-    return boto3.Session(botocore_session=core, region_name=region)
+    return core
 
 
 def _assume_role_refresher(
-    agent: AgentConfig, base: boto3.Session, region: str
+    agent: AgentConfig, base: botocore.session.Session, region: str
 ) -> Callable[[], dict[str, str]]:
     assert agent.assume_role_arn is not None
     role_arn = agent.assume_role_arn
     external_id = agent.assume_role_external_id
 
     def refresh() -> dict[str, str]:
-        sts = base.client(
+        sts = base.create_client(
             "sts",
+            region_name=region,
             endpoint_url=normalize_endpoint(agent.sts_endpoint),
             config=client_config(agent, region),
         )
