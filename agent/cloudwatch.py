@@ -90,8 +90,9 @@ def boto_put_metric_data(config: AgentConfig) -> PutMetricData:
     from agent.sinks.aws import make_session
 
     region = region_for(config)
-    client = make_session(config, region).client(
+    client = make_session(config, region).create_client(
         "cloudwatch",
+        region_name=region,
         endpoint_url=config.cloudwatch_endpoint or None,
         config=botocore.config.Config(
             region_name=region,

@@ -80,6 +80,8 @@ class Flow:
             max_age=config.max_buffer_age_millis / 1000,
             clock=clock,
         )
+        self._send_records: int | None = getattr(sink, "max_send_records", None)
+        self._send_bytes: int | None = getattr(sink, "max_send_bytes", None)
         self.files: FileSet | None = None
         self._wake_reader = asyncio.Event()
         self._wake_sender = asyncio.Event()
@@ -359,7 +361,9 @@ class Flow:
                 if self.sink.transactional:
                     batch = batcher.take(GROUP_COMMIT_RECORDS, GROUP_COMMIT_BYTES)
                 else:
-                    batch = batcher.take()
+                    # A sink that overlaps its calls (Kinesis lanes) takes every ready batch
+                    # up to its own limits; the calls inside stay within the batch limits.
+                    batch = batcher.take(self._send_records, self._send_bytes)
                 await self._deliver(batch)
                 await self._persist(force=False)  # at most once a second, also under a backlog
                 continue

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import boto3
 import botocore.config
 import botocore.credentials
 import botocore.exceptions
@@ -115,8 +114,11 @@ def make_client(agent: AgentConfig, service: str) -> Any:
     else:
         raise ValueError(f"unknown service {service!r}")
     session = make_session(agent, region)
-    client = session.client(
-        service, endpoint_url=normalize_endpoint(endpoint), config=client_config(agent, region)
+    client = session.create_client(
+        service,
+        region_name=region,
+        endpoint_url=normalize_endpoint(endpoint),
+        config=client_config(agent, region),
     )
     _install_user_agent(client, agent)
     return client
@@ -146,32 +148,38 @@ def _chain_region() -> str:
     return botocore.session.Session().get_config_variable("region") or DEFAULT_REGION
 
 
-def make_session(agent: AgentConfig, region: str) -> boto3.Session:
-    """Static keys when configured, else the standard chain; then an assumed role on top if asked."""
+def make_session(agent: AgentConfig, region: str) -> botocore.session.Session:
+    """Static keys when configured, else the standard chain; then an assumed role on top if asked.
+
+    A botocore session, not boto3's: boto3 adds nothing the agent's clients use and its import
+    (s3transfer and all) was a tenth of the agent's start-up.
+    """
     core = botocore.session.Session()
+    core.set_config_variable("region", region)
     if agent.aws_access_key_id and agent.aws_secret_access_key:
         core.set_credentials(agent.aws_access_key_id, agent.aws_secret_access_key)
     if agent.assume_role_arn:
-        base = boto3.Session(botocore_session=core, region_name=region)
-        refresh = _assume_role_refresher(agent, base, region)
+        refresh = _assume_role_refresher(agent, core, region)
         creds = botocore.credentials.DeferredRefreshableCredentials(
             refresh_using=refresh, method="assume-role"
         )
         core = botocore.session.Session()
+        core.set_config_variable("region", region)
         core._credentials = creds  # the documented-by-usage way to hand a session refreshable creds
-    return boto3.Session(botocore_session=core, region_name=region)
+    return core
 
 
 def _assume_role_refresher(
-    agent: AgentConfig, base: boto3.Session, region: str
+    agent: AgentConfig, base: botocore.session.Session, region: str
 ) -> Callable[[], dict[str, str]]:
     assert agent.assume_role_arn is not None
     role_arn = agent.assume_role_arn
     external_id = agent.assume_role_external_id
 
     def refresh() -> dict[str, str]:
-        sts = base.client(
+        sts = base.create_client(
             "sts",
+            region_name=region,
             endpoint_url=normalize_endpoint(agent.sts_endpoint),
             config=client_config(agent, region),
         )
@@ -235,9 +243,15 @@ class AwsSink:
     """What the Kinesis and Firehose sinks share: entries → calls within the API limits → results.
 
     A subclass turns records into entries (one per record, or aggregates) and makes one API call
-    for a list of entries, returning each entry's error code or None. ``send`` makes one call for a
-    batch within the limits; a batch too big for one call is split and the calls made in order,
-    stopping at the first call that fails as a whole.
+    for a list of entries, returning each entry's error code or None. ``send`` cuts a batch into
+    calls within the limits. A subclass may first ``route`` the batch into *lanes* that never
+    share a shard (Kinesis with a shard map): each lane's calls go one after another, the lanes
+    side by side, so one lane's call is at the service while another's is built or answered.
+
+    Order: within a lane the calls go in order, and a lane stops at its first call that does not
+    get everything through; what it did not deliver comes back in ``retry``, in order, ahead of
+    anything of that lane sent later. So no shard ever takes a record before one queued ahead of
+    it, however the lanes' calls interleave.
     """
 
     transactional = False
@@ -262,7 +276,11 @@ class AwsSink:
     def what(self) -> str:
         return f"{self.api} to {self.name!r}"
 
-    def entries(self, records: Sequence[Record]) -> list[Aggregate]:
+    async def route(self, records: Sequence[Record]) -> list[Sequence[Record]]:
+        """The batch as lanes that share no shard, each in its original order (default: one)."""
+        return [records]
+
+    def entries(self, records: Sequence[Record], lane: int = 0) -> list[Aggregate]:
         raise NotImplementedError
 
     def call(self, entries: Sequence[Aggregate]) -> list[str | None]:
@@ -293,9 +311,33 @@ class AwsSink:
         result = SendResult()
         if not records:
             return result
-        m = self.metrics
-        calls = self.calls(self.entries(records))
         fatal_codes: set[str] = set()
+        lanes = await self.route(records)
+        if len(lanes) == 1:
+            await self._send_lane(lanes[0], 0, result, fatal_codes)
+        else:
+            parts = [SendResult() for _ in lanes]
+            async with asyncio.TaskGroup() as tg:
+                for i, (lane, part) in enumerate(zip(lanes, parts, strict=True)):
+                    if lane:
+                        tg.create_task(self._send_lane(lane, i, part, fatal_codes))
+            for part in parts:
+                result.delivered.extend(part.delivered)
+                result.retry.extend(part.retry)
+                if result.error is None:
+                    result.error = part.error
+        if fatal_codes and result.error is None:
+            result.error = FatalSinkError(
+                f"{self.what}: entries refused with {', '.join(sorted(fatal_codes))}"
+            )
+        return result
+
+    async def _send_lane(
+        self, records: Sequence[Record], lane: int, result: SendResult, fatal_codes: set[str]
+    ) -> None:
+        """One lane's calls in order, until one does not deliver everything (see the class)."""
+        m = self.metrics
+        calls = self.calls(self.entries(records, lane))
         for i, chunk in enumerate(calls):
             attempted = sum(len(e.records) for e in chunk)
             try:
@@ -319,7 +361,7 @@ class AwsSink:
                 for rest in calls[i:]:
                     for entry in rest:
                         result.retry.extend(entry.records)
-                break
+                return
             sent = failed = sent_bytes = 0
             for entry, code in zip(chunk, codes, strict=True):
                 if code is None:
@@ -339,11 +381,12 @@ class AwsSink:
                     failed=failed,
                     service_error=False,
                 )
-        if fatal_codes and result.error is None:
-            result.error = FatalSinkError(
-                f"{self.what}: entries refused with {', '.join(sorted(fatal_codes))}"
-            )
-        return result
+            if failed:
+                # the rest of this lane waits behind the failed entries (per-shard order)
+                for rest in calls[i + 1 :]:
+                    for entry in rest:
+                        result.retry.extend(entry.records)
+                return
 
     async def aclose(self) -> None:
         if self.closed:

@@ -65,7 +65,7 @@ class FirehoseSink(AwsSink):
             metrics=metrics,
         )
 
-    def entries(self, records: Sequence[Record]) -> list[Aggregate]:
+    def entries(self, records: Sequence[Record], lane: int = 0) -> list[Aggregate]:
         if self.aggregated_record_size:
             return newline_aggregate(records, self.aggregated_record_size)
         return [Aggregate(r.data, [r], "", len(r.data), len(r.data)) for r in records]

@@ -7,7 +7,11 @@ aggregated records (agent/sinks/kpl.py) and an accepted aggregate acknowledges a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+import random
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +24,13 @@ from agent.sinks.kpl import (
     Aggregate,
     kpl_aggregate,
 )
-from agent.sinks.partition import MAX_KEY_CHARS, PartitionKeys
+from agent.sinks.partition import KEY_POOL_SIZE, MAX_KEY_CHARS, PartitionKeys, random_keys
+from agent.sinks.shards import ShardMap, list_open_shards
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig, FlowConfig
+
+log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 PUT_RECORDS_MAX_ENTRIES = 500
@@ -32,10 +39,21 @@ PUT_RECORDS_MAX_BYTES = 5 * MIB  # data + partition keys of all entries
 # fits one PutRecords call for all but the tiniest records; the count only guards memory.
 AGGREGATED_BATCH_BYTES = 4 * MIB
 AGGREGATED_BATCH_RECORDS = 100_000
+# Calls in flight at once, each on its own lane of shards (agent/sinks/shards.py). Two keep a
+# single-threaded service busy while the other call is built or answered; the ~20-40 ms a call
+# spends at real Kinesis would want more, at one connection and one worker thread each.
+SEND_LANES = 2
+# How much one send may carry when the flow has that much ready: enough calls for every lane to
+# have its next call built while its current one is at the service.
+SEND_CALLS = 2 * SEND_LANES
+AGGREGATED_SEND_BYTES = 2 * AGGREGATED_BATCH_BYTES
+# After ListShards is refused (the AWS agent's IAM policy has only PutRecords): one lane, and ask
+# again after this long.
+SHARD_MAP_RETRY_SECONDS = 600.0
 
 
 class KinesisSink(AwsSink):
-    """PutRecords to one stream; see AwsSink.send for the one-call-per-send contract."""
+    """PutRecords to one stream, up to ``SEND_LANES`` calls in flight on disjoint shards."""
 
     api = "PutRecords"
     max_call_entries = PUT_RECORDS_MAX_ENTRIES
@@ -49,34 +67,52 @@ class KinesisSink(AwsSink):
         keys: PartitionKeys | None = None,
         aggregate: bool = False,
         metrics: FlowMetrics | None = None,
+        lanes: int = SEND_LANES,
     ) -> None:
         super().__init__(client, stream, metrics=metrics)
         self.keys = keys or PartitionKeys("RANDOM")
         self.aggregate = aggregate
         self.packs_records = aggregate  # the flow batches by our limits, not maxBufferSize*
+        self.max_lanes = lanes
         self._fallbacks_seen = 0
+        self._map: ShardMap | None = None
+        self._map_stale = False
+        self._map_retry_at = float("-inf")
+        self._lane_keys: list[list[str]] = []
         if aggregate:
             self.max_record_bytes = KINESIS_MAX_RECORD_BYTES - KPL_PER_RECORD_RESERVE
             self.max_batch_records = AGGREGATED_BATCH_RECORDS
             self.max_batch_bytes = AGGREGATED_BATCH_BYTES
+            self.max_send_records = 2 * AGGREGATED_BATCH_RECORDS
+            self.max_send_bytes = AGGREGATED_SEND_BYTES
         else:
             # Room for the longest key (256 chars) inside the 1 MiB that data + key may take.
             self.max_record_bytes = KINESIS_MAX_RECORD_BYTES - MAX_KEY_CHARS
             self.max_batch_records = PUT_RECORDS_MAX_ENTRIES
             self.max_batch_bytes = PUT_RECORDS_MAX_BYTES
+            self.max_send_records = SEND_CALLS * PUT_RECORDS_MAX_ENTRIES
+            self.max_send_bytes = SEND_CALLS * PUT_RECORDS_MAX_BYTES // 2
+        if lanes <= 1:  # one call at a time: sends as the flow batches them
+            self.max_send_records = self.max_batch_records
+            self.max_send_bytes = self.max_batch_bytes
 
     @classmethod
     def open(
         cls, agent: AgentConfig, flow: FlowConfig, metrics: FlowMetrics | None = None
     ) -> KinesisSink:
         assert flow.kinesis_stream is not None
-        return cls(
+        sink = cls(
             make_client(agent, "kinesis"),
             flow.kinesis_stream,
             keys=PartitionKeys(flow.partition_key_option, flow.partition_key_field),
             aggregate=flow.aggregate_records,
             metrics=metrics,
         )
+        if not flow.aggregate_records:
+            # A send may carry several batches; each call stays within the flow's batch limits.
+            sink.max_call_entries = min(PUT_RECORDS_MAX_ENTRIES, flow.max_buffer_size_records)
+            sink.max_call_bytes = min(PUT_RECORDS_MAX_BYTES, flow.max_buffer_size_bytes)
+        return sink
 
     def key_of(self, record: Record) -> str:
         """The record's partition key, made once and kept for every resend."""
@@ -85,11 +121,76 @@ class KinesisSink(AwsSink):
             key = record.partition_key = self.keys.key_for(record.data)
         return key
 
-    def entries(self, records: Sequence[Record]) -> list[Aggregate]:
-        if self.aggregate:
-            shared = self._random_key if self.keys.option == "RANDOM" else None
-            out = kpl_aggregate(records, self.key_of, shared_key=shared)
+    # --- lanes ------------------------------------------------------------------------------------
+
+    async def shard_map(self) -> ShardMap | None:
+        """The stream's shard map, loaded on first need and again when a call found it stale."""
+        if self._map is not None and not self._map_stale:
+            return self._map
+        now = time.monotonic()
+        if now < self._map_retry_at:
+            return None
+        self._map_stale = False
+        try:
+            shards = await asyncio.to_thread(list_open_shards, self.client, self.name)
+            smap = ShardMap(shards, self.max_lanes)
+        except Exception as exc:
+            if self._map is None:
+                log.info(
+                    "%s: ListShards failed (%s): one PutRecords call at a time", self.name, exc
+                )
+            self._map = None
+            self._map_retry_at = now + SHARD_MAP_RETRY_SECONDS
+            return None
+        self._map = smap
+        if self.keys.option == "RANDOM":
+            lane_keys = smap.lane_keys(random_keys(KEY_POOL_SIZE))
+            # a lane of slivers of the hash space may catch no pool key: then hash every key
+            self._lane_keys = lane_keys if all(lane_keys) else []
+        return smap
+
+    async def route(self, records: Sequence[Record]) -> list[Sequence[Record]]:
+        grouped = self.aggregate and self.keys.option != "RANDOM"
+        if self.max_lanes <= 1 and not grouped:
+            return [records]
+        if not self.aggregate and len(records) <= self.max_call_entries:
+            return [records]  # one call's worth: nothing to overlap, no ListShards needed
+        smap = await self.shard_map()
+        if smap is None or smap.lanes == 1:
+            return [records]
+        lanes: list[list[Record]] = [[] for _ in range(smap.lanes)]
+        if self.aggregate and not grouped:
+            # Shared RANDOM keys: the aggregate's key picks its lane, so any split works.
+            step = -(-len(records) // smap.lanes)
+            return [records[i : i + step] for i in range(0, len(records), step)]
+        if self.keys.option == "RANDOM" and self._lane_keys:
+            # A new record's key is ours to choose: cut the batch into equal runs, one per lane,
+            # and key each run from that lane's keys (still random over the lane's shards).
+            # A resent record keeps its key, and so its lane.
+            fresh = [r for r in records if r.partition_key is None]
+            step = -(-len(fresh) // smap.lanes) if fresh else 1
+            for lane, i in enumerate(range(0, len(fresh), step)):
+                run = fresh[i : i + step]
+                for record, key in zip(
+                    run, _keys_from(self._lane_keys[lane], len(run)), strict=True
+                ):
+                    record.partition_key = key
+            lane_of = smap.cached_lane_of
         else:
+            lane_of = smap.lane_of
+        key_of = self.key_of
+        for record in records:
+            lanes[lane_of(key_of(record))].append(record)
+        return [lane for lane in lanes if lane]
+
+    # --- entries ----------------------------------------------------------------------------------
+
+    def entries(self, records: Sequence[Record], lane: int = 0) -> list[Aggregate]:
+        if self.aggregate:
+            out = self._aggregates(records, lane)
+        else:
+            if self.keys.option == "RANDOM":
+                self._assign_random_keys(records)
             out = []
             append = out.append
             key_for = self.keys.key_for
@@ -108,6 +209,37 @@ class KinesisSink(AwsSink):
         self._count_fallbacks()
         return out
 
+    def _aggregates(self, records: Sequence[Record], lane: int) -> list[Aggregate]:
+        if self.keys.option == "RANDOM":
+            keys = self._lane_keys[lane] if self._map is not None and self._lane_keys else None
+            if keys:
+                pick = random.choice
+
+                def shared() -> str:
+                    return pick(keys)
+
+                return kpl_aggregate(records, self.key_of, shared_key=shared)
+            return kpl_aggregate(records, self.key_of, shared_key=self._random_key)
+        smap = self._map
+        if smap is None:
+            return kpl_aggregate(records, self.key_of)
+        # The KPL's rule: an aggregate only holds records of one shard, and its own key (its
+        # first record's) takes it there.
+        by_shard: dict[int, list[Record]] = {}
+        shard_of = smap.shard_of
+        key_of = self.key_of
+        for record in records:
+            by_shard.setdefault(shard_of(key_of(record)), []).append(record)
+        out: list[Aggregate] = []
+        for group in by_shard.values():
+            out += kpl_aggregate(group, key_of)
+        return out
+
+    def _assign_random_keys(self, records: Sequence[Record]) -> None:
+        missing = [r for r in records if r.partition_key is None]
+        for record, key in zip(missing, random_keys(len(missing)), strict=True):
+            record.partition_key = key
+
     def _random_key(self) -> str:
         return self.keys.key_for(b"")
 
@@ -121,4 +253,22 @@ class KinesisSink(AwsSink):
             StreamName=self.name,
             Records=[{"Data": e.data, "PartitionKey": e.partition_key} for e in entries],
         )
-        return [r.get("ErrorCode") or None for r in response.get("Records", ())]
+        answers = response.get("Records", ())
+        smap = self._map
+        if smap is not None and not self._map_stale:
+            known = smap.ids
+            for answer in answers:
+                shard = answer.get("ShardId")
+                if shard is not None and shard not in known:
+                    self._map_stale = True  # resharded: reload before the next send
+                    break
+        return [a.get("ErrorCode") or None for a in answers]
+
+
+def _keys_from(keys: list[str], count: int) -> list[str]:
+    """``count`` consecutive keys of ``keys`` from a random place, wrapping around."""
+    start = random.randrange(len(keys))
+    out = keys[start : start + count]
+    while len(out) < count:
+        out += keys[: count - len(out)]
+    return out
