@@ -136,6 +136,7 @@ class AgentConfig:
     local_store_shard_count: int = 4
     local_store_retention_hours: int = 24
     metrics_prometheus_listen: str | None = None
+    processing_worker_process: bool = True
     status_socket: str | None = None
     sources: tuple[str, ...] = ()
 
@@ -259,6 +260,7 @@ GLOBAL_KEYS: tuple[Key, ...] = (
     Key("localStore.shardCount", "int", 1, 1024),
     Key("localStore.retentionHours", "int", 1, 8760),
     Key("metrics.prometheusListen", "str"),
+    Key("processing.workerProcess", "bool"),
     Key("statusSocket", "str"),
 )
 

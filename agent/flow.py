@@ -12,9 +12,12 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
 from agent.batching import Batcher
@@ -22,6 +25,7 @@ from agent.checkpoints import CheckpointDB
 from agent.config import AgentConfig, FlowConfig
 from agent.metrics import FlowMetrics
 from agent.processors import build_chain
+from agent.processors.worker import ChainWorker, Processed, WorkerFailed
 from agent.records import Checkpoint, Record
 from agent.sinks import SendResult, Sink
 from agent.sinks.retry import Backoff
@@ -45,6 +49,22 @@ GROUP_COMMIT_BYTES = 4 * 1024 * 1024
 # What a queued record costs in memory beyond its data (the Record, the bytes object's header,
 # its places in the queues); charged against maxInFlightBytes so the budget bounds memory.
 RECORD_OVERHEAD = 160
+# Chunks (reads of up to READ_CHUNK) at the processor worker at once: enough to keep it busy
+# while the reader frames the next one, few enough to keep the memory and latency small.
+WORKER_CHUNKS = 4
+# A worker that dies this many times leaves processing to the agent's own process for good.
+WORKER_RESTARTS = 3
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """Records of one read, registered with their file, waiting for the processor worker."""
+
+    acks: FileAcks
+    records: list[Record]
+    raw_size: int
+    worker: ChainWorker | None
+    future: asyncio.Future[Processed] | None
 
 
 class Flow:
@@ -59,6 +79,7 @@ class Flow:
         checkpoint_db: CheckpointDB | None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        processor_worker: bool | None = None,
     ) -> None:
         self.agent = agent
         self.config = config
@@ -99,6 +120,16 @@ class Flow:
         # one per PutRecords/PutRecordBatch, as the AWS agent's CloudWatch metrics are per call);
         # otherwise the flow records each send as one call.
         self._sink_counts_calls = getattr(sink, "metrics", None) is metrics
+        # Processors in a worker process run beside the reader on a second core (worker.py).
+        if processor_worker is None:
+            processor_worker = agent.processing_worker_process and _cpus() >= 2
+        self.use_worker = bool(self.chain) and processor_worker
+        self._worker: ChainWorker | None = None
+        self._worker_failures = 0
+        self._processing: deque[_Chunk] = deque()
+        self._collect_wake = asyncio.Event()
+        self._worker_room = asyncio.Event()
+        self._submitting_done = False
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -124,14 +155,25 @@ class Flow:
         watcher = None if once else Watcher(self.config.file_pattern, self._wake_from_thread)
         if watcher is not None:
             watcher.start()
+        if self.use_worker:
+            await self._start_worker()
         self.metrics.status = "running"
         try:
             async with asyncio.TaskGroup() as tg:
                 sender = tg.create_task(self._sender(), name=f"send {self.config.flow_id}")
+                collector = (
+                    tg.create_task(self._collector(), name=f"process {self.config.flow_id}")
+                    if self.use_worker
+                    else None
+                )
                 try:
                     await self._reader(
                         stop, once=once, inotify=watcher is not None and watcher.active
                     )
+                    if collector is not None:  # what the worker holds is processed and queued
+                        self._submitting_done = True
+                        self._collect_wake.set()
+                        await collector
                 finally:
                     self._reading_done = True
                     self._wake_sender.set()
@@ -139,6 +181,8 @@ class Flow:
         finally:
             if watcher is not None:
                 watcher.stop()
+            if self._worker is not None:
+                await self._worker.aclose()
             self._save_on_exit()
             self.files.close()
             self.metrics.status = "stopped"
@@ -212,6 +256,11 @@ class Flow:
                     break
                 if rescanned:  # the rescan may have closed files of this list: list them again
                     progressed = True
+                    break
+                while len(self._processing) >= WORKER_CHUNKS and not stop.is_set():
+                    self._worker_room.clear()
+                    await _wait_any(self._worker_room, stop, 1.0)
+                if stop.is_set():
                     break
                 try:
                     framed, n = tracked.read(READ_CHUNK, now)
@@ -304,6 +353,9 @@ class Flow:
             return
         m.records_parsed += len(framed)
         self._acks_seen.add(acks)
+        if self.use_worker:
+            self._submit(acks, framed)
+            return
         if self.chain:
             records = self._process(acks, framed)
         else:
@@ -350,6 +402,132 @@ class Flow:
         self.metrics.processing_errors += chain.errors - errors0
         self.metrics.records_processed += len(out)
         return out
+
+    # --- the processor worker -------------------------------------------------------------------
+
+    async def _start_worker(self) -> None:
+        name = "dataProcessingOptions"
+        try:
+            self._worker = await ChainWorker.start(self.config.data_processing_options, name)
+        except OSError as exc:
+            log.warning(
+                "%s: cannot start a processor worker (%s); processing in this process",
+                self.config.flow_id,
+                exc,
+            )
+            self._worker = None
+
+    def _submit(self, acks: FileAcks, framed: list[Framed]) -> None:
+        """Register the records with their file now (checkpoints stay behind them), process later.
+
+        Registered unprocessed, a record holds its file's checkpoint down exactly as one in
+        flight does; the collector fills in its data, in the order the chunks were read.
+        """
+        records = [Record(data, acks, start, end) for data, start, end in framed]
+        acks.pending.extend(records)
+        raw_size = sum(map(len, [r.data for r in records]))
+        self._charged += raw_size + RECORD_OVERHEAD * len(records)
+        worker = self._worker
+        future = worker.submit([r.data for r in records]) if worker is not None else None
+        self._processing.append(_Chunk(acks, records, raw_size, worker, future))
+        self._collect_wake.set()
+
+    async def _collector(self) -> None:
+        """Takes the worker's results in the order the chunks were read and queues the records."""
+        while True:
+            while self._processing:
+                chunk = self._processing[0]
+                processed = await self._processed(chunk)
+                self._processing.popleft()
+                self._apply(chunk, processed)
+                self._worker_room.set()
+            if self._submitting_done:
+                return
+            self._collect_wake.clear()
+            await self._collect_wake.wait()
+
+    async def _processed(self, chunk: _Chunk) -> Processed:
+        if chunk.future is not None:
+            try:
+                processed = await chunk.future
+            except WorkerFailed as exc:
+                if chunk.worker is self._worker:
+                    await self._worker_failed(exc)
+            else:
+                for level, name, message in processed.logs:
+                    logging.getLogger(name).log(level, "%s", message)
+                return processed
+        # no worker, or it died holding this chunk: the records still have their input
+        chain = self.chain
+        before = (chain.skipped, chain.errors, chain.unmatched)
+        results = chain.process_many([r.data for r in chunk.records])
+        return Processed(
+            results,
+            chain.skipped - before[0],
+            chain.errors - before[1],
+            chain.unmatched - before[2],
+        )
+
+    async def _worker_failed(self, exc: WorkerFailed) -> None:
+        self._worker_failures += 1
+        self.metrics.processor_worker_failures += 1
+        worker, self._worker = self._worker, None
+        restart = self._worker_failures < WORKER_RESTARTS
+        log.error(
+            "%s: %s; the %d chunk(s) it held are processed in this process, nothing is lost; %s",
+            self.config.flow_id,
+            exc,
+            sum(1 for c in self._processing if c.worker is worker),
+            "starting a new worker"
+            if restart
+            else f"it failed {self._worker_failures} times: processing stays in this process",
+        )
+        if worker is not None:
+            await worker.aclose()
+        if restart:
+            await self._start_worker()
+
+    def _apply(self, chunk: _Chunk, processed: Processed) -> None:
+        """A processed chunk: data in place, skipped records acknowledged, the rest queued."""
+        records, results = chunk.records, processed.results
+        if len(results) != len(records):
+            raise WorkerFailed(f"{len(results)} results for {len(records)} records")
+        limit = self.sink.max_record_bytes
+        m = self.metrics
+        out: list[Record]
+        if None not in results and max(map(len, cast(list[bytes], results))) <= limit:
+            for record, data in zip(records, cast(list[bytes], results), strict=True):
+                record.data = data
+            out = records
+        else:
+            terminator = self.config.truncated_record_terminator.encode()
+            out = []
+            for record, result in zip(records, results, strict=True):
+                if result is None:  # skipped: acknowledged at once, as FileAcks.skip_to does
+                    record.data = b""
+                    record.acked = True
+                    continue
+                data = result
+                if len(data) > limit:
+                    data = data[: limit - len(terminator)] + terminator
+                    m.records_truncated += 1
+                record.data = data
+                out.append(record)
+            if len(out) < len(records):
+                chunk.acks.advance()
+        m.records_skipped += processed.skipped
+        m.processing_errors += processed.errors
+        m.records_processed += len(out)
+        size = sum(map(len, [r.data for r in out]))
+        self._charged += size - chunk.raw_size - RECORD_OVERHEAD * (len(records) - len(out))
+        self._room.set()
+        if not out:
+            return
+        m.in_flight_bytes += size
+        m.in_flight_records += len(out)
+        self.batcher.add(out, size)
+        if self.batcher.full():
+            self._wake_sender.set()
 
     # --- sender -----------------------------------------------------------------------------------
 
@@ -538,6 +716,13 @@ class Flow:
     def request_rescan(self) -> None:
         self._rescan_requested = True
         self._wake_reader.set()
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _tune_gc() -> None:

@@ -122,6 +122,7 @@ class FlowMetrics:
     records_processed: int = 0
     records_skipped: int = 0
     processing_errors: int = 0
+    processor_worker_failures: int = 0
     records_truncated: int = 0
     bytes_discarded: int = 0
     record_send_attempts: int = 0

@@ -83,6 +83,10 @@ class Chain:
             return data
         return out
 
+    def process_many(self, datas: Sequence[bytes]) -> list[bytes | None]:
+        """The chain over many records, in order (a worker process's whole chunk)."""
+        return list(map(self, datas))
+
     def _name(self, process: Processor | None) -> str:
         for name, candidate in zip(self._names, self.processors, strict=True):
             if candidate is process:

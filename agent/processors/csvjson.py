@@ -112,7 +112,7 @@ class CsvToJson:
         width = self._width
         if len(fields) < width:
             fields.extend([None] * (width - len(fields)))  # type: ignore[list-item]
-        return orjson.dumps(dict(zip(self._names, fields, strict=False)), option=self._opts)
+        return orjson.dumps(dict(zip(self._names, fields, strict=False)), option=self._opts) + b"\n"
 
 
 def _split_quoted_literal(text: str, delimiter: str) -> list[str]:

@@ -320,7 +320,7 @@ class AddEc2Metadata:
         if not isinstance(record, dict):
             raise PassRaw("ADDEC2METADATA needs a JSON object record")
         record.update(metadata)
-        return orjson.dumps(record, option=self._opts)
+        return orjson.dumps(record, option=self._opts) + b"\n"
 
 
 def add_ec2_metadata(

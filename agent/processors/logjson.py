@@ -96,10 +96,10 @@ def make_log_to_json(
         match = quick(text) if "\\" not in text else exact(text)
         if match is None:
             if other is not None and (match := other.fullmatch(text)) is not None:
-                return dumps(other_build(match), option=opts)
+                return dumps(other_build(match), option=opts) + b"\n"
             mismatch(text)
             return None
-        return dumps(build(match), option=opts)
+        return dumps(build(match), option=opts) + b"\n"
 
     def process_whole(data: bytes) -> bytes | None:
         text = data.decode("utf-8", "replace")
@@ -107,7 +107,7 @@ def make_log_to_json(
         if match is None:
             mismatch(text)
             return None
-        return dumps(build(match), option=opts)
+        return dumps(build(match), option=opts) + b"\n"
 
     if eol_in_pattern and fallback is None:
         process = process_whole

@@ -58,7 +58,7 @@ class AddMetadata:
                 obj["ts"] = utc_millis_timestamp(self._clock())
             obj["metadata"] = self._metadata
             obj["data"] = text
-            return orjson.dumps(obj, option=self._opts)
+            return orjson.dumps(obj, option=self._opts) + b"\n"
         head = b"{"
         if self._timestamp:
             head = b'{"ts":"' + utc_millis_timestamp(self._clock()).encode() + b'",'
