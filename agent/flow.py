@@ -54,6 +54,8 @@ RECORD_OVERHEAD = 160
 WORKER_CHUNKS = 4
 # A worker that dies this many times leaves processing to the agent's own process for good.
 WORKER_RESTARTS = 3
+# A chunk takes the worker milliseconds; one unanswered this long means the worker is wedged.
+WORKER_TIMEOUT = 30.0
 
 
 @dataclass(slots=True)
@@ -126,6 +128,7 @@ class Flow:
         self.use_worker = bool(self.chain) and processor_worker
         self._worker: ChainWorker | None = None
         self._worker_failures = 0
+        self.worker_timeout = WORKER_TIMEOUT
         self._processing: deque[_Chunk] = deque()
         self._collect_wake = asyncio.Event()
         self._worker_room = asyncio.Event()
@@ -449,9 +452,16 @@ class Flow:
     async def _processed(self, chunk: _Chunk) -> Processed:
         if chunk.future is not None:
             try:
-                processed = await chunk.future
-            except WorkerFailed as exc:
+                # A worker that stops answering (stopped, wedged) must not stall the flow for
+                # ever: past the timeout it is replaced and its chunks are redone here.
+                async with asyncio.timeout(self.worker_timeout):
+                    processed = await asyncio.shield(chunk.future)
+            except (WorkerFailed, TimeoutError) as exc:
                 if chunk.worker is self._worker:
+                    if isinstance(exc, TimeoutError):
+                        exc = WorkerFailed(
+                            f"the processor worker did not answer within {self.worker_timeout:g} s"
+                        )
                     await self._worker_failed(exc)
             else:
                 for level, name, message in processed.logs:

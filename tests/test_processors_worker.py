@@ -201,6 +201,37 @@ class TestFlowWithWorker:
         finally:
             h.close()
 
+    def test_a_wedged_worker_is_replaced_and_its_chunks_redone(
+        self, logs: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A worker that stops answering (SIGSTOP here) past the timeout is killed and replaced;
+        the chunks it held are processed in the agent, every record once, in order."""
+        lines = [access_line(i) for i in range(300)]
+        h = FlowHarness(
+            logs.parent, fast_flow(str(logs / "*.log"), data_processing_options=(LOGTOJSON,))
+        )
+        try:
+            with caplog.at_level(logging.ERROR, logger="agent.flow"):
+                h.start()
+                flow = h.flow
+                assert flow is not None
+                flow.worker_timeout = 0.5
+                assert h.wait_until(lambda: flow._worker is not None)
+                wedged = flow._worker
+                assert wedged is not None
+                os.kill(wedged.pid, signal.SIGSTOP)
+                (logs / "app.log").write_bytes(b"".join(lines))
+                want = expected(lines)
+                assert h.wait_until(lambda: len(h.memory.records) >= len(want), timeout=30)
+                h.run_for(0.1)
+            assert h.memory.records == want
+            assert flow.metrics.processor_worker_failures == 1
+            assert flow._worker is not None and flow._worker is not wedged
+            assert wedged.proc.returncode is not None  # killed, not left stopped
+            assert any("did not answer within 0.5 s" in r.getMessage() for r in caplog.records)
+        finally:
+            h.close()
+
 
 def test_meta_is_json() -> None:
     """The counters travel as JSON (orjson both ends)."""
