@@ -36,7 +36,7 @@ class Sizes:
     """How big each scenario is; ``quick`` shrinks them for a smoke run."""
 
     p1_lines: int = 2_000_000
-    p2_lines: int = 1_000_000
+    p2_lines: int = 2_000_000  # issue 3: 2,000,000 lines of ~200 bytes (the P1 file)
     backlog_bytes: int = 1_000_000_000
     window: float = 60.0  # P7
     latency_seconds: float = 20.0  # P6 / P4 steady
