@@ -26,6 +26,7 @@ from agent.sinks.kpl import (
 )
 from agent.sinks.partition import KEY_POOL_SIZE, MAX_KEY_CHARS, PartitionKeys, random_keys
 from agent.sinks.shards import ShardMap, list_open_shards
+from agent.sinks.wire import install_put_records_serializer
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig, FlowConfig
@@ -101,8 +102,10 @@ class KinesisSink(AwsSink):
         cls, agent: AgentConfig, flow: FlowConfig, metrics: FlowMetrics | None = None
     ) -> KinesisSink:
         assert flow.kinesis_stream is not None
+        client = make_client(agent, "kinesis")
+        install_put_records_serializer(client)
         sink = cls(
-            make_client(agent, "kinesis"),
+            client,
             flow.kinesis_stream,
             keys=PartitionKeys(flow.partition_key_option, flow.partition_key_field),
             aggregate=flow.aggregate_records,
