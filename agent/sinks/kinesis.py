@@ -47,7 +47,9 @@ SEND_LANES = 2
 # How much one send may carry when the flow has that much ready: enough calls for every lane to
 # have its next call built while its current one is at the service.
 SEND_CALLS = 2 * SEND_LANES
-AGGREGATED_SEND_BYTES = 2 * AGGREGATED_BATCH_BYTES
+# Aggregated calls are few and big (~4 MiB each): the service spends long on each, and while the
+# next send is being packed it has only what is still in flight. More lanes keep it fed.
+AGGREGATED_SEND_LANES = 4
 # After ListShards is refused (the AWS agent's IAM policy has only PutRecords): one lane, and ask
 # again after this long.
 SHARD_MAP_RETRY_SECONDS = 600.0
@@ -68,12 +70,14 @@ class KinesisSink(AwsSink):
         keys: PartitionKeys | None = None,
         aggregate: bool = False,
         metrics: FlowMetrics | None = None,
-        lanes: int = SEND_LANES,
+        lanes: int | None = None,
     ) -> None:
         super().__init__(client, stream, metrics=metrics)
         self.keys = keys or PartitionKeys("RANDOM")
         self.aggregate = aggregate
         self.packs_records = aggregate  # the flow batches by our limits, not maxBufferSize*
+        if lanes is None:
+            lanes = AGGREGATED_SEND_LANES if aggregate else SEND_LANES
         self.max_lanes = lanes
         self._fallbacks_seen = 0
         self._map: ShardMap | None = None
@@ -84,8 +88,8 @@ class KinesisSink(AwsSink):
             self.max_record_bytes = KINESIS_MAX_RECORD_BYTES - KPL_PER_RECORD_RESERVE
             self.max_batch_records = AGGREGATED_BATCH_RECORDS
             self.max_batch_bytes = AGGREGATED_BATCH_BYTES
-            self.max_send_records = 2 * AGGREGATED_BATCH_RECORDS
-            self.max_send_bytes = AGGREGATED_SEND_BYTES
+            self.max_send_records = lanes * AGGREGATED_BATCH_RECORDS
+            self.max_send_bytes = lanes * AGGREGATED_BATCH_BYTES
         else:
             # Room for the longest key (256 chars) inside the 1 MiB that data + key may take.
             self.max_record_bytes = KINESIS_MAX_RECORD_BYTES - MAX_KEY_CHARS
