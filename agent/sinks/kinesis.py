@@ -56,7 +56,7 @@ SHARD_MAP_RETRY_SECONDS = 600.0
 
 
 class KinesisSink(AwsSink):
-    """PutRecords to one stream, up to ``SEND_LANES`` calls in flight on disjoint shards."""
+    """PutRecords to one stream, several calls in flight on disjoint shards (see the lane counts)."""
 
     api = "PutRecords"
     max_call_entries = PUT_RECORDS_MAX_ENTRIES

@@ -13,11 +13,12 @@ kinds alternated call by call on one stream (single calls: no lanes), which keep
 honest on a busy machine. kinesalite is the bottleneck (one node core); the ratios say how much
 the agent adds on top of the cheapest possible client.
 
-Last run (2-core VM shared with other jobs, load ~1.7; 100,000 records of 200 B, medians of 3):
-plain loop 14.5k records/s; agent run --once 0.98x (1.06x without start-up); agent +
-aggregateRecords 4.99x (7.24x without start-up); KinesisSink + KPL alone 11.2x. With
---records 40000 (load ~1.3): plain 11.8k; agent 1.03x (1.15x); aggregated 3.35x (6.81x); sink
-alone 1.18x, sink + KPL 12.7x.
+Last run (2-core VM shared with other jobs, load ~1.0; 400,000 records of 200 B, medians of 3;
+agent byte-compiled as installed): plain loop 16.0k records/s; agent run --once 1.02x (1.03x
+without start-up); agent + aggregateRecords 8.00x (9.03x without start-up; rounds 7.1x, 8.0x,
+9.9x); KinesisSink + KPL alone 10.1x. Earlier (100,000 records, plain 14.5k, before the
+PutRecords body writer, the shared-key KPL path and four aggregated lanes): aggregated 4.99x
+(7.24x without start-up). The aggregated agent is CPU-bound beside kinesalite on 2 cores.
 """
 
 from __future__ import annotations
