@@ -19,8 +19,10 @@ import pytest
 from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 from botocore.exceptions import ClientError
 
+from agent.config import AgentConfig, FlowConfig
+from agent.metrics import FlowMetrics
 from agent.records import Record
-from agent.sinks.kinesis import SEND_LANES
+from agent.sinks.kinesis import AGGREGATED_SEND_LANES, SEND_LANES, KinesisSink
 from agent.sinks.partition import even_ranges, hash_key
 from agent.sinks.shards import ShardMap
 from tests.peers.faultproxy import PASS, Event, Fault, FaultProxy
@@ -113,6 +115,50 @@ class TestLanes:
         assert sink.metrics is not None and sink.metrics.send_calls == 4
         assert SEND_LANES == 2 and elapsed < 4 * 0.3
         assert_shard_order(kinesalite, stream, batch)
+
+    def test_aggregated_calls_overlap_on_four_lanes(self, kinesalite: Peer) -> None:
+        """Aggregated, 4 shards: 4 calls, one per shard, each ~0.3 s at the service, take about
+        one call's time; every user record arrives once and each shard keeps their order."""
+        stream = new_stream(kinesalite.endpoint, shards=4)
+        batch = lines(8000)
+        with FaultProxy(kinesalite.port) as proxy:
+            flow = FlowConfig(
+                file_pattern="/l/*.log", kinesis_stream=stream, aggregate_records=True
+            )
+            agent = AgentConfig(flows=(flow,), kinesis_endpoint=proxy.endpoint)
+            sink = KinesisSink.open(
+                agent, flow, metrics=FlowMetrics(flow.flow_id, flow.destination)
+            )
+            assert sink.max_send_bytes == AGGREGATED_SEND_LANES * sink.max_batch_bytes
+            proxy.choose_with(lambda rng: Fault("delay", seconds=0.3))
+            asyncio.run(sink.shard_map())  # ListShards outside the timing
+            start = time.perf_counter()
+            result = asyncio.run(sink.send(batch, ()))
+            elapsed = time.perf_counter() - start
+        assert result.error is None and not result.retry
+        assert sink.metrics is not None and sink.metrics.send_calls == 4
+        assert AGGREGATED_SEND_LANES == 4 and elapsed < 2 * 0.3
+        users: dict[str, list[bytes]] = {}
+        for shard, stored in read_stream(kinesalite.endpoint, stream).items():
+            raw = [
+                {
+                    "SequenceNumber": "1",
+                    "PartitionKey": k,
+                    "ApproximateArrivalTimestamp": datetime.datetime.now(datetime.UTC),
+                    "Data": d,
+                }
+                for k, d in stored
+            ]
+            users[shard] = [
+                base64.b64decode(u["kinesis"]["data"])
+                for u in iter_deaggregate_records(raw, data_format="Boto3")
+            ]
+        assert len(users) == 4
+        position = {r.data: i for i, r in enumerate(batch)}
+        assert Counter(d for got in users.values() for d in got) == Counter(r.data for r in batch)
+        for got in users.values():
+            order = [position[d] for d in got]
+            assert order == sorted(order)
 
     def test_partial_failures_keep_order_per_shard(self, kinesalite: Peer) -> None:
         """Throttling, 5xx and resets at random under two lanes: nothing lost, nothing duplicated,

@@ -115,6 +115,37 @@ class TestKplAggregate:
             assert got == [(key, r.data) for r in batch]
 
     @settings(max_examples=50, deadline=None)
+    @given(
+        st.lists(
+            st.one_of(st.binary(max_size=300), st.binary(min_size=16_000, max_size=20_000)),
+            min_size=1,
+            max_size=60,
+        ),
+        st.integers(2000, 60_000),
+    )
+    def test_shared_key_bytes_equal_one_key_table(self, datas: list[bytes], limit: int) -> None:
+        """The shared-key fast path makes byte for byte what the general path makes for one key."""
+        batch = recs(*datas)
+        general = kpl_aggregate(batch, lambda r: "k" * 12, max_bytes=limit)
+        shared = kpl_aggregate(batch, md5_key, max_bytes=limit, shared_key=lambda: "k" * 12)
+        assert [(a.data, a.records, a.partition_key, a.user_bytes, a.size) for a in shared] == [
+            (a.data, a.records, a.partition_key, a.user_bytes, a.size) for a in general
+        ]
+
+    def test_shared_key_splits_with_a_fresh_key_each(self) -> None:
+        """Every aggregate of a long batch takes its own key and stays within 1 MiB."""
+        keys = (f"key{i}" for i in itertools.count())
+        batch = recs(*(b"%06d" % i * 30 for i in range(20_000)))
+        aggs = kpl_aggregate(batch, md5_key, shared_key=lambda: next(keys))
+        assert [a.partition_key for a in aggs] == [f"key{i}" for i in range(len(aggs))]
+        assert len(aggs) > 2
+        for a in aggs:
+            assert len(a.data) + len(a.partition_key) <= KINESIS_MAX_RECORD_BYTES
+        got = deaggregate([(a.partition_key, a.data) for a in aggs])
+        assert got == [(a.partition_key, r.data) for a in aggs for r in a.records]
+        assert [r for a in aggs for r in a.records] == batch
+
+    @settings(max_examples=50, deadline=None)
     @given(st.lists(st.binary(max_size=3000), min_size=1, max_size=400), st.integers(2000, 60_000))
     def test_any_batch_round_trips(self, datas: list[bytes], limit: int) -> None:
         """Whatever the records and the limit, deaggregation gives back exactly the originals."""

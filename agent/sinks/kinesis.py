@@ -26,6 +26,7 @@ from agent.sinks.kpl import (
 )
 from agent.sinks.partition import KEY_POOL_SIZE, MAX_KEY_CHARS, PartitionKeys, random_keys
 from agent.sinks.shards import ShardMap, list_open_shards
+from agent.sinks.wire import install_put_records_serializer
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig, FlowConfig
@@ -46,14 +47,16 @@ SEND_LANES = 2
 # How much one send may carry when the flow has that much ready: enough calls for every lane to
 # have its next call built while its current one is at the service.
 SEND_CALLS = 2 * SEND_LANES
-AGGREGATED_SEND_BYTES = 2 * AGGREGATED_BATCH_BYTES
+# Aggregated calls are few and big (~4 MiB each): the service spends long on each, and while the
+# next send is being packed it has only what is still in flight. More lanes keep it fed.
+AGGREGATED_SEND_LANES = 4
 # After ListShards is refused (the AWS agent's IAM policy has only PutRecords): one lane, and ask
 # again after this long.
 SHARD_MAP_RETRY_SECONDS = 600.0
 
 
 class KinesisSink(AwsSink):
-    """PutRecords to one stream, up to ``SEND_LANES`` calls in flight on disjoint shards."""
+    """PutRecords to one stream, several calls in flight on disjoint shards (see the lane counts)."""
 
     api = "PutRecords"
     max_call_entries = PUT_RECORDS_MAX_ENTRIES
@@ -67,12 +70,14 @@ class KinesisSink(AwsSink):
         keys: PartitionKeys | None = None,
         aggregate: bool = False,
         metrics: FlowMetrics | None = None,
-        lanes: int = SEND_LANES,
+        lanes: int | None = None,
     ) -> None:
         super().__init__(client, stream, metrics=metrics)
         self.keys = keys or PartitionKeys("RANDOM")
         self.aggregate = aggregate
         self.packs_records = aggregate  # the flow batches by our limits, not maxBufferSize*
+        if lanes is None:
+            lanes = AGGREGATED_SEND_LANES if aggregate else SEND_LANES
         self.max_lanes = lanes
         self._fallbacks_seen = 0
         self._map: ShardMap | None = None
@@ -83,8 +88,8 @@ class KinesisSink(AwsSink):
             self.max_record_bytes = KINESIS_MAX_RECORD_BYTES - KPL_PER_RECORD_RESERVE
             self.max_batch_records = AGGREGATED_BATCH_RECORDS
             self.max_batch_bytes = AGGREGATED_BATCH_BYTES
-            self.max_send_records = 2 * AGGREGATED_BATCH_RECORDS
-            self.max_send_bytes = AGGREGATED_SEND_BYTES
+            self.max_send_records = lanes * AGGREGATED_BATCH_RECORDS
+            self.max_send_bytes = lanes * AGGREGATED_BATCH_BYTES
         else:
             # Room for the longest key (256 chars) inside the 1 MiB that data + key may take.
             self.max_record_bytes = KINESIS_MAX_RECORD_BYTES - MAX_KEY_CHARS
@@ -101,8 +106,10 @@ class KinesisSink(AwsSink):
         cls, agent: AgentConfig, flow: FlowConfig, metrics: FlowMetrics | None = None
     ) -> KinesisSink:
         assert flow.kinesis_stream is not None
+        client = make_client(agent, "kinesis")
+        install_put_records_serializer(client)
         sink = cls(
-            make_client(agent, "kinesis"),
+            client,
             flow.kinesis_stream,
             keys=PartitionKeys(flow.partition_key_option, flow.partition_key_field),
             aggregate=flow.aggregate_records,

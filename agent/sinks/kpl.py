@@ -24,8 +24,11 @@ records it carries, so one acknowledged Kinesis record acknowledges every one of
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
+from itertools import accumulate
 
 from agent.records import Record
 
@@ -91,6 +94,8 @@ def kpl_aggregate(
     and the aggregate is placed by its first record's key. A user record too big to share an
     aggregate goes alone (the batcher keeps records under the limit).
     """
+    if shared_key is not None:
+        return _aggregate_shared(records, shared_key, max_bytes)
     # One flat loop: this runs for every user record, so no per-record method calls.
     out: list[Aggregate] = []
     limit = max_bytes - KPL_OVERHEAD
@@ -159,6 +164,61 @@ def _build(
     pb = b"".join(key_parts + parts)
     data = b"".join((KPL_MAGIC, pb, hashlib.md5(pb).digest()))
     return Aggregate(data, members, key, user_bytes, len(data) + len(key.encode()))
+
+
+SHARED_HEAD_CACHE = 1 << 14  # data lengths whose record framing is precomputed (1-2 byte varints)
+
+
+@cache
+def _shared_heads() -> tuple[bytes, ...]:
+    """The framing before a user record's data of length n (n < SHARED_HEAD_CACHE), key index 0."""
+    return tuple(_shared_head(n) for n in range(SHARED_HEAD_CACHE))
+
+
+def _shared_head(n: int) -> bytes:
+    head = _PK_INDEX_TAG + b"\x00" + _DATA_TAG + varint(n)
+    return _RECORDS_TAG + varint(len(head) + n) + head
+
+
+def _aggregate_shared(
+    records: Sequence[Record], shared_key: Callable[[], str], max_bytes: int
+) -> list[Aggregate]:
+    """kpl_aggregate with one key per aggregate: every record's framing depends only on its length.
+
+    So the framings are looked up, the cut points found by bisecting the running sizes, and each
+    aggregate joined from slices: no Python-level work per record beyond list building in C.
+    """
+    datas = [r.data for r in records]
+    lens = list(map(len, datas))
+    if lens and max(lens) < SHARED_HEAD_CACHE:
+        table = _shared_heads()
+        heads = [table[n] for n in lens]
+    else:
+        heads = [_shared_head(n) for n in lens]
+    ends = list(accumulate(map(len, heads), initial=0))  # ends[i]: framing bytes before record i
+    total = list(accumulate(lens, initial=0))  # total[i]: data bytes before record i
+    sizes = [e + t for e, t in zip(ends, total, strict=True)]  # protobuf record bytes before i
+    limit = max_bytes - KPL_OVERHEAD
+    out: list[Aggregate] = []
+    start, count = 0, len(datas)
+    while start < count:
+        key = shared_key()
+        kb = key.encode()
+        key_part = _KEY_TABLE_TAG + varint(len(kb)) + kb
+        # the most records from start whose protobuf, key table entry and outer key fit the limit
+        end = bisect_right(sizes, sizes[start] + limit - len(key_part) - len(kb), start + 1) - 1
+        end = min(max(end, start + 1), count)  # a record too big to share goes alone
+        parts: list[bytes] = [b""] * (2 * (end - start) + 2)
+        parts[0] = KPL_MAGIC
+        parts[1] = key_part
+        parts[2::2] = heads[start:end]
+        parts[3::2] = datas[start:end]
+        body = b"".join(parts)
+        data = body + hashlib.md5(memoryview(body)[len(KPL_MAGIC) :]).digest()
+        members = list(records[start:end])
+        out.append(Aggregate(data, members, key, total[end] - total[start], len(data) + len(kb)))
+        start = end
+    return out
 
 
 def newline_aggregate(records: Sequence[Record], max_bytes: int) -> list[Aggregate]:
