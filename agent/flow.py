@@ -543,6 +543,10 @@ class Flow:
 
     async def _sender(self) -> None:
         while True:
+            # Cleared before the conditions are read, never after an await: a wake-up set while
+            # we persist (the reader finishing, a batch filling) then ends the wait below at once
+            # instead of being lost for a CHECKPOINT_INTERVAL.
+            self._wake_sender.clear()
             now = self.clock()
             batcher = self.batcher
             if batcher and (batcher.ready(now) or self._reading_done or self._room_needed()):
@@ -561,7 +565,6 @@ class Flow:
             await self._persist(force=False)
             deadline = batcher.deadline()
             timeout = CHECKPOINT_INTERVAL if deadline is None else max(0.0, deadline - now)
-            self._wake_sender.clear()
             await _wait(self._wake_sender, min(timeout, CHECKPOINT_INTERVAL))
 
     def _room_needed(self) -> bool:

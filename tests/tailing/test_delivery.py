@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -134,3 +135,41 @@ def test_stuck_flow_gauge_counts_failed_attempts_in_a_row(tmp_path: Path, logs: 
         h.close()
     assert max(seen) == 4
     assert seen == [*sorted(seen[:-1]), 0]
+
+
+def test_a_wake_up_during_a_checkpoint_save_is_not_lost(
+    tmp_path: Path, logs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader finishes (or a batch fills) while the sender is saving checkpoints: the sender
+    must see it at once, not after sleeping a checkpoint interval (a lost wake-up that cost every
+    `run --once` into Kinesis a second)."""
+    h = FlowHarness(tmp_path, fast_flow(str(logs / "app.log*")))
+    from agent import flow as flow_module
+    from agent.flow import Flow
+    from agent.metrics import FlowMetrics
+
+    flow = Flow(h.agent, h.flow_config, h.memory, FlowMetrics("f", "LocalStream:test"), None)
+    signalled = False
+
+    async def persist(*, force: bool) -> None:
+        nonlocal signalled
+        if not signalled:  # what the reader does when it is done, while this await is pending
+            signalled = True
+            flow._reading_done = True
+            flow._wake_sender.set()
+
+    seen: list[bool] = []
+    real_wait = flow_module._wait
+
+    async def recording_wait(event: asyncio.Event, timeout: float) -> None:
+        seen.append(event.is_set())
+        await real_wait(event, timeout)
+
+    monkeypatch.setattr(flow, "_persist", persist)
+    monkeypatch.setattr(flow_module, "_wait", recording_wait)
+    try:
+        asyncio.run(asyncio.wait_for(flow._sender(), 5))
+    finally:
+        h.close()
+    assert signalled
+    assert seen == [True], seen  # the wake-up survived: the wait ended at once
