@@ -103,13 +103,16 @@ def test_bad_input_in_a_real_process(tmp_path: Path) -> None:
         time.sleep(0.7)
         replaced.unlink()
         replaced.mkdir()
-        # deleted and recreated within the same second, five times (the inode may be reused)
+        # deleted and recreated at once, five times (the inode may be reused: each generation
+        # must be read from 0, not from where the last one ended). Each is deleted once it is
+        # shipped: a file that lives shorter than the agent takes to notice it cannot be read
+        # by any tailer, and on a loaded machine a fixed sleep made that a coin toss.
         churn = logs / "churn.log"
         for gen in range(5):
             lines = [b"gen%d-%d\n" % (gen, i) for i in range(20)]
             churn.write_bytes(b"".join(lines))
             expected += lines
-            time.sleep(0.15)
+            assert wait_for(lambda lines=lines: lines[-1] in _stored(store), 30)
             churn.unlink()
         time.sleep(1.0)
         assert "cannot open" in log.read_text() and "locked.log" in log.read_text()
