@@ -16,7 +16,7 @@ the agent adds on top of the cheapest possible client.
 Last run (2-core VM, load ~0.6; 400,000 records of 200 B, medians of 3; agent byte-compiled as
 installed; after the sender's lost wake-up was fixed): plain loop 15.3k records/s; agent run
 --once 1.12x (1.14x without start-up); agent + aggregateRecords 8.78x (9.69x without start-up;
-rounds 8.7x, 8.7x, 8.9x); KinesisSink + KPL alone 10.2x. Before that fix (load ~1.0, plain 16.0k):
+rounds 8.9x, 8.7x, 8.9x); KinesisSink + KPL alone 10.2x. Before that fix (load ~1.0, plain 16.0k):
 aggregated 8.00x (9.03x without start-up). Earlier (100,000 records, plain 14.5k, before the
 PutRecords body writer, the shared-key KPL path and four aggregated lanes): aggregated 4.99x
 (7.24x without start-up). The aggregated agent is CPU-bound beside kinesalite on 2 cores.
