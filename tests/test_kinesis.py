@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import hashlib
 import json
 import logging
@@ -13,7 +12,6 @@ from typing import Any
 
 import orjson
 import pytest
-from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
@@ -31,7 +29,7 @@ from agent.sinks.aws import make_client, translate_error
 from agent.sinks.kinesis import KinesisSink
 from agent.sinks.partition import hash_key
 from tests.peers.faultproxy import Fault, FaultProxy
-from tests.peers.helpers import new_stream, read_stream, shard_ranges
+from tests.peers.helpers import deaggregate, new_stream, read_stream, shard_ranges
 from tests.peers.servers import Peer, free_port
 
 
@@ -170,16 +168,7 @@ class TestAggregation:
         assert sink.metrics is not None and sink.metrics.send_calls == 1
         stored = next(iter(read_stream(kinesalite.endpoint, stream).values()))
         assert len(stored) < 10
-        raw = [
-            {
-                "SequenceNumber": str(i),
-                "PartitionKey": key,
-                "ApproximateArrivalTimestamp": datetime.datetime.now(datetime.UTC),
-                "Data": data,
-            }
-            for i, (key, data) in enumerate(stored)
-        ]
-        users = list(iter_deaggregate_records(raw, data_format="Boto3"))
+        users = deaggregate(stored)
         assert all(u["kinesis"]["aggregated"] for u in users)
         assert [base64.b64decode(u["kinesis"]["data"]) for u in users] == [r.data for r in batch]
 
@@ -194,16 +183,7 @@ class TestAggregation:
         batch = lines(50)
         send(sink, batch)
         stored = next(iter(read_stream(kinesalite.endpoint, stream).values()))
-        raw = [
-            {
-                "SequenceNumber": "1",
-                "PartitionKey": k,
-                "ApproximateArrivalTimestamp": datetime.datetime.now(datetime.UTC),
-                "Data": d,
-            }
-            for k, d in stored
-        ]
-        users = list(iter_deaggregate_records(raw, data_format="Boto3"))
+        users = deaggregate(stored)
         assert [u["kinesis"]["partitionKey"] for u in users] == [
             hashlib.md5(r.data).hexdigest() for r in batch
         ]

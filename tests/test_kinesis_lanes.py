@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import random
 import time
 from collections import Counter
 from typing import Any
 
 import pytest
-from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 from botocore.exceptions import ClientError
 
 from agent.config import AgentConfig, FlowConfig
@@ -26,7 +24,7 @@ from agent.sinks.kinesis import AGGREGATED_SEND_LANES, SEND_LANES, KinesisSink
 from agent.sinks.partition import even_ranges, hash_key
 from agent.sinks.shards import ShardMap
 from tests.peers.faultproxy import PASS, Event, Fault, FaultProxy
-from tests.peers.helpers import new_stream, read_stream, shard_ranges
+from tests.peers.helpers import deaggregate, new_stream, read_stream, shard_ranges
 from tests.peers.servers import Peer
 from tests.test_kinesis import sink_for
 from tests.test_kinesis_faults import deliver_all, make_sink
@@ -140,19 +138,7 @@ class TestLanes:
         assert AGGREGATED_SEND_LANES == 4 and elapsed < 2 * 0.3
         users: dict[str, list[bytes]] = {}
         for shard, stored in read_stream(kinesalite.endpoint, stream).items():
-            raw = [
-                {
-                    "SequenceNumber": "1",
-                    "PartitionKey": k,
-                    "ApproximateArrivalTimestamp": datetime.datetime.now(datetime.UTC),
-                    "Data": d,
-                }
-                for k, d in stored
-            ]
-            users[shard] = [
-                base64.b64decode(u["kinesis"]["data"])
-                for u in iter_deaggregate_records(raw, data_format="Boto3")
-            ]
+            users[shard] = [base64.b64decode(u["kinesis"]["data"]) for u in deaggregate(stored)]
         assert len(users) == 4
         position = {r.data: i for i, r in enumerate(batch)}
         assert Counter(d for got in users.values() for d in got) == Counter(r.data for r in batch)
@@ -282,16 +268,7 @@ class TestAggregationByShard:
         position = {r.data: i for i, r in enumerate(batch)}
         total = 0
         for shard, stored in read_stream(kinesalite.endpoint, stream).items():
-            raw = [
-                {
-                    "SequenceNumber": "1",
-                    "PartitionKey": k,
-                    "ApproximateArrivalTimestamp": datetime.datetime.now(datetime.UTC),
-                    "Data": d,
-                }
-                for k, d in stored
-            ]
-            users = list(iter_deaggregate_records(raw, data_format="Boto3"))
+            users = deaggregate(stored)
             start, end = ranges[shard]
             for user in users:
                 assert start <= hash_key(user["kinesis"]["partitionKey"]) <= end

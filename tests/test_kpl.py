@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
 import itertools
 import random
 
-from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,21 +20,13 @@ from agent.sinks.kpl import (
     varint,
     varint_len,
 )
+from tests.peers.helpers import deaggregate as peers_deaggregate
 
 
 def deaggregate(aggregates: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """What a KCL consumer sees: (partition key, data) of every user record, via aws-kinesis-agg."""
-    raw = [
-        {
-            "SequenceNumber": str(i),
-            "PartitionKey": key,
-            "ApproximateArrivalTimestamp": datetime.datetime.now(datetime.UTC),
-            "Data": data,
-        }
-        for i, (key, data) in enumerate(aggregates)
-    ]
     out = []
-    for user in iter_deaggregate_records(raw, data_format="Boto3"):
+    for user in peers_deaggregate(aggregates):
         k = user["kinesis"]
         assert k.get("aggregated") is True, "aws-kinesis-agg did not recognise the aggregate"
         out.append((k["partitionKey"], base64.b64decode(k["data"])))

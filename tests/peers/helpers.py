@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from typing import Any
 
@@ -61,3 +62,20 @@ def shard_ranges(endpoint: str, stream: str) -> dict[str, tuple[int, int]]:
         )
         for s in client.list_shards(StreamName=stream)["Shards"]
     }
+
+
+def deaggregate(stored: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    """The user records in stored Kinesis records, as aws-kinesis-agg (an independent
+    implementation of the KPL format) unpacks them."""
+    from aws_kinesis_agg.deaggregator import iter_deaggregate_records
+
+    raw = [
+        {
+            "SequenceNumber": str(i),
+            "PartitionKey": key,
+            "ApproximateArrivalTimestamp": datetime.datetime.now(datetime.UTC),
+            "Data": data,
+        }
+        for i, (key, data) in enumerate(stored)
+    ]
+    return list(iter_deaggregate_records(raw, data_format="Boto3"))
