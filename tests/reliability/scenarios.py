@@ -145,6 +145,14 @@ def forwarded(proxy: FaultProxy) -> int:
     return sum(len(e.forwarded) for e in list(proxy.events))
 
 
+def wait_delivered(proxy: FaultProxy, endpoint: str, stream: str, total: int, log: Path) -> None:
+    """Until the proxy has forwarded ``total`` entries and kinesalite holds ``total`` distinct
+    lines (the agent's log tail in the failure message)."""
+    ok = wait_for(lambda: forwarded(proxy) >= total, 300, 0.2)
+    ok = ok and wait_for(lambda: len(set(kinesis_lines(endpoint, stream))) >= total, 60, 2.0)
+    assert ok, log.read_text()[-3000:]
+
+
 def kinesis_config(tmp: Path, endpoint: str, stream: str, **flow: Any) -> Path:
     return write_config(
         tmp / "agent.json",
@@ -312,11 +320,7 @@ def outage(tmp: Path, outage_seconds: float, refuse_seconds: float) -> Tally:
                     proxy.choose_with(None)
                     time.sleep(1)
                 total = len(writers.all)
-                ok = wait_for(lambda: forwarded(proxy) >= total, 300, 0.2)
-                ok = ok and wait_for(
-                    lambda: len(set(kinesis_lines(endpoint, stream))) >= total, 60, 2.0
-                )
-                assert ok, log.read_text()[-3000:]
+                wait_delivered(proxy, endpoint, stream, total, log)
                 time.sleep(1.5)
             finally:
                 assert stop(proc) == 0
@@ -376,11 +380,7 @@ def flaky(tmp: Path, kinesalite_port: int, seconds: float) -> Tally:
             with Writers(tmp / "logs", ["app", "web", "db"], 3, rate_sleep=0.02) as writers:
                 time.sleep(seconds)
             total = len(writers.all)
-            ok = wait_for(lambda: forwarded(proxy) >= total, 300, 0.2)
-            ok = ok and wait_for(
-                lambda: len(set(kinesis_lines(endpoint, stream))) >= total, 60, 2.0
-            )
-            assert ok, log.read_text()[-3000:]
+            wait_delivered(proxy, endpoint, stream, total, log)
             time.sleep(1.5)
         finally:
             assert stop(proc) == 0
