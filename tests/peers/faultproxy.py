@@ -74,6 +74,10 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        # The event loop holds tasks only weakly. A client that half-closes (or a SIGKILLed agent)
+        # stops its connection being polled; while the proxy then waits on the upstream, nothing
+        # else reaches the handler task, and a garbage collection would destroy it mid-request.
+        self._connections: set[asyncio.Task[None]] = set()
         self.port = 0
 
     # --- control (any thread) -----------------------------------------------------------------
@@ -131,15 +135,20 @@ class FaultProxy:
             loop.run_forever()
         finally:
             self._server.close()
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            # a connection accepted just before the close starts its task during the first round
+            while tasks := asyncio.all_tasks(loop):
+                for task in tasks:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             loop.close()
 
     # --- HTTP ---------------------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
         try:
             while True:
                 request = await _read_message(reader)
