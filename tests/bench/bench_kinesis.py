@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/bench/bench_kinesis.py [--records 500000] [--size 200] [--rounds 3]
 
-Starts its own kinesalite on 127.0.0.1 (tests/peers), then per round, each on a fresh 4-shard
+Per round, each case on a fresh kinesalite of its own (127.0.0.1, tests/peers) and a fresh 4-shard
 stream: (1) boto3 put_records in batches of 500, one call at a time, (2) KinesisSink.send in sends
 of its max_send_records (four calls of 500, two in flight on disjoint shard lanes, as the agent
 sends a backlog), (3) KinesisSink with KPL aggregation in sends of its max_send_bytes, (4) the
@@ -13,13 +13,16 @@ kinds alternated call by call on one stream (single calls: no lanes), which keep
 honest on a busy machine. kinesalite is the bottleneck (one node core); the ratios say how much
 the agent adds on top of the cheapest possible client.
 
-Last run (2-core VM, load ~0.6; 400,000 records of 200 B, medians of 3; agent byte-compiled as
-installed; after the sender's lost wake-up was fixed): plain loop 15.3k records/s; agent run
---once 1.12x (1.14x without start-up); agent + aggregateRecords 8.78x (9.69x without start-up;
-rounds 8.9x, 8.7x, 8.9x); KinesisSink + KPL alone 10.2x. Before that fix (load ~1.0, plain 16.0k):
-aggregated 8.00x (9.03x without start-up). Earlier (100,000 records, plain 14.5k, before the
-PutRecords body writer, the shared-key KPL path and four aggregated lanes): aggregated 4.99x
-(7.24x without start-up). The aggregated agent is CPU-bound beside kinesalite on 2 cores.
+Why a fresh server per case: kinesalite slows down as it accumulates data, deleted streams
+included, and big aggregated records suffer most. On one shared server, the sink with KPL
+aggregation ran at 149.8k records/s when it came after 1.5 M plain records, and at 280-300k on a
+fresh server. The ratios then measured each case's place in the order more than the case itself.
+
+Last run (2-core VM, 500,000 records of 200 B, medians of 3, agent byte-compiled as installed,
+fresh kinesalite per case): plain loop 17.0k records/s; KinesisSink 1.08x; KinesisSink + KPL
+16.99x; agent run --once 1.16x (1.17x without start-up); agent + aggregateRecords 13.76x (15.69x
+without start-up; rounds 196k, 241k, 234k records/s). The same code on one shared server for the
+whole run (the earlier method) measured 8.3x for the aggregated agent.
 """
 
 from __future__ import annotations
@@ -219,46 +222,57 @@ def main() -> None:
     lines = make_lines(args.records, args.size)
     with tempfile.TemporaryDirectory() as logdir:
         agent_env = installed_env(Path(logdir, "pycache"))
-        peer = start_kinesalite(Path(logdir))
-        try:
-            ep = peer.endpoint
-            if not args.no_agent:  # warm-up: fills the bytecode cache, not measured
-                agent_run(ep, new_stream(ep, shards=4), lines[:1000], True, agent_env)
-            cases: dict[str, Callable[[str], float]] = {
-                "boto3 PutRecords loop": lambda s: plain_loop(ep, s, lines),
-                "KinesisSink": lambda s: sink_loop(ep, s, lines, aggregate=False),
-                "KinesisSink + KPL aggregation": lambda s: sink_loop(ep, s, lines, aggregate=True),
-            }
-            steady: dict[str, list[float]] = {}
+        cases: dict[str, Callable[[str, str], float]] = {
+            "boto3 PutRecords loop": lambda ep, s: plain_loop(ep, s, lines),
+            "KinesisSink": lambda ep, s: sink_loop(ep, s, lines, aggregate=False),
+            "KinesisSink + KPL aggregation": lambda ep, s: sink_loop(ep, s, lines, aggregate=True),
+        }
+        steady: dict[str, list[float]] = {}
 
-            def agent_case(name: str, aggregate: bool) -> Callable[[str], float]:
-                def run(s: str) -> float:
-                    whole, after_start = agent_run(ep, s, lines, aggregate, agent_env)
-                    steady.setdefault(name, []).append(after_start)
-                    return whole
+        def agent_case(name: str, aggregate: bool) -> Callable[[str, str], float]:
+            def run(ep: str, s: str) -> float:
+                whole, after_start = agent_run(ep, s, lines, aggregate, agent_env)
+                steady.setdefault(name, []).append(after_start)
+                return whole
 
-                return run
+            return run
 
-            if not args.no_agent:
-                cases["agent run --once"] = agent_case("agent run --once", False)
-                cases["agent run --once + aggregateRecords"] = agent_case(
-                    "agent run --once + aggregateRecords", True
-                )
-            rates: dict[str, list[float]] = {name: [] for name in cases}
-            names = list(cases)
-            admin = aws_client("kinesis", ep)
-            for r in range(args.rounds):
-                # rotate the order so no case always meets the freshest (or most loaded) server
-                for name in names[r % len(names) :] + names[: r % len(names)]:
+        if not args.no_agent:
+            cases["agent run --once"] = agent_case("agent run --once", False)
+            cases["agent run --once + aggregateRecords"] = agent_case(
+                "agent run --once + aggregateRecords", True
+            )
+        rates: dict[str, list[float]] = {name: [] for name in cases}
+        names = list(cases)
+        warmed = False
+        for r in range(args.rounds):
+            # rotate the order so no case always runs first or last
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                # A fresh kinesalite for every case: it slows down as it accumulates data
+                # (deleted streams included; big aggregated records most), so a shared server
+                # measured each case's place in the order more than the case itself.
+                case_dir = Path(logdir, f"r{r}-{len(rates[name])}-{names.index(name)}")
+                case_dir.mkdir()
+                peer = start_kinesalite(case_dir)
+                try:
+                    ep = peer.endpoint
+                    if not warmed and not args.no_agent:  # fills the bytecode cache, unmeasured
+                        agent_run(ep, new_stream(ep, shards=4), lines[:1000], True, agent_env)
+                        warmed = True
                     stream = new_stream(ep, shards=4)
-                    rate = cases[name](stream)
+                    rate = cases[name](ep, stream)
                     rates[name].append(rate)
                     if r == 0 and "aggregat" not in name:
                         stored = count_stored(ep, stream)
                         assert stored == args.records, (name, stored)
-                    admin.delete_stream(StreamName=stream)  # keep kinesalite's memory flat
-                    print(f"round {r + 1}: {name:50s} {rate:>12,.0f} records/s", flush=True)
-            ab = interleaved(ep, new_stream(ep, shards=4), lines, calls=40)
+                finally:
+                    peer.stop()
+                print(f"round {r + 1}: {name:50s} {rate:>12,.0f} records/s", flush=True)
+        case_dir = Path(logdir, "interleaved")
+        case_dir.mkdir()
+        peer = start_kinesalite(case_dir)
+        try:
+            ab = interleaved(peer.endpoint, new_stream(peer.endpoint, shards=4), lines, calls=40)
         finally:
             peer.stop()
     base = statistics.median(rates["boto3 PutRecords loop"])
