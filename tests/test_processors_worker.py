@@ -35,6 +35,13 @@ async def with_worker(options: list[dict[str, object]], body):  # type: ignore[n
         await worker.aclose()
 
 
+def logtojson_harness(logs: Path) -> FlowHarness:
+    """A flow over ``logs/*.log`` with LOGTOJSON, so the processor worker is in play."""
+    return FlowHarness(
+        logs.parent, fast_flow(str(logs / "*.log"), data_processing_options=(LOGTOJSON,))
+    )
+
+
 class TestWireFormat:
     def test_round_trip_keeps_skips_and_order(self) -> None:
         """Output lengths of -1 come back as None, in place; every other output is sliced out."""
@@ -120,9 +127,7 @@ class TestFlowWithWorker:
         """Through the worker, records arrive in file order; skipped ones are counted and acked."""
         lines = lines_with_garbage(20_000)
         (logs / "app.log").write_bytes(b"".join(lines))
-        h = FlowHarness(
-            logs.parent, fast_flow(str(logs / "*.log"), data_processing_options=(LOGTOJSON,))
-        )
+        h = logtojson_harness(logs)
         try:
             h.start()
             assert h.flow is not None and h.flow.use_worker
@@ -144,9 +149,7 @@ class TestFlowWithWorker:
         """Chunks the dead worker held are processed in the agent; a new worker takes over."""
         lines = lines_with_garbage(100_000)
         (logs / "app.log").write_bytes(b"".join(lines))
-        h = FlowHarness(
-            logs.parent, fast_flow(str(logs / "*.log"), data_processing_options=(LOGTOJSON,))
-        )
+        h = logtojson_harness(logs)
         try:
             with caplog.at_level(logging.ERROR, logger="agent.flow"):
                 h.start()
@@ -172,9 +175,7 @@ class TestFlowWithWorker:
         """A record sent to the worker is registered with its file: no checkpoint passes it."""
         lines = [access_line(i) for i in range(1000)]
         (logs / "app.log").write_bytes(b"".join(lines))
-        h = FlowHarness(
-            logs.parent, fast_flow(str(logs / "*.log"), data_processing_options=(LOGTOJSON,))
-        )
+        h = logtojson_harness(logs)
         try:
             h.start()
             flow = h.flow
@@ -207,9 +208,7 @@ class TestFlowWithWorker:
         """A worker that stops answering (SIGSTOP here) past the timeout is killed and replaced;
         the chunks it held are processed in the agent, every record once, in order."""
         lines = [access_line(i) for i in range(300)]
-        h = FlowHarness(
-            logs.parent, fast_flow(str(logs / "*.log"), data_processing_options=(LOGTOJSON,))
-        )
+        h = logtojson_harness(logs)
         try:
             with caplog.at_level(logging.ERROR, logger="agent.flow"):
                 h.start()

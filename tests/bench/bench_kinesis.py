@@ -251,7 +251,7 @@ def main() -> None:
                 # A fresh kinesalite for every case: it slows down as it accumulates data
                 # (deleted streams included; big aggregated records most), so a shared server
                 # measured each case's place in the order more than the case itself.
-                case_dir = Path(logdir, f"r{r}-{len(rates[name])}-{names.index(name)}")
+                case_dir = Path(logdir, f"round{r}-case{names.index(name)}")
                 case_dir.mkdir()
                 peer = start_kinesalite(case_dir)
                 try:
