@@ -12,6 +12,10 @@ with an error in the log. Files are then read again from those older offsets: du
 loss. With no good copy the agent refuses to start rather than silently re-reading every file from
 the beginning or skipping to the end. Another process holding the database locked makes saves fail
 loudly and be retried; the flows keep shipping and the last committed checkpoints stay valid.
+
+One connection serves every flow, and each flow saves from its own worker thread: a lock makes
+each use of the connection (a save's BEGIN…COMMIT, a load, a backup) whole, so two flows never
+interleave inside one transaction ("cannot start a transaction within a transaction").
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -88,6 +93,7 @@ class CheckpointDB:
         self.backup_path = self.path.with_name(self.path.name + BACKUP_SUFFIX)
         self._clock = clock
         self._closed = True
+        self._lock = threading.RLock()  # one user of the connection at a time (see module doc)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -151,21 +157,23 @@ class CheckpointDB:
 
     def backup(self) -> None:
         """Copy the committed state to ``<name>.bak`` (atomically: a torn copy never replaces it)."""
-        self._next_backup = self._clock() + BACKUP_INTERVAL
-        try:
-            _copy_database(self._db, self.backup_path)
-        except (OSError, sqlite3.Error) as exc:
-            log.error("cannot back up the checkpoint database to %s: %s", self.backup_path, exc)
+        with self._lock:
+            self._next_backup = self._clock() + BACKUP_INTERVAL
+            try:
+                _copy_database(self._db, self.backup_path)
+            except (OSError, sqlite3.Error) as exc:
+                log.error("cannot back up the checkpoint database to %s: %s", self.backup_path, exc)
 
     # --- use --------------------------------------------------------------------------------------
 
     def load(self, flow: str) -> list[Checkpoint]:
         try:
-            rows = self._db.execute(
-                "SELECT dev, ino, fp_len, fp_hash, path, offset FROM file_checkpoints "
-                "WHERE flow = ?",
-                (flow,),
-            ).fetchall()
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT dev, ino, fp_len, fp_hash, path, offset FROM file_checkpoints "
+                    "WHERE flow = ?",
+                    (flow,),
+                ).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read checkpoints from {self.path}: {exc}") from exc
         return [checkpoint_from_row(flow, row) for row in rows]
@@ -175,35 +183,39 @@ class CheckpointDB:
             return
         now = time.time()
         rows = checkpoint_rows(checkpoints, now)  # dev/ino above 2**63 stored as signed
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(UPSERT_CHECKPOINT, rows)
-            self._db.execute("COMMIT")
-        except (sqlite3.Error, OverflowError, ValueError) as exc:
-            # never leave the write transaction open: it would block every later save and backup
-            if self._db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-            raise StoreError(f"cannot save checkpoints to {self.path}: {exc}") from exc
-        if self._clock() >= self._next_backup:
-            self.backup()
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(UPSERT_CHECKPOINT, rows)
+                self._db.execute("COMMIT")
+            except (sqlite3.Error, OverflowError, ValueError) as exc:
+                # never leave the write transaction open: it would block every later save
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                raise StoreError(f"cannot save checkpoints to {self.path}: {exc}") from exc
+            if self._clock() >= self._next_backup:
+                self.backup()
 
     def expire(self, days: int) -> int:
         """Delete rows not updated in ``days`` (checkpointTimeToLiveDays), as AWS does at start."""
         try:
-            cur = self._db.execute(
-                "DELETE FROM file_checkpoints WHERE updated < ?", (time.time() - days * 86400,)
-            )
+            with self._lock:
+                cur = self._db.execute(
+                    "DELETE FROM file_checkpoints WHERE updated < ?",
+                    (time.time() - days * 86400,),
+                )
         except sqlite3.Error as exc:
             log.error("cannot expire old checkpoints in %s: %s", self.path, exc)
             return 0
         return cur.rowcount
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.backup()
-            self._db.close()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.backup()
+                self._db.close()
 
 
 def _copy_database(source: Path | sqlite3.Connection, target: Path) -> None:

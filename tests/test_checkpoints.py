@@ -30,3 +30,38 @@ def test_round_trip_with_64_bit_device_and_inode(tmp_path: Path) -> None:
         Checkpoint("f", small, "/var/log/b.log", 20),
         Checkpoint("f", big, "/var/log/a.log.1", 99),
     ]
+
+
+def test_flows_saving_from_their_own_threads_never_collide(tmp_path: Path) -> None:
+    """Four flows saving at once from worker threads (as asyncio.to_thread does) all commit."""
+    import threading
+
+    db = CheckpointDB(tmp_path / "cp.db")
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+    rounds = 200
+
+    def flow(n: int) -> None:
+        ident = FileId(1, 100 + n, 16, bytes([n]) * 16)
+        start.wait()
+        for offset in range(1, rounds + 1):
+            try:
+                db.save([Checkpoint(f"flow{n}", ident, f"/var/log/{n}.log", offset)])
+                db.load(f"flow{n}")
+            except BaseException as exc:  # collected, asserted below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=flow, args=(n,)) for n in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        db.close()
+    assert errors == []
+    db = CheckpointDB(tmp_path / "cp.db")
+    try:
+        assert sorted(c.offset for n in range(4) for c in db.load(f"flow{n}")) == [rounds] * 4
+    finally:
+        db.close()
