@@ -5,13 +5,20 @@ store of the local ones) gets an exclusive ``flock`` on a lock file beside it, h
 of the process. The kernel drops the lock when the process dies, SIGKILL included, so a crash
 never leaves a stale lock behind; the pid written into the file only names the holder in the
 error message.
+
+The lock file sits in a directory the agent's user can write, and root may run the agent: so it
+is opened with ``O_NOFOLLOW`` (a planted ``cp.db.lock -> /etc/shadow`` is refused, not followed),
+must be a regular file with one link, and is only ever rewritten when it was created as a lock
+(empty, or holding a pid). Anything else is refused with an error that names it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 from agent.config import AgentConfig
@@ -64,16 +71,43 @@ class InstanceLock:
         self.release()
 
 
-def _lock(path: Path) -> int:
+_PID_BYTES = 32  # a lock holds a pid and a newline; more than this was never written as a lock
+
+
+def _open_lock_file(path: Path) -> int:
+    """Create the lock file, or open the one a previous agent created; never through a link."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            fd = os.open(path, flags | os.O_NONBLOCK)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise AgentError(
+                f"the lock file {path} is a symbolic link; a lock file never is, so it was not "
+                "followed (a link planted there would make the agent overwrite its target). "
+                "Remove it and find out who created it."
+            ) from exc
         raise AgentError(f"cannot create the lock file {path}: {exc.strerror}") from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        what = "not a regular file" if not stat.S_ISREG(st.st_mode) else "a hard link"
+        raise AgentError(
+            f"the lock file {path} is {what}; the agent only uses a lock file it created. "
+            "Remove it and find out who created it."
+        )
+    return fd
+
+
+def _lock(path: Path) -> int:
+    fd = _open_lock_file(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        holder = os.pread(fd, _PID_BYTES, 0).decode("ascii", "replace").strip()
         os.close(fd)
         who = f"pid {holder}" if holder.isdigit() else "another process"
         raise AlreadyRunning(
@@ -85,6 +119,14 @@ def _lock(path: Path) -> int:
     except OSError as exc:
         os.close(fd)
         raise AgentError(f"cannot lock {path}: {exc.strerror}") from exc
+    held = os.pread(fd, _PID_BYTES + 1, 0)
+    text = held.strip()
+    if len(held) > _PID_BYTES or (text and not text.isdigit()):
+        os.close(fd)
+        raise AgentError(
+            f"{path} holds something other than a pid, so it is not a lock file this agent "
+            "wrote; it was left unchanged. Move it aside to let the agent create its lock."
+        )
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, FlowConfig, load_config
+from agent.errors import AgentError
 from agent.instance import AlreadyRunning, InstanceLock, state_locks
 from tests.e2e_helpers import (
     kill_agent,
@@ -163,3 +164,76 @@ def test_reload_onto_a_locked_store_is_rejected(tmp_path: Path) -> None:
     finally:
         other.release()
         assert stop_agent(proc) == 0
+
+
+class TestPlantedLockFile:
+    """The state directory is the agent user's; root running the agent must not write through it."""
+
+    VICTIM = b"root:secret:19000:0:99999:7:::\n"
+
+    def plant(self, tmp_path: Path, how: str) -> tuple[Path, Path]:
+        victim = tmp_path / "victim"
+        victim.write_bytes(self.VICTIM)
+        lock = tmp_path / "state" / "cp.db.lock"
+        lock.parent.mkdir()
+        if how == "symlink":
+            lock.symlink_to(victim)
+        elif how == "hardlink":
+            os.link(victim, lock)
+        else:
+            lock.write_bytes(self.VICTIM)
+            victim = lock
+        return victim, lock
+
+    @pytest.mark.parametrize(
+        ("how", "says"),
+        [
+            ("symlink", "is a symbolic link"),
+            ("hardlink", "is a hard link"),
+            ("foreign", "holds something other than a pid"),
+        ],
+    )
+    def test_refused_and_left_unchanged(self, tmp_path: Path, how: str, says: str) -> None:
+        victim, _lock = self.plant(tmp_path, how)
+        locks = InstanceLock()
+        with pytest.raises(AgentError, match=says):
+            locks.acquire(config(tmp_path, local=False, aws=True))
+        assert locks.held == {}
+        assert victim.read_bytes() == self.VICTIM
+
+    def test_a_lock_an_agent_left_is_reused(self, tmp_path: Path) -> None:
+        """A dead agent's lock (its pid inside) is the normal case: taken over, pid replaced."""
+        lock = tmp_path / "state" / "cp.db.lock"
+        lock.parent.mkdir()
+        lock.write_bytes(b"4194303\n")
+        with InstanceLock() as locks:
+            locks.acquire(config(tmp_path, local=False, aws=True))
+            assert lock.read_bytes() == f"{os.getpid()}\n".encode()
+
+    def test_run_once_refuses_a_planted_link(self, tmp_path: Path) -> None:
+        """The reported attack: `run --once` over a lock linked to a victim exits 1, victim intact."""
+        victim, lock = self.plant(tmp_path, "symlink")
+        (tmp_path / "logs").mkdir()
+        (tmp_path / "logs" / "a.log").write_bytes(b"one\n")
+        doc = {
+            "checkpointFile": str(tmp_path / "state" / "cp.db"),
+            "kinesis.endpoint": "http://127.0.0.1:9",
+            "flows": [
+                {
+                    "filePattern": str(tmp_path / "logs" / "*.log"),
+                    "kinesisStream": "s",
+                    "initialPosition": "START_OF_FILE",
+                }
+            ],
+        }
+        path = write_config(tmp_path / "agent.json", doc)
+        proc = subprocess.run(
+            [sys.executable, "-m", "agent", "run", "--once", "-c", str(path)],
+            capture_output=True,
+            timeout=60,
+        )
+        err = proc.stderr.decode()
+        assert proc.returncode == 1, err
+        assert f"the lock file {lock} is a symbolic link" in err
+        assert victim.read_bytes() == self.VICTIM
+        assert lock.is_symlink()
