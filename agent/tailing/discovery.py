@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.tailing import symlinks
+
 log = logging.getLogger(__name__)
 
 COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst", ".lz4", ".7z")
@@ -56,6 +58,8 @@ def scan(pattern: str, problems: ScanProblems | None = None) -> list[Found]:
             if problems is not None and path not in problems.not_regular:
                 problems.not_regular.add(path)
                 log.warning("%s matches %s but is not a regular file; skipped", path, pattern)
+            continue
+        if symlinks.refused(path, st, problems):  # a planted link must not ship /var/log/auth.log
             continue
         key = (st.st_dev, st.st_ino)
         if key in found:  # hard links or symlinks to one file: tail it once, under its first name
