@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.config import AgentConfig, FlowConfig
+from agent.printable import printable
 from agent.status import StatusUnavailable, fetch, socket_path
 
 Describe = Callable[[AgentConfig, FlowConfig], str]
@@ -77,7 +78,7 @@ def test_destinations(
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return text.splitlines()[0]
+    return printable(text.splitlines()[0])
 
 
 def capacity_lines(config: AgentConfig) -> list[str]:
@@ -88,11 +89,11 @@ def capacity_lines(config: AgentConfig) -> list[str]:
     try:
         snap = fetch(socket_path(config), timeout=2.0)
     except StatusUnavailable as exc:
-        return [f"  no observed rates ({exc})"]
+        return [f"  no observed rates ({printable(str(exc))})"]
     from agent.top import capacity_lines as from_snapshot
 
     lines = from_snapshot(snap)
-    return [f"  {line}" for line in lines] or ["  no Kinesis flow has sent anything yet"]
+    return [f"  {printable(line)}" for line in lines] or ["  no Kinesis flow has sent anything yet"]
 
 
 def report(config: AgentConfig, *, test_destination: bool) -> int:

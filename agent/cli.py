@@ -96,6 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from agent.printable import printable
     from agent.processors import build_chain
     from agent.tailing.discovery import scan
     from agent.tailing.framing import Framer
@@ -109,7 +110,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"  no files match {flow.file_pattern} yet")
             continue
         for f in files:
-            print(f"  {f.path}  {f.size} bytes")
+            print(f"  {printable(f.path)}  {f.size} bytes")  # names and records: never raw
         chain = build_chain(flow.data_processing_options)
         pattern = flow.multi_line_start_pattern
         framer = Framer(
@@ -122,15 +123,16 @@ def cmd_check(args: argparse.Namespace) -> int:
             with open(newest.path, "rb") as fh:
                 framed = framer.feed(fh.read(256 * 1024), 0)
         except OSError as exc:
-            print(f"  cannot read {newest.path}: {exc.strerror}")
+            print(f"  cannot read {printable(newest.path)}: {exc.strerror}")
             continue
-        print(f"  first records of {newest.path} after processing:")
+        print(f"  first records of {printable(newest.path)} after processing:")
         shown = 0
         for data, _start, _end in framed:
             out = chain(data)
             if out is None:
                 continue
-            print("    " + out.decode("utf-8", "replace").rstrip("\n"))
+            text = out.decode("utf-8", "replace").rstrip("\n")
+            print("    " + printable(text, keep_layout=True))
             shown += 1
             if shown >= args.samples:
                 break

@@ -2,6 +2,8 @@
 
 ``status`` prints one snapshot; ``top`` redraws it every second (rich Live) until Ctrl+C or ``q``.
 Rates come from the agent (its last ten seconds), so the first screen already shows them.
+File names, destinations and errors reach the screen only through ``agent.printable``: a name
+holding ``[/]`` or ``ESC[2J`` is shown, not obeyed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from agent.printable import plain, printable
 from agent.status import StatusUnavailable
 
 STATUS_STYLE = {"running": "green", "failing": "bold red", "starting": "yellow", "stopped": "dim"}
@@ -54,8 +57,8 @@ def flows_table(snap: dict[str, Any]) -> Table:
         rates = f.get("rates", {})
         errors = f["record_send_errors"] + f["processing_errors"] + f["read_errors"]
         table.add_row(
-            f["destination"],
-            Text(f["status"], style=STATUS_STYLE.get(f["status"], "")),
+            plain(f["destination"]),
+            plain(f["status"], style=STATUS_STYLE.get(f["status"], "")),
             str(f["records_parsed"]),
             str(f["records_sent"]),
             f"{rates.get('records_sent_per_s', 0.0):.0f}",
@@ -80,7 +83,9 @@ def files_table(snap: dict[str, Any]) -> Table:
         for file in f["files"]:
             size = max(1, file["size"])
             done = min(1.0, file["checkpoint_offset"] / size) if file["size"] else 1.0
-            name = file["path"] + (" [dim](rotated)[/dim]" if file["rotated"] else "")
+            name = plain(file["path"])
+            if file["rotated"]:
+                name.append(" (rotated)", style="dim")
             table.add_row(
                 name,
                 ProgressBar(total=size, completed=min(size, file["checkpoint_offset"])),
@@ -114,11 +119,12 @@ def render(snap: dict[str, Any]) -> RenderableType:
         style="bold",
     )
     parts: list[RenderableType] = [head, flows_table(snap), files_table(snap)]
-    caps = capacity_lines(snap)
+    caps = [printable(line) for line in capacity_lines(snap)]
     if caps:
         parts.append(Text("capacity (busiest second of the last minute):\n  " + "\n  ".join(caps)))
     if errors:
-        parts.append(Text("last errors:\n  " + "\n  ".join(errors), style="red"))
+        shown = "\n  ".join(printable(e) for e in errors)
+        parts.append(Text("last errors:\n  " + shown, style="red"))
     return Group(*parts)
 
 
@@ -163,7 +169,8 @@ def run_top(fetch: Callable[[], dict[str, Any]], *, interval: float = 1.0) -> in
             try:
                 view: RenderableType = render(fetch())
             except StatusUnavailable as exc:
-                view = Text(f"{exc}\nretrying every {interval:.0f}s (q to quit)", style="red")
+                why = printable(str(exc))
+                view = Text(f"{why}\nretrying every {interval:.0f}s (q to quit)", style="red")
             live.update(view, refresh=True)
             try:
                 if key(interval).lower() == "q":
