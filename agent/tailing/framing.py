@@ -5,6 +5,13 @@ The framer is fed consecutive chunks of a file with their offsets and returns co
 called (idle timeout, rotation, --once). A record longer than ``max_record_bytes`` is cut and ends
 with the terminator; only the head of such a line is kept in memory, so a 10 MiB line costs at
 most one record of memory. Records keep their trailing ``\\n`` (and a ``\\r`` before it), as AWS.
+
+Multi-line records (``multiLineStartPattern``) are bounded the same way. Once a record reaches
+``max_record_bytes``, only its head is kept; every further continuation line is dropped (counted
+in ``bytes_discarded``) up to the next start line, or to ``flush()``. The record is then emitted
+cut, ending with the terminator (counted in ``truncated``), and its span still runs to the end of
+the last dropped line: acknowledging it moves the checkpoint past the dropped bytes, and not one
+byte earlier, so a restart neither re-sends the head nor skips a following record.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ class Framer:
         "_overflow",
         "_record",
         "_record_end",
+        "_record_full",
+        "_record_size",
         "_record_start",
         "_skip",
         "_terminator",
@@ -53,6 +62,8 @@ class Framer:
         self._held_start = start
         self._overflow = 0  # bytes of that line dropped beyond _held
         self._record: list[bytes] = []  # multi-line: lines of the record being built
+        self._record_size = 0  # their bytes (never more than _max)
+        self._record_full = False  # the record reached _max: later lines are dropped
         self._record_start = start
         self._record_end = start
         self.truncated = 0
@@ -73,7 +84,7 @@ class Framer:
 
     @property
     def held_bytes(self) -> int:
-        return len(self._held) + sum(map(len, self._record))
+        return len(self._held) + self._record_size
 
     def has_pending(self) -> bool:
         return bool(self._held) or self._overflow > 0 or bool(self._record)
@@ -126,8 +137,7 @@ class Framer:
             self._held, self._held_start, self._overflow = b"", end, 0
             out += self._post([(data, start, end)])
         if self._record:
-            out.append(self._join(self._record, self._record_start, self._record_end))
-            self._record = []
+            out.append(self._emit_record())
         return out
 
     # --- internals ------------------------------------------------------------------------------
@@ -177,20 +187,29 @@ class Framer:
         assert self._multiline is not None
         match = self._multiline.match
         out: list[Framed] = []
-        record = self._record
         for data, start, end in lines:
-            if record and match(data):
-                out.append(self._join(record, self._record_start, self._record_end))
-                record = []
-            if not record:
+            if self._record and match(data):
+                out.append(self._emit_record())
+            if not self._record:
                 self._record_start = start
-            record.append(data)
             self._record_end = end
-        self._record = record
+            room = self._max + 1 - self._record_size  # one byte over the limit marks the cut
+            if self._record_full:
+                self.bytes_discarded += len(data)
+            elif len(data) < room:
+                self._record.append(data)
+                self._record_size += len(data)
+            else:
+                self._record.append(data[:room])
+                self._record_size += room
+                self._record_full = True
+                self.bytes_discarded += len(data) - room
         return out
 
-    def _join(self, lines: list[bytes], start: int, end: int) -> Framed:
-        data = b"".join(lines)
+    def _emit_record(self) -> Framed:
+        data = b"".join(self._record)
         if len(data) > self._max:
             data = self._cut(data)
-        return (data, start, end)
+        framed = (data, self._record_start, self._record_end)
+        self._record, self._record_size, self._record_full = [], 0, False
+        return framed

@@ -104,3 +104,76 @@ class TestMultiLine:
         assert b"".join(r[0] for r in got) == data
         for data_, start, end in got:
             assert data[start:end] == data_
+
+
+class TestMultiLineLimit:
+    """A record growing past the limit is cut; its other lines are dropped up to the next start."""
+
+    START = re.compile(rb"S")
+
+    def test_cut_at_the_limit_rest_dropped_span_covers_it_all(self) -> None:
+        """The cut record ends with the terminator and spans every byte up to the next start line."""
+        f = Framer(multiline=self.START, max_record_bytes=16, terminator=b"~\n")
+        data = b"S head\n" + b" cont\n" * 5 + b"S next\n"
+        out = f.feed(data, 0)
+        next_start = len(data) - len(b"S next\n")
+        assert out == [(b"S head\n cont\n ~\n", 0, next_start)]
+        assert (f.truncated, f.bytes_discarded) == (1, 5 * 6 + 7 - 17)
+        assert f.consumed == next_start  # the checkpoint may move past the dropped lines
+        assert f.flush() == [(b"S next\n", next_start, len(data))]
+
+    def test_a_record_exactly_at_the_limit_is_not_cut(self) -> None:
+        f = Framer(multiline=self.START, max_record_bytes=13, terminator=b"~\n")
+        out = f.feed(b"S head\n cont\nS\n", 0)
+        assert out == [(b"S head\n cont\n", 0, 13)]
+        assert (f.truncated, f.bytes_discarded) == (0, 0)
+
+    def test_flush_emits_the_cut_record_with_the_whole_span(self) -> None:
+        """Idle, rotation or --once: the pending cut record goes out covering what was read."""
+        f = Framer(multiline=self.START, max_record_bytes=16, terminator=b"~\n")
+        data = b"S head\n" + b" cont\n" * 100
+        assert f.feed(data, 0) == []
+        assert f.flush() == [(b"S head\n cont\n ~\n", 0, len(data))]
+        assert f.consumed == f.next_offset == len(data)
+        # later continuation lines (no start line yet) make a record of their own
+        assert f.feed(b" more\n", len(data)) == []
+        assert f.flush() == [(b" more\n", len(data), len(data) + 6)]
+
+    def test_memory_stays_within_one_record_however_long_the_run(self) -> None:
+        """300k continuation lines in 64 KiB chunks: never more than the limit (+ a partial line) held."""
+        limit = 1024
+        f = Framer(multiline=self.START, max_record_bytes=limit)
+        chunk = b" continuation line of a stack trace\n" * 2000
+        offset = 0
+        f.feed(b"S start\n", 0)
+        offset = 8
+        peak = 0
+        for _ in range(150):
+            for i in range(0, len(chunk), 65536):
+                piece = chunk[i : i + 65536]
+                assert f.feed(piece, offset) == []
+                offset += len(piece)
+                peak = max(peak, f.held_bytes)
+        assert peak <= 2 * limit + 1
+        [(record, start, end)] = f.flush()
+        assert (len(record), start, end) == (limit, 0, offset)
+
+    @given(
+        st.lists(st.sampled_from([b"S1\n", b" cc\n", b"S2 xx\n", b"\n", b" c" * 9 + b"\n"])),
+        st.lists(st.integers(0, 400), max_size=6),
+    )
+    def test_spans_still_tile_the_input(self, lines: list[bytes], cuts: list[int]) -> None:
+        """With cuts, spans still cover every byte once; each record is its span's head, bounded."""
+        data = b"".join(lines)
+        f = Framer(multiline=self.START, max_record_bytes=24, terminator=b"~\n")
+        got = feed_all(f, data, cuts) + f.flush()
+        pos = 0
+        for record, start, end in got:
+            assert start == pos
+            pos = end
+            assert len(record) <= 24
+            if record.endswith(b"~\n") and end - start > 24:
+                assert record[:-2] == data[start : start + 22]
+            else:
+                assert record == data[start:end]
+        assert pos == len(data)

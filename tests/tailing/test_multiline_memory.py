@@ -1,0 +1,84 @@
+"""A real agent over a huge run of continuation lines: memory stays bounded, the record is cut.
+
+The reported case: a 300 MB file of continuation lines with ``maxInFlightBytes`` 1 MiB peaked at
+1.16 GB. Here 64 MiB (quicker, same shape): the agent's high-water RSS, read from /proc while it
+runs, must stay far below the file's size.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.e2e_helpers import stored_lines
+
+MIB = 1024 * 1024
+FILE_BYTES = 64 * MIB
+# the agent's own footprint (interpreter, boto, SQLite) plus a few records' worth of buffers
+RSS_BUDGET = 100 * MIB  # measured: 44 MiB now, 300 MiB before the cap
+
+
+def vm_hwm(pid: int) -> int | None:
+    """The process's peak resident set so far (VmHWM), or None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def test_a_huge_multiline_record_is_cut_and_memory_stays_bounded(tmp_path: Path) -> None:
+    """64 MiB after one start line → one 1 MiB record ending with the terminator; RSS bounded."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    line = b"    at com.example.Frame.method(Frame.java:42) continuation\n"
+    with (logs / "app.log").open("wb") as fh:
+        fh.write(b"2024-01-01 start of a very long record\n")
+        block = line * (MIB // len(line))
+        while fh.tell() < FILE_BYTES:
+            fh.write(block)
+        fh.write(b"2024-01-02 the next record\n")
+    config = tmp_path / "agent.json"
+    config.write_text(
+        json.dumps(
+            {
+                "checkpointFile": str(tmp_path / "cp.db"),
+                "localStore.directory": str(tmp_path / "streams"),
+                "flows": [
+                    {
+                        "filePattern": str(logs / "*.log"),
+                        "localStream": "big",
+                        "initialPosition": "START_OF_FILE",
+                        "multiLineStartPattern": "^\\d{4}-",
+                        "truncatedRecordTerminator": "<cut>\n",
+                        "maxInFlightBytes": MIB,
+                    }
+                ],
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--once", "-c", str(config)],
+        stderr=subprocess.PIPE,
+    )
+    peak = 0
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        peak = max(peak, vm_hwm(proc.pid) or 0)
+        time.sleep(0.02)  # sampling a high-water mark: no event to wait for
+    if proc.poll() is None:
+        proc.kill()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert 0 < peak < RSS_BUDGET, f"peak RSS {peak / MIB:.0f} MiB"
+    records = stored_lines(tmp_path / "streams", "big")
+    assert len(records) == 2
+    assert len(records[0]) == MIB and records[0].endswith(b"<cut>\n")
+    assert records[0].startswith(b"2024-01-01 start of a very long record\n    at com.example")
+    assert records[1] == b"2024-01-02 the next record\n"
+    assert "records_truncated=1" in err.decode()
