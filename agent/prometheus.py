@@ -3,7 +3,9 @@
 A collector turns the live ``AgentMetrics`` into metric families on each scrape (no second set of
 counters to keep in step). The HTTP server is asyncio on the agent's own loop, so a scrape reads the
 counters from the thread that writes them. ``9100`` or ``:9100`` listens on loopback only; give a
-host (``0.0.0.0:9100``, ``[::]:9100``) to expose it further.
+host (``0.0.0.0:9100``, ``[::]:9100``) to expose it further. At most ``MAX_CONNECTIONS`` scrapes
+are served at once, and a client gets ``REQUEST_TIMEOUT`` seconds to send its request
+(``agent.listeners``): half-sent requests cannot exhaust the agent's descriptors.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from agent.errors import ConfigError
+from agent.listeners import ConnectionGuard
 from agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,9 @@ log = logging.getLogger(__name__)
 PREFIX = "kinesis_agent"
 FLOW_LABELS = ["flow", "destination"]
 FILE_LABELS = ["flow", "path"]
+MAX_CONNECTIONS = 32  # scrapers are a handful of Prometheus servers, not hundreds
+REQUEST_TIMEOUT = 2.0  # seconds for the request line and headers (a scraper sends them at once)
+RESPONSE_TIMEOUT = 10.0  # seconds to take the response
 
 # (attribute, metric name without prefix/_total, help)
 FLOW_COUNTERS = (
@@ -181,6 +187,7 @@ class PrometheusServer:
         self.host, self.port = parse_listen(listen)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(AgentCollector(metrics))
+        self.guard = ConnectionGuard("Prometheus listener", MAX_CONNECTIONS)
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> PrometheusServer:
@@ -197,32 +204,35 @@ class PrometheusServer:
         log.info("Prometheus metrics at http://%s:%d/metrics", self.host, self.port)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.guard.admit(writer):
+            return
         try:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(REQUEST_TIMEOUT):
                 request = await reader.readline()
                 while (await reader.readline()) not in (b"\r\n", b"\n", b""):
                     pass
-                parts = request.split()
-                if len(parts) < 2 or parts[0] not in (b"GET", b"HEAD"):
-                    status, body, ctype = b"405 Method Not Allowed", b"GET only\n", b"text/plain"
-                elif parts[1].split(b"?")[0] in (b"/metrics", b"/"):
-                    status, ctype = b"200 OK", CONTENT_TYPE_PLAIN_0_0_4.encode()
-                    body = generate_latest(self.registry)
-                else:
-                    status, body, ctype = b"404 Not Found", b"try /metrics\n", b"text/plain"
-                head = (
-                    b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype
-                    + b"\r\nContent-Length: " + str(len(body)).encode()
-                    + b"\r\nConnection: close\r\n\r\n"
-                )  # fmt: skip
+            parts = request.split()
+            if len(parts) < 2 or parts[0] not in (b"GET", b"HEAD"):
+                status, body, ctype = b"405 Method Not Allowed", b"GET only\n", b"text/plain"
+            elif parts[1].split(b"?")[0] in (b"/metrics", b"/"):
+                status, ctype = b"200 OK", CONTENT_TYPE_PLAIN_0_0_4.encode()
+                body = generate_latest(self.registry)
+            else:
+                status, body, ctype = b"404 Not Found", b"try /metrics\n", b"text/plain"
+            head = (
+                b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype
+                + b"\r\nContent-Length: " + str(len(body)).encode()
+                + b"\r\nConnection: close\r\n\r\n"
+            )  # fmt: skip
+            async with asyncio.timeout(RESPONSE_TIMEOUT):
                 writer.write(head + (b"" if parts[:1] == [b"HEAD"] else body))
-                await writer.drain()
+                writer.close()  # flushes what is buffered, then closes
+                await writer.wait_closed()
         except (OSError, TimeoutError, ValueError):
             pass
         finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            writer.transport.abort()  # a no-op once closed; frees a stuck client's descriptor now
+            self.guard.release()
 
     async def aclose(self) -> None:
         server, self._server = self._server, None

@@ -3,7 +3,9 @@
 Only the agent's user (and root) can reach it: the socket is created mode 0600 in the state
 directory. Each connection gets one snapshot (one JSON document, then EOF); ``kinesis-agent
 status`` and ``top`` are its clients. The snapshot is the single description of the agent's state
-that every viewer shares.
+that every viewer shares. At most ``MAX_CONNECTIONS`` clients are served at once and each must
+take its snapshot within ``WRITE_TIMEOUT`` (``agent.listeners``); the socket reads no request,
+so there is no header to wait for.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from agent.capacity import kinesis_capacity
 from agent.config import AgentConfig
 from agent.errors import AgentError
+from agent.listeners import ConnectionGuard
 from agent.metrics import AgentMetrics, FlowMetrics, RateMeter
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 1
 SOCKET_NAME = "status.sock"
 MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024
+MAX_CONNECTIONS = 16  # status and top are run by hand; a few at once is plenty
+WRITE_TIMEOUT = 5.0  # seconds for a client to take its snapshot
 
 FLOW_COUNTERS = (
     "records_parsed",
@@ -179,6 +184,7 @@ class StatusServer:
         self.metrics = metrics
         self.rates = rates
         self.config = config
+        self.guard = ConnectionGuard("status socket", MAX_CONNECTIONS)
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> StatusServer:
@@ -199,17 +205,19 @@ class StatusServer:
         log.info("status socket at %s", self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.guard.admit(writer):
+            return
         try:
             body = json.dumps(snapshot(self.metrics, self.rates, self.config)).encode()
-            writer.write(body + b"\n")
-            async with asyncio.timeout(5):
-                await writer.drain()
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                writer.write(body + b"\n")
+                writer.close()  # flushes the snapshot, then closes
+                await writer.wait_closed()
         except (OSError, TimeoutError):
             pass
         finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            writer.transport.abort()  # a no-op once closed; frees a stuck client's descriptor now
+            self.guard.release()
 
     async def aclose(self) -> None:
         server, self._server = self._server, None

@@ -1,0 +1,52 @@
+"""Limits for the agent's own listeners, so clients cannot take the descriptors the flows need.
+
+Every connection the Prometheus listener or the status socket holds is a file descriptor in the
+same process that opens log files and commits to SQLite. A thousand half-sent requests once
+pushed the agent to its descriptor limit: store commits failed and scans saw no files. So each
+listener serves at most ``limit`` connections at once (the others are closed as soon as they
+are accepted, and counted) and gives each a short deadline to send its request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+WARN_INTERVAL = 60.0  # seconds between warnings about refused connections
+
+
+class ConnectionGuard:
+    """Admits at most ``limit`` connections at once; says (at most once a minute) when it refuses."""
+
+    def __init__(self, name: str, limit: int, *, clock: Callable[[], float] = time.monotonic):
+        self.name = name
+        self.limit = limit
+        self.active = 0
+        self.refused = 0
+        self._clock = clock
+        self._next_warning = 0.0
+
+    def admit(self, writer: asyncio.StreamWriter) -> bool:
+        """True: serve it, then ``release()``. False: it was closed at once."""
+        if self.active < self.limit:
+            self.active += 1
+            return True
+        self.refused += 1
+        writer.transport.abort()  # no lingering close: the descriptor goes now
+        now = self._clock()
+        if now >= self._next_warning:
+            self._next_warning = now + WARN_INTERVAL
+            log.warning(
+                "%s: %d connections already open (the limit); refused %d so far",
+                self.name,
+                self.limit,
+                self.refused,
+            )
+        return False
+
+    def release(self) -> None:
+        self.active -= 1
