@@ -64,7 +64,8 @@ fi
 
 install -d "$STAGE/usr/bin" "$STAGE/etc/agent.d"
 ln -s "$PREFIX/bin/kinesis-agent" "$STAGE/usr/bin/kinesis-agent"
-install -m 0644 etc/agent.json "$STAGE/etc/agent.json"
+# 0640: agent.json may hold awsSecretAccessKey (each package gives it the kinesis-agent group)
+install -m 0640 etc/agent.json "$STAGE/etc/agent.json"
 
 cat >"$BUILD_DIR/stage.env" <<ENV
 STAGE=$STAGE

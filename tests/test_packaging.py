@@ -135,6 +135,9 @@ class TestDeb:
             assert path in entries
         assert re.search(r"agent/__pycache__/cli\.cpython-\d+\.pyc", listing), "not byte-compiled"
         assert all(" root/root " in line for line in listing.splitlines())
+        # may hold awsSecretAccessKey: never world-readable, not even before postinst runs
+        [config] = [line for line in listing.splitlines() if line.endswith(" ./etc/agent.json")]
+        assert config.startswith("-rw-r----- ")
 
     def test_config_is_a_conffile(self, built: Built) -> None:
         """/etc/agent.json is a conffile: upgrades never overwrite the operator's edits."""
@@ -189,6 +192,12 @@ class TestRpm:
         assert self.query(rpm, "--configfiles") == "/etc/agent.json\n"
         flags = self.query(rpm, "--queryformat", "[%{FILENAMES} %{FILEFLAGS:fflags}\n]")
         assert "/etc/agent.json cn\n" in flags  # c: config, n: noreplace
+        modes = self.query(
+            rpm,
+            "--queryformat",
+            "[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]",
+        )
+        assert "-rw-r----- root:kinesis-agent /etc/agent.json\n" in modes  # it may hold secrets
 
     def test_scriptlets(self, rpm: Path) -> None:
         """%pre creates the account; the others talk to systemd only where it runs."""
@@ -260,6 +269,7 @@ def steps(built: Built) -> dict[str, tuple[int, str]]:
             "version": "kinesis-agent --version",
             "check": "runuser -u kinesis-agent -- kinesis-agent check -c /etc/agent.json",
             "account": "id -nG kinesis-agent; stat -c '%U:%G %a' /var/lib/kinesis-agent",
+            "config_mode": "stat -c '%U:%G %a' /etc/agent.json",
             "journald": "/opt/kinesis-agent/bin/python -c 'import systemd.journal'",
             "verify": "systemd-analyze verify kinesis-agent.service",
             # the same unit with a binary that does not exist: verify must notice
@@ -294,6 +304,12 @@ class TestInstalledDeb:
     def test_account_and_state_directory(self, steps: dict[str, tuple[int, str]]) -> None:
         """postinst made the system account (in adm, to read /var/log) and its state directory."""
         assert steps["account"] == (0, "kinesis-agent adm\nkinesis-agent:kinesis-agent 750\n")
+
+    def test_config_is_readable_by_the_service_only(
+        self, steps: dict[str, tuple[int, str]]
+    ) -> None:
+        """/etc/agent.json may hold awsSecretAccessKey: 0640 root:kinesis-agent."""
+        assert steps["config_mode"] == (0, "root:kinesis-agent 640\n")
 
     def test_systemd_python_is_bundled(self, steps: dict[str, tuple[int, str]]) -> None:
         """The venv has systemd-python, so notify and journald use libsystemd."""
@@ -381,6 +397,7 @@ class TestInstalledRpm:
                 "check": "runuser -u kinesis-agent -- kinesis-agent check -c /etc/agent.json"
                 " >/dev/null",
                 "account": "id -nG kinesis-agent; stat -c '%U:%G %a' /var/lib/kinesis-agent",
+                "config_mode": "stat -c '%U:%G %a' /etc/agent.json",
                 "erase": "rpm -e kinesis-agent 2>/dev/null; test ! -e /usr/bin/kinesis-agent;"
                 " test -d /var/lib/kinesis-agent",
             },
@@ -388,4 +405,5 @@ class TestInstalledRpm:
         assert steps["version"] == (0, f"kinesis-agent {VERSION}\n")
         assert steps["check"] == (0, "")
         assert steps["account"] == (0, "kinesis-agent adm\nkinesis-agent:kinesis-agent 750\n")
+        assert steps["config_mode"] == (0, "root:kinesis-agent 640\n")
         assert steps["erase"][0] == 0, steps["erase"][1]
