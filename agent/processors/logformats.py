@@ -155,20 +155,13 @@ def builtin_formats() -> dict[str, LogFormat]:
 def error_log_values(groups: tuple[str | None, ...]) -> list[str | None]:
     """Apache error-log groups → the seven AWS fields.
 
-    The ``%F``/``%E`` text before ``[client …]`` stays in the message, where it was; the client's
-    port is dropped as AWS does. Apache 2.4 (it logs ``[module:level]``) always writes the port, so
-    an IPv6 client like ``::1:52100`` loses its last group only there.
+    The ``%F``/``%E`` text before ``[client …]`` stays in the message, where it was. The client is
+    the text Apache wrote, port included (``192.0.2.7:51234`` on 2.4), as the AWS agent keeps it:
+    queries written against its output find the same value here.
     """
     timestamp, module, severity, pid, tid, prefix, client, message = groups
     if prefix:
         message = prefix + (message or "")
-    if client is not None:
-        if client.startswith("["):
-            client = client[1 : client.find("]")] if "]" in client else client
-        elif client.count(":") == 1 or (module is not None and ":" in client):
-            host, _, port = client.rpartition(":")
-            if port.isdigit():
-                client = host
     values = [timestamp, module, severity, pid, tid, client, message]
     return [None if v == "-" else v for v in values]
 
