@@ -162,6 +162,7 @@ class Key:
     nullable: bool = False
     ignored: str | None = None  # accepted with this warning, no effect
     only: tuple[str, ...] = ()  # destination kinds this flow key applies to
+    clamp: bool = False  # out of [lo, hi] is moved into it with a warning (AWS has no range there)
 
     @property
     def field(self) -> str:
@@ -184,7 +185,11 @@ GLOBAL_KEYS: tuple[Key, ...] = (
     Key("cloudwatch.endpoint", "str"),
     Key("cloudwatch.namespace", "str"),
     Key("cloudwatch.tagInstance", "bool"),
-    Key("cloudwatch.metricsBufferTimeMillis", "int", 1000, 3_600_000),
+    # The AWS agent reads it with no range check and its sample sets 25, so every integer is
+    # accepted; the period is clamped to CloudWatch's finest resolution (1 s, high-resolution
+    # metrics; finer only multiplies PutMetricData calls against the account's TPS quota) and
+    # its coarsest retained one (1 h: statistic sets held longer land as one datapoint).
+    Key("cloudwatch.metricsBufferTimeMillis", "int", 1000, 3_600_000, clamp=True),
     Key("cloudwatch.metricsQueueSize", "int", 1, 1_000_000),
     Key("kinesis.endpoint", "str"),
     Key("kinesis.region", "str"),
@@ -547,7 +552,13 @@ def _coerce(key: Key, raw: Any, path: str, source: str | None) -> Any:
         else:
             raise bad(f"must be {_expect(key)}, not {raw!r}")
         if (key.lo is not None and value < key.lo) or (key.hi is not None and value > key.hi):
-            raise bad(f"must be {_expect(key)}, got {value}")
+            if not key.clamp:
+                raise bad(f"must be {_expect(key)}, got {value}")
+            lo = value if key.lo is None else key.lo
+            hi = value if key.hi is None else key.hi
+            used = min(max(value, lo), hi)
+            log.warning("%s: %d is outside %d to %d; using %d", path, value, lo, hi, used)
+            return used
         return value
     if key.kind == "bool":
         if isinstance(raw, bool):

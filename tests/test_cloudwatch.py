@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from agent.cloudwatch import MAX_DATUMS_PER_REQUEST, CloudWatchEmitter, region_for, should_emit
-from agent.config import AgentConfig, FlowConfig, load_config
+from agent.config import AgentConfig, FlowConfig, load_config, parse_config
 from agent.metrics import AgentMetrics
 from tests.obs_helpers import AGENT, SAFE_ENV, agent_env, local_config, write_log
 from tests.peers.servers import Peer
@@ -183,6 +183,45 @@ class TestEmitter:
         )
         asyncio.run(emitter.flush())
         assert len(put.datums()) == 5
+
+
+class TestBufferTime:
+    @pytest.mark.parametrize(
+        ("given", "used"),
+        [(25, 1000), (0, 1000), (-1, 1000), ("25", 1000), (10**12, 3_600_000), (30_000, 30_000)],
+    )
+    def test_every_aws_value_is_accepted_and_clamped(
+        self, given: object, used: int, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """AWS reads metricsBufferTimeMillis unchecked (its sample sets 25): clamp and say so."""
+        cfg = parse_config(
+            {
+                "cloudwatch.metricsBufferTimeMillis": given,
+                "flows": [{"filePattern": "/k/*.log", "kinesisStream": "k"}],
+            }
+        )
+        assert CloudWatchEmitter(cfg, AgentMetrics()).period == used / 1000
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        if used == given:
+            assert warned == []
+        else:
+            [line] = warned
+            assert "cloudwatch.metricsBufferTimeMillis" in line and f"using {used}" in line
+            assert str(given) in line
+
+    def test_cli_runs_with_the_aws_sample_value(self, tmp_path: Path) -> None:
+        """The real command accepts 25 (it exited 78 before) and warns once, naming the key."""
+        write_log(tmp_path / "logs" / "app.log", 3, 20)
+        cfg = local_config(tmp_path, **{"cloudwatch.metricsBufferTimeMillis": 25})
+        proc = subprocess.run(
+            [*AGENT, "run", "-c", str(cfg), "--once"],
+            capture_output=True,
+            text=True,
+            env=agent_env(),
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.count("cloudwatch.metricsBufferTimeMillis: 25 is outside") == 1
 
 
 # --- against moto_server ---------------------------------------------------------------------------
