@@ -87,7 +87,7 @@ def boto_put_metric_data(config: AgentConfig) -> PutMetricData:
     """
     import botocore.config
 
-    from agent.sinks.aws import make_session
+    from agent.sinks.aws import install_user_agent, make_session
 
     region = region_for(config)
     client = make_session(config, region).create_client(
@@ -101,6 +101,7 @@ def boto_put_metric_data(config: AgentConfig) -> PutMetricData:
             retries={"total_max_attempts": 1, "mode": "standard"},
         ),
     )
+    install_user_agent(client, config)  # the same product name as the sinks' calls
 
     def put(namespace: str, datums: list[dict[str, Any]]) -> None:
         client.put_metric_data(Namespace=namespace, MetricData=datums)

@@ -120,7 +120,7 @@ def make_client(agent: AgentConfig, service: str) -> Any:
         endpoint_url=normalize_endpoint(endpoint),
         config=client_config(agent, region),
     )
-    _install_user_agent(client, agent)
+    install_user_agent(client, agent)
     return client
 
 
@@ -201,13 +201,16 @@ def _assume_role_refresher(
     return refresh
 
 
-def _install_user_agent(client: Any, agent: AgentConfig) -> None:
+def install_user_agent(client: Any, agent: AgentConfig) -> None:
+    """Send ``[userAgent ]kinesis-agent/<version> <botocore's>``, or ``userAgentOverride``."""
     # User-Agent is not part of the SigV4 signature, so it can be set just before sending.
     # botocore's own string does not change between calls: build ours once.
     cache: dict[str, str] = {}
 
     def set_user_agent(request: Any, **_: Any) -> None:
-        sdk = str(request.headers.get("User-Agent", ""))
+        # botocore keeps header values as bytes: str() of them put b'…' on the wire.
+        raw = request.headers.get("User-Agent", b"")
+        sdk = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
         ua = cache.get(sdk)
         if ua is None:
             ua = cache[sdk] = user_agent_for(agent, sdk)

@@ -69,6 +69,7 @@ class FaultProxy:
         self.chooser: Callable[[random.Random], Fault] | None = None
         self.events: list[Event] = []
         self.requests = 0
+        self.user_agents: list[tuple[str | None, str | None]] = []  # (X-Amz-Target, User-Agent)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
@@ -156,6 +157,8 @@ class FaultProxy:
                     break
                 start_line, headers, body = request
                 target = _header(headers, "x-amz-target")
+                with self._lock:
+                    self.user_agents.append((target, _header(headers, "user-agent")))
                 if target != PUT_RECORDS:
                     status, rheaders, rbody = await self._forward(start_line, headers, body)
                     await _write_response(writer, status, rheaders, rbody)

@@ -1,0 +1,88 @@
+"""The AWS agent's own expectations, checked as its users see them: on the wire, in real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.peers.faultproxy import FaultProxy
+from tests.peers.helpers import new_stream, read_stream
+from tests.peers.servers import TEST_ENV, Peer
+
+PUT_RECORDS = "Kinesis_20131202.PutRecords"
+
+
+def kinesis_config(tmp: Path, endpoint: str, stream: str, **global_keys: Any) -> Path:
+    doc = {
+        "checkpointFile": str(tmp / "checkpoints.db"),
+        "kinesis.endpoint": endpoint,
+        "cloudwatch.emitMetrics": False,
+        **global_keys,
+        "flows": [
+            {
+                "filePattern": str(tmp / "logs" / "*.log"),
+                "kinesisStream": stream,
+                "initialPosition": "START_OF_FILE",
+                "maxBufferAgeMillis": 1000,
+            }
+        ],
+    }
+    path = tmp / "agent.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def run_once(config: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "run", "-c", str(config), "--once"],
+        env={**os.environ, **TEST_ENV},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+class TestUserAgentOnTheWire:
+    @pytest.mark.parametrize(
+        ("keys", "expected"),
+        [
+            ({}, r"kinesis-agent/\S+ Botocore/\S+( .*)?"),
+            ({"userAgent": "fleet-7"}, r"fleet-7 kinesis-agent/\S+ Botocore/\S+( .*)?"),
+            ({"userAgentOverride": "exactly-this"}, r"exactly-this"),
+            ({"userAgent": "ignored", "userAgentOverride": "exactly-this"}, r"exactly-this"),
+        ],
+    )
+    def test_header_as_the_server_receives_it(
+        self, tmp_path: Path, kinesalite: Peer, keys: dict[str, str], expected: str
+    ) -> None:
+        """The product name then botocore's own string, as text (it went out as b'Botocore/…');
+        ``userAgent`` is a prefix, ``userAgentOverride`` the whole header; CloudWatch's too."""
+        stream = new_stream(kinesalite.endpoint)
+        (tmp_path / "logs").mkdir()
+        (tmp_path / "logs" / "app.log").write_bytes(b"one\ntwo\n")
+        with FaultProxy(int(kinesalite.endpoint.rsplit(":", 1)[1])) as proxy:
+            config = kinesis_config(
+                tmp_path,
+                proxy.endpoint,
+                stream,
+                **keys,
+                **{"cloudwatch.emitMetrics": True, "cloudwatch.endpoint": proxy.endpoint},
+            )
+            run_once(config)
+            seen = list(proxy.user_agents)
+        assert sum(len(r) for r in read_stream(kinesalite.endpoint, stream).values()) == 2
+        puts = [ua for target, ua in seen if target == PUT_RECORDS]
+        metrics = [ua for target, ua in seen if not (target or "").startswith("Kinesis_")]
+        assert puts and metrics, seen
+        for ua in puts + metrics:
+            assert ua is not None and re.fullmatch(expected, ua), ua
+            assert "b'" not in ua
