@@ -155,6 +155,7 @@ class Flow:
             max_record_bytes=self.sink.max_record_bytes,
             clock=self.clock,
         )
+        self.files.identify_partial_now = once  # every matched file is shipped to its end
         watcher = None if once else Watcher(self.config.file_pattern, self._wake_from_thread)
         if watcher is not None:
             watcher.start()

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e_helpers import stored_lines
 from tests.peers.faultproxy import FaultProxy
 from tests.peers.helpers import new_stream, read_stream
 from tests.peers.servers import TEST_ENV, Peer
@@ -86,3 +87,37 @@ class TestUserAgentOnTheWire:
         for ua in puts + metrics:
             assert ua is not None and re.fullmatch(expected, ua), ua
             assert "b'" not in ua
+
+
+def local_config(tmp: Path) -> Path:
+    doc = {
+        "checkpointFile": str(tmp / "state" / "checkpoints.db"),
+        "localStore.directory": str(tmp / "state" / "streams"),
+        "flows": [
+            {
+                "filePattern": str(tmp / "logs" / "*.log"),
+                "localStream": "s",
+                "initialPosition": "START_OF_FILE",
+            }
+        ],
+    }
+    path = tmp / "agent.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+class TestRunOnce:
+    def test_ships_a_file_whose_only_line_is_unterminated(self, tmp_path: Path) -> None:
+        """Every matched file up to its current end: a lone unterminated line too, exactly once."""
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        (logs / "lone.log").write_bytes(b"only line, no newline")
+        (logs / "tail.log").write_bytes(b"first\nsecond, unterminated")
+        config = local_config(tmp_path)
+        run_once(config)
+        run_once(config)  # nothing new: nothing sent again
+        assert sorted(stored_lines(tmp_path / "state" / "streams", "s")) == [
+            b"first\n",
+            b"only line, no newline",
+            b"second, unterminated",
+        ]

@@ -74,6 +74,9 @@ class FileSet:
         # their paths, read by the watcher's thread (a set swapped whole, never mutated in place)
         self.waiting_paths: frozenset[str] = frozenset()
         self.restart_at_zero: set[tuple[int, int]] = set()
+        # ``run --once`` ends with this pass: a file whose only line is unterminated cannot wait
+        # for partialLineFlushMillis to be told apart; it is identified by the bytes it has.
+        self.identify_partial_now = False
         self.problems = ScanProblems(set(), set())
         self._multiline = (
             re.compile(flow.multi_line_start_pattern.encode())
@@ -266,7 +269,9 @@ class FileSet:
                     )
                     fresh = True
         first_seen = self.waiting_since.setdefault(key, now)
-        idle = now - first_seen >= self.flow.partial_line_flush_millis / 1000
+        idle = self.identify_partial_now or (
+            now - first_seen >= self.flow.partial_line_flush_millis / 1000
+        )
         fp = fingerprint(fd, force=idle)
         if fp is None:
             return None
