@@ -98,14 +98,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from agent.printable import printable
     from agent.processors import build_chain
-    from agent.tailing.discovery import scan
+    from agent.tailing.discovery import scan, shipping_order
     from agent.tailing.framing import Framer
 
     config = _load(args.config)
     print(f"configuration OK: {', '.join(config.sources)} ({len(config.flows)} flow(s))")
     for flow in config.flows:
         print(f"\nflow {flow.flow_id} -> {flow.destination}")
-        files = scan(flow.file_pattern)
+        files = sorted(scan(flow.file_pattern), key=lambda f: shipping_order(f.mtime, f.path))
         if not files:
             print(f"  no files match {flow.file_pattern} yet")
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from agent.check import test_destinations as check_destinations
 from agent.config import AgentConfig, FlowConfig
+from tests.e2e_helpers import stored_lines
 from tests.obs_helpers import AGENT, agent_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,3 +151,43 @@ class TestDestinations:
             "  KinesisStream:k: OK (ACTIVE, 2 open shard(s))",
             "  DeliveryStream:d: FAILED: AccessDeniedException: not authorized",
         ]
+
+
+def test_files_are_listed_in_shipping_order(tmp_path: Path) -> None:
+    """check lists a flow's files in the order ``run`` ships them: oldest first, and on a tie of
+    modification times the rotated (longer) name first, as the tracker reads them."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    times = {"older.log": 1_000, "app.log.1": 2_000, "app.log": 2_000, "newer.log": 3_000}
+    for name, mtime in times.items():
+        (logs / name).write_text(f"from {name}\n")
+        os.utime(logs / name, (mtime, mtime))
+    doc = {
+        "checkpointFile": str(tmp_path / "state" / "checkpoints.db"),
+        "localStore.directory": str(tmp_path / "state" / "streams"),
+        "localStore.shardCount": 1,  # one shard: the store's order is the shipping order
+        "flows": [
+            {
+                "filePattern": str(logs / "*"),
+                "localStream": "s",
+                "initialPosition": "START_OF_FILE",
+            }
+        ],
+    }
+    config = tmp_path / "agent.json"
+    config.write_text(json.dumps(doc))
+    proc = _check("-c", str(config))
+    assert proc.returncode == 0, proc.stderr
+    listed = re.findall(r"^  \S+/logs/(\S+)  \d+ bytes$", proc.stdout, re.MULTILINE)
+    assert listed == ["older.log", "app.log.1", "app.log", "newer.log"]
+    run = subprocess.run(
+        [*AGENT, "run", "-c", str(config), "--once"],
+        capture_output=True,
+        env=agent_env(),
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    shipped = [
+        line.decode().split()[1] for line in stored_lines(tmp_path / "state" / "streams", "s")
+    ]
+    assert shipped == listed

@@ -68,6 +68,15 @@ def scan(pattern: str, problems: ScanProblems | None = None) -> list[Found]:
     return sorted(found.values(), key=lambda f: (f.mtime, f.path))
 
 
+def shipping_order(mtime: float, path: str) -> tuple[float, int, str]:
+    """The order a flow ships its files in (``check`` lists them so): oldest modification first.
+
+    Modification times are only as fine as the kernel's clock tick (~4 ms): on a tie the longer
+    name goes first, since rotation appends to a name (app.log.1, app.log-20261122).
+    """
+    return (mtime, -len(path), path)
+
+
 def watch_root(pattern: str) -> tuple[str, bool]:
     """The deepest literal directory of the pattern and whether below it must be watched recursively."""
     parts = pattern.split(os.sep)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from agent.config import FlowConfig
 from agent.metrics import FileMetrics, FlowMetrics
 from agent.records import Checkpoint, FileId
-from agent.tailing.discovery import Found, ScanProblems, scan
+from agent.tailing.discovery import Found, ScanProblems, scan, shipping_order
 from agent.tailing.framing import Framed, Framer
 from agent.tailing.identity import digest, fingerprint, head_matches
 from agent.tailing.tailer import FileAcks, TrackedFile
@@ -320,9 +320,7 @@ class FileSet:
             for tracked in self.files.values():
                 with contextlib.suppress(OSError):
                     tracked.refresh_size()
-        # Modification times are only as fine as the kernel's clock tick (~4 ms): on a tie the
-        # longer name goes first, since rotation appends to a name (app.log.1, app.log-20261122).
-        return sorted(self.files.values(), key=lambda t: (t.mtime, -len(t.path), t.path))
+        return sorted(self.files.values(), key=lambda t: shipping_order(t.mtime, t.path))
 
     def close_drained(self, tracked: TrackedFile) -> None:
         """A rotated-away file read to EOF and idle: close it and remember where it ended."""
