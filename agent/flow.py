@@ -122,6 +122,7 @@ class Flow:
         # one per PutRecords/PutRecordBatch, as the AWS agent's CloudWatch metrics are per call);
         # otherwise the flow records each send as one call.
         self._sink_counts_calls = getattr(sink, "metrics", None) is metrics
+        self._key_fallbacks_seen = 0
         # Processors in a worker process run beside the reader on a second core (worker.py).
         if processor_worker is None:
             processor_worker = agent.processing_worker_process and _cpus() >= 2
@@ -568,6 +569,14 @@ class Flow:
             timeout = CHECKPOINT_INTERVAL if deadline is None else max(0.0, deadline - now)
             await _wait(self._wake_sender, min(timeout, CHECKPOINT_INTERVAL))
 
+    def _count_key_fallbacks(self) -> None:
+        # Only for a sink not given the flow's metrics (one that is counts them itself): one
+        # writer per counter, and by increments, so a counter carried over a reload only grows.
+        keys = getattr(self.sink, "keys", None)
+        if keys is not None:
+            self.metrics.partition_key_fallbacks += keys.fallbacks - self._key_fallbacks_seen
+            self._key_fallbacks_seen = keys.fallbacks
+
     def _room_needed(self) -> bool:
         return self._charged >= self.config.max_in_flight_bytes
 
@@ -581,9 +590,8 @@ class Flow:
                 result = await self._send_transactional(pending)
             else:
                 result = await self._send_plain(pending)
-            keys = getattr(self.sink, "keys", None)
-            if keys is not None:
-                m.partition_key_fallbacks = keys.fallbacks
+            if not self._sink_counts_calls:
+                self._count_key_fallbacks()
             delivered = result.delivered
             sent_bytes = sum(map(len, [r.data for r in delivered]))
             if not self._sink_counts_calls:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,8 +21,10 @@ from botocore.exceptions import (
 )
 from botocore.stub import Stubber
 
+from agent.checkpoints import CheckpointDB
 from agent.config import AgentConfig, FlowConfig
 from agent.errors import FatalSinkError, RetryableSinkError
+from agent.flow import Flow
 from agent.metrics import FlowMetrics
 from agent.records import Record
 from agent.sinks import open_sink
@@ -121,6 +124,42 @@ class TestPartitionKeys:
             for key, data in records:
                 assert key == hashlib.md5(data).hexdigest()
                 assert lo <= hash_key(key) <= hi
+
+    def test_fallback_count_only_grows(self, kinesalite: Peer, tmp_path: Path) -> None:
+        """partition_key_fallbacks has one writer: a flow restarted on a new sink (a reload
+        keeps the flow's counters) adds to the count, never sets it back (5 went to 0)."""
+        stream = new_stream(kinesalite.endpoint)
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        flow_cfg = FlowConfig(
+            file_pattern=str(logs / "*.log"),
+            kinesis_stream=stream,
+            initial_position="START_OF_FILE",
+            partition_key_option="FIELD",
+            partition_key_field="user",
+        )
+        agent = AgentConfig(
+            flows=(flow_cfg,),
+            kinesis_endpoint=kinesalite.endpoint,
+            checkpoint_file=str(tmp_path / "checkpoints.db"),
+        )
+        metrics = FlowMetrics(flow_cfg.flow_id, flow_cfg.destination)
+        metrics.partition_key_fallbacks = 5  # counted before the reload
+        seen = [metrics.partition_key_fallbacks]
+        for run in range(2):
+            with (logs / "app.log").open("ab") as f:
+                f.write(b'{"user": "u1"}\nno json %d\n{"other": %d}\n' % (run, run))
+            sink = KinesisSink.open(agent, flow_cfg, metrics=metrics)
+            db = CheckpointDB(agent.checkpoint_file)
+            try:
+                asyncio.run(
+                    Flow(agent, flow_cfg, sink, metrics, db).run(asyncio.Event(), once=True)
+                )
+            finally:
+                asyncio.run(sink.aclose())
+                db.close()
+            seen.append(metrics.partition_key_fallbacks)
+        assert seen == [5, 7, 9]
 
     def test_field_keys_and_fallback(self, kinesalite: Peer) -> None:
         """FIELD takes the key from the JSON record; records without it get a RANDOM key, counted."""
