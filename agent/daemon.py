@@ -17,12 +17,17 @@ from agent.instance import InstanceLock
 from agent.metrics import AgentMetrics, FlowMetrics
 from agent.observe import Observers
 from agent.progress import progress_line
+from agent.records import FileId
 from agent.sinks import Sink, open_sink
+from agent.store.sqlite import file_still_there
 from agent.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
 STATUS_PERIOD = 5.0
+# checkpointTimeToLiveDays is applied at start and this often while running: a long-lived agent
+# on rotating logs would otherwise keep a checkpoint row for every file it ever read.
+CHECKPOINT_EXPIRY_PERIOD = 3600.0
 
 
 @dataclass(slots=True)
@@ -56,6 +61,7 @@ class Agent:
         self._tg: asyncio.TaskGroup | None = None
         self._once = False
         self.locks = InstanceLock()
+        self.checkpoint_expiry_period = CHECKPOINT_EXPIRY_PERIOD
         self._observers: Observers | None = None
 
     @property
@@ -119,9 +125,12 @@ class Agent:
                 observed = await observers.start(tg)
                 for flow_cfg in self.config.flows:
                     self._start_flow(self.config, flow_cfg)
+                # before any flow has loaded its checkpoints (their tasks have not run yet)
+                self._log_expired(self._expire_store_checkpoints(self._tailed_files()))
                 helpers = [
                     *observed,
                     tg.create_task(self._systemd_status(), name="systemd status"),
+                    tg.create_task(self._expire_periodically(), name="checkpoint expiry"),
                 ]
                 interval = self.notifier.watchdog_interval()
                 if interval is not None:
@@ -150,6 +159,48 @@ class Agent:
                 if problems:
                     log.warning("%s: %s", m.flow_id, problems)
         return 0
+
+    def _tailed_files(self) -> frozenset[tuple[str, FileId]]:
+        return frozenset(
+            (r.flow.config.flow_id, tracked.file_id)
+            for r in self.running.values()
+            if r.flow.files is not None
+            for tracked in r.flow.files.files.values()
+        )
+
+    def _expire_store_checkpoints(self, tailed: frozenset[tuple[str, FileId]]) -> int:
+        """checkpointTimeToLiveDays in the embedded store (the AWS flows' database applies it
+        when it opens, as AWS does). A file still tailed, or still at its path, keeps its row:
+        an idle file's checkpoint is never rewritten, and forgetting it would ship it again."""
+        store = next(
+            (s for r in self.running.values() if (s := getattr(r.sink, "store", None)) is not None),
+            None,
+        )
+        if store is None:
+            return 0
+
+        def keep(flow: str, file: FileId, path: str) -> bool:
+            return (flow, file) in tailed or file_still_there(file, path)
+
+        try:
+            expired: int = store.expire_checkpoints(
+                self.config.checkpoint_time_to_live_days, keep=keep
+            )
+        except AgentError as exc:
+            log.error("cannot expire old checkpoints: %s (next try in an hour)", exc)
+            return 0
+        return expired
+
+    @staticmethod
+    def _log_expired(expired: int) -> None:
+        if expired:
+            log.info("Deleted %d old checkpoints.", expired)  # the AWS agent's words
+
+    async def _expire_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.checkpoint_expiry_period)
+            tailed = self._tailed_files()
+            self._log_expired(await asyncio.to_thread(self._expire_store_checkpoints, tailed))
 
     async def _reloader(self) -> None:
         while True:

@@ -306,6 +306,37 @@ def checkpoint_from_row(flow: str, row: tuple[int, int, int, bytes, str, int]) -
     )
 
 
+def expire_checkpoint_rows(
+    db: sqlite3.Connection, cutoff: float, keep: Callable[[str, FileId, str], bool] | None
+) -> int:
+    """Delete checkpoint rows last updated before ``cutoff`` unless ``keep(flow, file, path)``."""
+    old = db.execute(
+        "SELECT flow, dev, ino, fp_len, fp_hash, path FROM file_checkpoints WHERE updated < ?",
+        (cutoff,),
+    ).fetchall()
+    doomed = [
+        (flow, dev, ino, fp_len, fp_hash, cutoff)
+        for flow, dev, ino, fp_len, fp_hash, path in old
+        if keep is None
+        or not keep(flow, FileId(to_unsigned(dev), to_unsigned(ino), fp_len, bytes(fp_hash)), path)
+    ]
+    db.executemany(
+        "DELETE FROM file_checkpoints WHERE flow = ? AND dev = ? AND ino = ? AND fp_len = ? "
+        "AND fp_hash = ? AND updated < ?",
+        doomed,
+    )
+    return len(doomed)
+
+
+def file_still_there(file: FileId, path: str) -> bool:
+    """Is the checkpointed file still at its path (same device and inode)?"""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (file.dev, file.ino)
+
+
 def trim_chunk(db: sqlite3.Connection, table: str, cutoff: float, chunk: int) -> tuple[int, int]:
     """Delete up to ``chunk`` of a shard's oldest chunk rows that arrived before ``cutoff``.
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.errors import StoreError, StreamNotFound
-from agent.records import Checkpoint
+from agent.records import Checkpoint, FileId
 from agent.sinks.partition import even_ranges
 from agent.store.chunks import pack_shards
 from agent.store.layout import PutResult, StreamLayout, check_keys
@@ -43,6 +43,7 @@ from agent.store.sqlite import (
     checkpoint_rows,
     connect,
     create_shard_table,
+    expire_checkpoint_rows,
     shard_table,
     trim_chunk,
     write,
@@ -389,20 +390,22 @@ class StreamStore:
         )
         return [checkpoint_from_row(flow, row) for row in rows]
 
-    def expire_checkpoints(self, older_than_days: float, now: float | None = None) -> int:
-        """Forget checkpoints not updated for ``older_than_days`` (checkpointTimeToLiveDays)."""
+    def expire_checkpoints(
+        self,
+        older_than_days: float,
+        now: float | None = None,
+        keep: Callable[[str, FileId, str], bool] | None = None,
+    ) -> int:
+        """Forget checkpoints not updated for ``older_than_days`` (checkpointTimeToLiveDays).
+
+        ``keep(flow, file, path)`` spares a row: an idle file's checkpoint is not rewritten, yet
+        forgetting it while the file is still there would make a restart ship it again from 0.
+        """
         cutoff = (self._clock() if now is None else now) - older_than_days * 86400
         with self._lock:
             db = self._connection()
             try:
-                return self._write(
-                    db,
-                    lambda: (
-                        db.execute(
-                            "DELETE FROM file_checkpoints WHERE updated < ?", (cutoff,)
-                        ).rowcount
-                    ),
-                )
+                return self._write(db, partial(expire_checkpoint_rows, db, cutoff, keep))
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot expire checkpoints in {self.path}: {exc}") from exc
 
