@@ -235,3 +235,54 @@ class TestFlowWithWorker:
 def test_meta_is_json() -> None:
     """The counters travel as JSON (orjson both ends)."""
     assert orjson.loads(orjson.dumps({"skipped": 1})) == {"skipped": 1}
+
+
+# A parent that is the agent's own parent side (ChainWorker), floods its worker with chunks and
+# dies by SIGKILL without reading an answer: the worker then writes into a pipe nobody reads.
+_DYING_PARENT = r"""
+import asyncio, os, signal, sys
+from agent.processors.worker import ChainWorker
+
+async def main():
+    worker = await ChainWorker.start([{"optionName": "ADDBRACKETS"}], "dataProcessingOptions")
+    for _ in range(200):
+        worker.submit([b"x" * 1000 + b"\n"] * 100)
+    await asyncio.sleep(0.05)  # the first chunks are at the worker
+    print(worker.pid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_worker_exits_quietly_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """After kill -9 of the agent the worker's answers hit a closed pipe: it exits, with no
+    BrokenPipeError traceback on the terminal or in the journal."""
+    import subprocess
+    import sys
+    import time
+
+    stderr = tmp_path / "stderr"
+    with stderr.open("wb") as err:
+        parent = subprocess.run(
+            [sys.executable, "-c", _DYING_PARENT],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+        )
+    assert parent.returncode == -signal.SIGKILL
+    worker_pid = int(parent.stdout)
+    deadline = time.monotonic() + 20
+    while not _gone(worker_pid):
+        assert time.monotonic() < deadline, "the orphaned worker did not exit"
+        time.sleep(0.05)
+    assert stderr.read_text() == ""

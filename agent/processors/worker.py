@@ -11,7 +11,7 @@ sends whole chunks (the records of one read) and gets the results back in the or
 parent logs as its own (the worker has no log configuration of its own). The first request is the
 chain's options as JSON. The worker ignores SIGINT and SIGTERM (a Ctrl+C or systemd's stop reaches
 the whole process group; the parent decides when to stop) and exits when its stdin closes, also
-when the parent dies. If it dies, the parent still has every record it sent and processes them
+when the parent dies (quietly, when its answers then meet a closed pipe). If it dies, the parent still has every record it sent and processes them
 itself: nothing is lost or duplicated (see Flow._collect).
 """
 
@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import os
 import signal
 import struct
 import sys
@@ -285,7 +286,14 @@ def main() -> int:
     # The parent decides when we stop (it closes our stdin); signals to the group are its business.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    return serve(sys.stdin.buffer, sys.stdout.buffer)
+    try:
+        return serve(sys.stdin.buffer, sys.stdout.buffer)
+    except BrokenPipeError:
+        # The parent is gone (kill -9, the OOM killer) and nobody reads our answers; the next
+        # agent re-reads those records from the files. Leave quietly: stdout now points at
+        # /dev/null, so the interpreter's last flush at exit has nothing to complain about.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
