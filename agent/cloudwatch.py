@@ -2,9 +2,16 @@
 
 Every send call adds one value per metric (``FlowMetrics.send_call``); each period
 (``cloudwatch.metricsBufferTimeMillis``, 30 s) the emitter takes those statistic sets per
-(metric, dimensions) and sends them with PutMetricData. Failures never touch shipping: the sets are
-kept and merged into the next period (bounded by ``cloudwatch.metricsQueueSize`` distinct keys) and
-logged at most once a minute.
+(metric, dimensions) and sends them with PutMetricData. Failures never touch shipping.
+
+Metrics never claim more than happened. A put that certainly stored nothing (no connection could
+be made, or CloudWatch answered 4xx, e.g. throttled) is kept and merged into the next period
+(bounded by ``cloudwatch.metricsQueueSize`` distinct keys). A put that may have landed (a timeout
+after the request went out, a dropped answer, a 5xx) is dropped, counted (``datums_dropped``) and
+logged, never sent again: CloudWatch does not deduplicate, it adds datapoints that share a
+timestamp, so a resend (with or without a fixed timestamp) would count that period twice. Such a
+gap under-reports one period; a resend could only over-report it. Warnings come at most once a
+minute.
 
 When to emit: ``cloudwatch.emitMetrics`` defaults to true as in AWS, but an agent whose flows all go
 to the embedded store and that names no ``cloudwatch.endpoint`` has no AWS account to report to;
@@ -28,6 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent.config import AgentConfig
+from agent.errors import MetricsNotSent
 from agent.metrics import SEND_METRICS, AgentMetrics, StatSet
 
 log = logging.getLogger(__name__)
@@ -79,13 +87,15 @@ def region_for(config: AgentConfig) -> str:
     )
 
 
-def boto_put_metric_data(config: AgentConfig) -> PutMetricData:
+def boto_put_metric_data(config: AgentConfig, *, read_timeout: float = 5.0) -> PutMetricData:
     """PutMetricData on a client with the sinks' credentials (keys, chain, assumed role).
 
-    One attempt per call, short timeouts: a failed period is merged into the next one, and the
-    last flush at exit (bounded at 10 s) never waits on a stuck call.
+    One attempt per call (botocore's own retries would resend a put that may have landed), short
+    timeouts: the last flush at exit (bounded at 10 s) never waits on a stuck call. Raises
+    MetricsNotSent when the put certainly stored nothing; anything else may have landed.
     """
     import botocore.config
+    import botocore.exceptions
 
     from agent.sinks.aws import install_user_agent, make_session
 
@@ -97,14 +107,26 @@ def boto_put_metric_data(config: AgentConfig) -> PutMetricData:
         config=botocore.config.Config(
             region_name=region,
             connect_timeout=3,
-            read_timeout=5,
+            read_timeout=read_timeout,
             retries={"total_max_attempts": 1, "mode": "standard"},
         ),
     )
     install_user_agent(client, config)  # the same product name as the sinks' calls
 
     def put(namespace: str, datums: list[dict[str, Any]]) -> None:
-        client.put_metric_data(Namespace=namespace, MetricData=datums)
+        try:
+            client.put_metric_data(Namespace=namespace, MetricData=datums)
+        except (
+            botocore.exceptions.ConnectionError,  # could not connect: nothing went out
+            botocore.exceptions.NoCredentialsError,
+            botocore.exceptions.ParamValidationError,
+        ) as exc:
+            raise MetricsNotSent(str(exc)) from exc
+        except botocore.exceptions.ClientError as exc:
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            if 400 <= status < 500:  # refused as a whole: nothing of it was stored
+                raise MetricsNotSent(str(exc)) from exc
+            raise
 
     return put
 
@@ -133,6 +155,7 @@ class CloudWatchEmitter:
         self.datums_sent = 0
         self.requests_sent = 0
         self.failures = 0
+        self.datums_dropped = 0  # in puts that may have landed: never sent again
         self._last_loud = float("-inf")
         self._lock = asyncio.Lock()
 
@@ -216,9 +239,25 @@ class CloudWatchEmitter:
                 chunk = items[start : start + MAX_DATUMS_PER_REQUEST]
                 try:
                     await asyncio.to_thread(put, self.namespace, [d for _, d in chunk])
-                except Exception as exc:
+                except MetricsNotSent as exc:
                     self._failed(exc)
-                    return False  # the rest stays pending and merges into the next period
+                    return False  # all of it stays pending and merges into the next period
+                except Exception as exc:
+                    # It may have landed: sending it again could count it twice (module doc).
+                    for key, _ in chunk:
+                        self.pending.pop(key, None)
+                    self.datums_dropped += len(chunk)
+                    self.failures += 1
+                    self._loud(
+                        "CloudWatch metrics to %s may or may not have been stored (%s): dropped "
+                        "%d datum(s) rather than risk counting them twice (%d so far); "
+                        "shipping is unaffected",
+                        self.config.cloudwatch_endpoint or "CloudWatch",
+                        _one_line(exc),
+                        len(chunk),
+                        self.datums_dropped,
+                    )
+                    return False  # the chunks not tried stay pending
                 for key, _ in chunk:
                     self.pending.pop(key, None)
                 self.datums_sent += len(chunk)
@@ -250,6 +289,11 @@ class CloudWatchEmitter:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self.flush()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0]
 
 
 def sent_summary(datums: Sequence[dict[str, Any]]) -> dict[str, float]:

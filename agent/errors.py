@@ -5,6 +5,7 @@ AgentError                      base; ``retryable`` says whether waiting and try
 ├── StoreError                  the embedded stream store or the checkpoint database failed
 │   └── StreamNotFound          a stream name that does not exist (not retryable)
 ├── SourceError                 a log file could not be opened or read (retryable)
+├── MetricsNotSent              PutMetricData certainly stored nothing (safe to send again)
 └── SinkError                   a destination refused or failed a request
     ├── RetryableSinkError      throttling, 5xx, timeouts, network
     └── FatalSinkError          access denied, stream not found: retried at the cap, loudly
@@ -47,6 +48,12 @@ class StreamNotFound(StoreError):
 
 class SourceError(AgentError):
     """A source file could not be opened or read; tried again on the next scan."""
+
+    retryable = True
+
+
+class MetricsNotSent(AgentError):
+    """PutMetricData stored nothing for sure: no connection was made, or CloudWatch refused it."""
 
     retryable = True
 

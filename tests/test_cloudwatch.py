@@ -12,8 +12,15 @@ from typing import Any
 import boto3
 import pytest
 
-from agent.cloudwatch import MAX_DATUMS_PER_REQUEST, CloudWatchEmitter, region_for, should_emit
+from agent.cloudwatch import (
+    MAX_DATUMS_PER_REQUEST,
+    CloudWatchEmitter,
+    boto_put_metric_data,
+    region_for,
+    should_emit,
+)
 from agent.config import AgentConfig, FlowConfig, load_config, parse_config
+from agent.errors import MetricsNotSent
 from agent.metrics import AgentMetrics
 from tests.obs_helpers import AGENT, SAFE_ENV, agent_env, local_config, write_log
 from tests.peers.servers import Peer
@@ -28,17 +35,22 @@ KINESIS = FlowConfig(file_pattern="/k/*.log", kinesis_stream="k")
 
 
 class Recorder:
-    """A PutMetricData stand-in: keeps every request; can be told to fail."""
+    """A PutMetricData stand-in: keeps every request; can be told to fail (nothing stored) or
+    to lose the answer (stored, but the caller gets an error, as after a read timeout)."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, list[dict[str, Any]]]] = []
         self.fail = 0
+        self.lose = 0
 
     def __call__(self, namespace: str, datums: list[dict[str, Any]]) -> None:
         if self.fail:
             self.fail -= 1
-            raise ConnectionError("endpoint down")
+            raise MetricsNotSent("endpoint down")
         self.requests.append((namespace, datums))
+        if self.lose:
+            self.lose -= 1
+            raise TimeoutError("Read timeout on endpoint URL")
 
     def datums(self) -> list[dict[str, Any]]:
         return [d for _, batch in self.requests for d in batch]
@@ -146,8 +158,28 @@ class TestEmitter:
                 {"Name": "Instance", "Value": "i-0abc"},
             ]
 
+    def test_ambiguous_failure_is_dropped_never_resent(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A put that may have landed is not sent again: sums never exceed what was shipped."""
+        metrics = _metrics("KinesisStream:k")
+        k = metrics.flows["flow-KinesisStream:k"]
+        put = Recorder()
+        put.lose = 1
+        emitter = CloudWatchEmitter(_config(KINESIS), metrics, put=put)
+        k.send_call(attempted=3000, sent=3000, sent_bytes=300, failed=0, service_error=False)
+        assert not asyncio.run(emitter.flush())
+        k.send_call(attempted=2000, sent=2000, sent_bytes=200, failed=0, service_error=False)
+        assert asyncio.run(emitter.flush())
+        sums = [
+            d["StatisticValues"]["Sum"] for d in put.datums() if d["MetricName"] == "RecordsSent"
+        ]
+        assert sums == [3000.0, 2000.0]  # the first landed once; it was not merged into the next
+        assert emitter.datums_dropped == 6 and emitter.failures == 1
+        assert "dropped 6 datum(s) rather than risk counting them twice" in caplog.text
+
     def test_failure_keeps_datums_for_the_next_period(self) -> None:
-        """A failed send loses nothing: the sets merge with the next period's and go then."""
+        """A send that stored nothing loses nothing: the sets merge with the next period's."""
         metrics = _metrics("KinesisStream:k")
         k = metrics.flows["flow-KinesisStream:k"]
         put = Recorder()
@@ -283,6 +315,98 @@ def test_run_once_publishes_what_it_shipped(tmp_path: Path, moto: Peer) -> None:
         m["Dimensions"] == [{"Name": "Destination", "Value": "LocalStream:obs"}] for m in listed
     )
     json.dumps(listed)  # plain values, as get_metric_statistics returned them
+
+
+class AnswerLosingProxy:
+    """Forwards to moto; for the next ``lose`` PutMetricData calls it forwards (moto stores the
+    datums), then holds the answer back until the client has timed out, and hangs up."""
+
+    def __init__(self, upstream: str, stall: float) -> None:
+        import http.client
+        import http.server
+        import threading
+        import time
+        from urllib.parse import urlsplit
+
+        target = urlsplit(upstream)
+        self.lose = 0
+        self.forwarded = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn.request("POST", self.path, body, headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                conn.close()
+                proxy.forwarded += 1
+                if "PutMetricData" in self.headers.get("X-Amz-Target", "") and proxy.lose:
+                    proxy.lose -= 1
+                    time.sleep(stall)  # stored upstream; the client gives up waiting
+                    self.close_connection = True
+                    return
+                self.send_response(answer.status)
+                for k, v in answer.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(10)
+
+
+@pytest.mark.slow
+def test_put_that_timed_out_but_landed_is_not_counted_twice(moto: Peer) -> None:
+    """Against moto: a PutMetricData stored, whose answer never came (read timeout), is not
+    merged into the next period and sent again; CloudWatch's sums equal what was shipped."""
+    import uuid
+
+    destination = f"KinesisStream:cw-{uuid.uuid4().hex[:8]}"
+    proxy = AnswerLosingProxy(moto.endpoint, stall=1.5)
+    try:
+        config = _config(KINESIS, cloudwatch_endpoint=proxy.endpoint)
+        metrics = _metrics(destination)
+        flow = metrics.flows[f"flow-{destination}"]
+        emitter = CloudWatchEmitter(
+            config, metrics, put=boto_put_metric_data(config, read_timeout=0.5)
+        )
+        started = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+        proxy.lose = 1
+        flow.send_call(attempted=3000, sent=3000, sent_bytes=3000, failed=0, service_error=False)
+        assert not asyncio.run(emitter.flush())
+        assert proxy.forwarded == 1  # it reached moto
+        flow.send_call(attempted=2000, sent=2000, sent_bytes=2000, failed=0, service_error=False)
+        assert asyncio.run(emitter.flush())
+    finally:
+        proxy.close()
+    client = boto3.client("cloudwatch", endpoint_url=moto.endpoint, region_name="us-east-1")
+    stats = client.get_metric_statistics(
+        Namespace="AWSKinesisAgent",
+        MetricName="RecordsSent",
+        Dimensions=[{"Name": "Destination", "Value": destination}],
+        StartTime=started,
+        EndTime=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5),
+        Period=60,
+        Statistics=["Sum"],
+    )
+    assert sum(p["Sum"] for p in stats["Datapoints"]) == 5000  # not 8,000
+    assert emitter.datums_dropped == 6  # and the drop is counted
 
 
 @pytest.mark.slow
