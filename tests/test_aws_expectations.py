@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -14,7 +15,7 @@ import pytest
 
 from tests.e2e_helpers import stored_lines
 from tests.peers.faultproxy import FaultProxy
-from tests.peers.helpers import new_stream, read_stream
+from tests.peers.helpers import deaggregate, new_stream, read_stream
 from tests.peers.servers import TEST_ENV, Peer
 
 PUT_RECORDS = "Kinesis_20131202.PutRecords"
@@ -121,3 +122,83 @@ class TestRunOnce:
             b"only line, no newline",
             b"second, unterminated",
         ]
+
+
+MIB = 1024 * 1024
+CUT = b"[cut]\n"  # truncatedRecordTerminator, recognisable
+
+
+class TestKinesisTruncation:
+    @pytest.mark.parametrize(
+        "flow",
+        [
+            {},
+            {"partitionKeyOption": "DETERMINISTIC"},
+            {"partitionKeyOption": "FIELD", "partitionKeyField": "user"},
+            {"aggregateRecords": True},
+            {"aggregateRecords": True, "partitionKeyOption": "DETERMINISTIC"},
+        ],
+    )
+    def test_cut_record_with_its_key_is_exactly_1_mib(
+        self, tmp_path: Path, kinesalite: Peer, flow: dict[str, Any]
+    ) -> None:
+        """A 2 MiB line arrives cut so that data + partition key is 1,048,576 bytes, ending with
+        the terminator, for every key option and with aggregation (which sends it plain)."""
+        stream = new_stream(kinesalite.endpoint)
+        (tmp_path / "logs").mkdir()
+        small = [b'{"user": "u1", "n": 1}\n', b'{"user": "u2", "n": 2}\n']
+        (tmp_path / "logs" / "app.log").write_bytes(small[0] + b"x" * (2 * MIB) + b"\n" + small[1])
+        config = kinesis_config(tmp_path, kinesalite.endpoint, stream)
+        doc = json.loads(config.read_text())
+        doc["flows"][0].update(flow, truncatedRecordTerminator=CUT.decode())
+        config.write_text(json.dumps(doc))
+        run_once(config)
+        stored = [kd for recs in read_stream(kinesalite.endpoint, stream).values() for kd in recs]
+        big = [(k, d) for k, d in stored if len(d) > 1000]
+        [(key, data)] = big
+        assert len(data) + len(key.encode()) == MIB
+        assert data.endswith(CUT) and data.startswith(b"xxxx")
+        assert not data.startswith(b"\xf3\x89\x9a\xc2")  # a plain record, not an aggregate
+        if flow.get("partitionKeyOption") == "DETERMINISTIC":
+            assert len(key) == 32
+        if flow.get("aggregateRecords"):  # what a KCL consumer gets: the plain one unchanged
+            users = {  # an unaggregated record passes through as it is, without the flag
+                (
+                    base64.b64decode(u["kinesis"]["data"])
+                    if u["kinesis"].get("aggregated")
+                    else u["kinesis"]["data"]
+                ): u["kinesis"].get("aggregated", False)
+                for u in deaggregate(stored)
+            }
+            assert users == {small[0]: True, data: False, small[1]: True}
+        else:
+            assert sorted(d for _, d in stored if len(d) <= 1000) == small
+
+    def test_a_long_field_key_cuts_the_data_not_the_key(
+        self, tmp_path: Path, kinesalite: Peer
+    ) -> None:
+        """A record under 1 MiB whose FIELD key pushes it over keeps that key (its shard) and is
+        cut to fit beside it (the key was replaced by an MD5 before)."""
+        stream = new_stream(kinesalite.endpoint)
+        (tmp_path / "logs").mkdir()
+        user = "u" * 200
+        head = b'{"user": "' + user.encode() + b'", "pad": "'
+        line = head + b"p" * (MIB - 100 - len(head) - 3) + b'"}\n'
+        assert len(line) + 200 > MIB and len(line) < MIB - 1
+        (tmp_path / "logs" / "app.log").write_bytes(line)
+        config = kinesis_config(tmp_path, kinesalite.endpoint, stream)
+        doc = json.loads(config.read_text())
+        doc["flows"][0].update(
+            partitionKeyOption="FIELD",
+            partitionKeyField="user",
+            truncatedRecordTerminator=CUT.decode(),
+        )
+        config.write_text(json.dumps(doc))
+        done = run_once(config)
+        [(key, data)] = [
+            kd for recs in read_stream(kinesalite.endpoint, stream).values() for kd in recs
+        ]
+        assert key == user
+        assert len(data) + len(key) == MIB and data.endswith(CUT)
+        assert data[: len(head)] == head
+        assert "over the 1 MiB limit; cut to fit" in done.stderr

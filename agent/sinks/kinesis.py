@@ -3,12 +3,19 @@
 A record keeps the partition key it was first given, so a resent record lands in the same shard
 and stays behind its predecessors there. With ``aggregateRecords`` the batch is packed into KPL
 aggregated records (agent/sinks/kpl.py) and an accepted aggregate acknowledges all it carries.
+
+Record size: Kinesis takes data plus partition key up to 1 MiB. An over-size record is cut so that
+the two together are exactly 1,048,576 bytes, ending with ``truncatedRecordTerminator``. Where the
+key's length is known before the record is keyed (RANDOM pool keys, DETERMINISTIC's MD5), the
+reader cuts it so (``max_record_bytes``); a FIELD key is only known here, so a record it pushes
+over the limit is cut here, keeping the key the user asked for. Under aggregation a user record too
+big to share an aggregate goes as a plain Kinesis record (as the KPL sends it; KCL and
+``aws-kinesis-agg`` pass plain records through), so aggregation never shortens a record.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import time
@@ -24,7 +31,7 @@ from agent.sinks.kpl import (
     Aggregate,
     kpl_aggregate,
 )
-from agent.sinks.partition import KEY_POOL_SIZE, MAX_KEY_CHARS, PartitionKeys, random_keys
+from agent.sinks.partition import KEY_POOL_SIZE, PartitionKeys, random_keys
 from agent.sinks.shards import ShardMap, list_open_shards
 from agent.sinks.wire import install_put_records_serializer
 
@@ -50,6 +57,8 @@ SEND_CALLS = 2 * SEND_LANES
 # Aggregated calls are few and big (~4 MiB each): the service spends long on each, and while the
 # next send is being packed it has only what is still in flight. More lanes keep it fed.
 AGGREGATED_SEND_LANES = 4
+# A user record bigger than this cannot share an aggregate with a 256-character key: it goes plain.
+AGGREGATE_MAX_USER_BYTES = KINESIS_MAX_RECORD_BYTES - KPL_PER_RECORD_RESERVE
 # After ListShards is refused (the AWS agent's IAM policy has only PutRecords): one lane, and ask
 # again after this long.
 SHARD_MAP_RETRY_SECONDS = 600.0
@@ -71,9 +80,12 @@ class KinesisSink(AwsSink):
         aggregate: bool = False,
         metrics: FlowMetrics | None = None,
         lanes: int | None = None,
+        terminator: bytes = b"\n",
     ) -> None:
         super().__init__(client, stream, metrics=metrics)
         self.keys = keys or PartitionKeys("RANDOM")
+        self.terminator = terminator
+        self._last_cut_log = float("-inf")
         self.aggregate = aggregate
         self.packs_records = aggregate  # the flow batches by our limits, not maxBufferSize*
         if lanes is None:
@@ -84,15 +96,13 @@ class KinesisSink(AwsSink):
         self._map_stale = False
         self._map_retry_at = float("-inf")
         self._lane_keys: list[list[str]] = []
+        self.max_record_bytes = KINESIS_MAX_RECORD_BYTES - self.keys.key_bytes_known_before
         if aggregate:
-            self.max_record_bytes = KINESIS_MAX_RECORD_BYTES - KPL_PER_RECORD_RESERVE
             self.max_batch_records = AGGREGATED_BATCH_RECORDS
             self.max_batch_bytes = AGGREGATED_BATCH_BYTES
             self.max_send_records = lanes * AGGREGATED_BATCH_RECORDS
             self.max_send_bytes = lanes * AGGREGATED_BATCH_BYTES
         else:
-            # Room for the longest key (256 chars) inside the 1 MiB that data + key may take.
-            self.max_record_bytes = KINESIS_MAX_RECORD_BYTES - MAX_KEY_CHARS
             self.max_batch_records = PUT_RECORDS_MAX_ENTRIES
             self.max_batch_bytes = PUT_RECORDS_MAX_BYTES
             self.max_send_records = SEND_CALLS * PUT_RECORDS_MAX_ENTRIES
@@ -114,6 +124,7 @@ class KinesisSink(AwsSink):
             keys=PartitionKeys(flow.partition_key_option, flow.partition_key_field),
             aggregate=flow.aggregate_records,
             metrics=metrics,
+            terminator=flow.truncated_record_terminator.encode(),
         )
         if not flow.aggregate_records:
             # A send may carry several batches; each call stays within the flow's batch limits.
@@ -194,7 +205,10 @@ class KinesisSink(AwsSink):
 
     def entries(self, records: Sequence[Record], lane: int = 0) -> list[Aggregate]:
         if self.aggregate:
-            out = self._aggregates(records, lane)
+            if records and max(map(len, [r.data for r in records])) > AGGREGATE_MAX_USER_BYTES:
+                out = self._aggregates_and_plain(records, lane)
+            else:
+                out = self._aggregates(records, lane)
         else:
             if self.keys.option == "RANDOM":
                 self._assign_random_keys(records)
@@ -204,16 +218,62 @@ class KinesisSink(AwsSink):
             for record in records:
                 data = record.data
                 key = record.partition_key
+                fresh = key is None
                 if key is None:
                     key = record.partition_key = key_for(data)
                 n = len(data)
                 size = n + (len(key) if key.isascii() else len(key.encode()))
                 if size > KINESIS_MAX_RECORD_BYTES:
-                    # A long FIELD key must not make a full-size record unsendable.
-                    key = record.partition_key = hashlib.md5(data).hexdigest()
-                    size = n + len(key)
-                append(Aggregate(data, [record], key, n, size))
+                    append(self._plain(record, key, count=fresh))
+                else:
+                    append(Aggregate(data, [record], key, n, size))
         self._count_fallbacks()
+        return out
+
+    def _plain(self, record: Record, key: str, *, count: bool) -> Aggregate:
+        """One record as its own Kinesis record, cut so data + key is exactly the 1 MiB limit.
+
+        The cut is made again on every resend (the record keeps its data, which the flow's
+        accounting of in-flight bytes counts); ``count`` it the first time only.
+        """
+        data = record.data
+        kb = len(key.encode())
+        if len(data) + kb > KINESIS_MAX_RECORD_BYTES:
+            data = data[: KINESIS_MAX_RECORD_BYTES - kb - len(self.terminator)] + self.terminator
+            if count:
+                if self.metrics is not None:
+                    self.metrics.records_truncated += 1
+                now = time.monotonic()
+                if now - self._last_cut_log >= 60.0:  # counted each time, said once a minute
+                    self._last_cut_log = now
+                    log.warning(
+                        "%s: a record with its %d-byte partition key was over the 1 MiB limit; "
+                        "cut to fit, ending with the truncation terminator",
+                        self.name,
+                        kb,
+                    )
+        return Aggregate(data, [record], key, len(data), len(data) + kb)
+
+    def _aggregates_and_plain(self, records: Sequence[Record], lane: int) -> list[Aggregate]:
+        """Aggregates of the records that can share one, and each bigger record plain, in order."""
+        out: list[Aggregate] = []
+        run: list[Record] = []
+        for record in records:
+            if len(record.data) <= AGGREGATE_MAX_USER_BYTES:
+                run.append(record)
+                continue
+            if run:
+                out += self._aggregates(run, lane)
+                run = []
+            if self.keys.option == "RANDOM":
+                # A key of this lane's shards (aggregates share theirs; the record keeps none)
+                keys = self._lane_keys[lane] if self._map is not None and self._lane_keys else None
+                out.append(self._plain(record, random.choice(keys or random_keys(1)), count=True))
+            else:
+                fresh = record.partition_key is None
+                out.append(self._plain(record, self.key_of(record), count=fresh))
+        if run:
+            out += self._aggregates(run, lane)
         return out
 
     def _aggregates(self, records: Sequence[Record], lane: int) -> list[Aggregate]:

@@ -36,7 +36,7 @@ KPL_MAGIC = b"\xf3\x89\x9a\xc2"
 KPL_OVERHEAD = len(KPL_MAGIC) + 16  # magic + MD5 trailer
 KINESIS_MAX_RECORD_BYTES = 1024 * 1024  # data + partition key of one Kinesis record
 # Room a lone user record needs beside its data: a 256-char key (table entry and outer key),
-# the record's own framing and the magic/MD5. The batcher cuts records to fit under this.
+# the record's own framing and the magic/MD5. A bigger record is sent plain (sinks/kinesis.py).
 KPL_PER_RECORD_RESERVE = KPL_OVERHEAD + 2 * (256 * 4 + 3) + 16
 
 _KEY_TABLE_TAG = b"\x0a"  # field 1, length-delimited

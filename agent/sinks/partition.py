@@ -11,6 +11,8 @@ import orjson
 
 HASH_SPACE = 1 << 128
 MAX_KEY_CHARS = 256
+RANDOM_KEY_CHARS = 12  # the keys random_keys() hands out: 6 random bytes in hex
+DETERMINISTIC_KEY_CHARS = 32  # an MD5 in hex
 
 
 def hash_key(partition_key: str) -> int:
@@ -48,6 +50,15 @@ class PartitionKeys:
         else:
             raise ValueError(f"unknown partitionKeyOption {option!r}")
 
+    @property
+    def key_bytes_known_before(self) -> int:
+        """The key's length as far as it is known before the record is keyed: exact for RANDOM
+        (the sinks take pool keys) and DETERMINISTIC, the 1-byte minimum for FIELD. A record
+        is cut to fit beside it; a longer FIELD key makes the sink cut further."""
+        return {"RANDOM": RANDOM_KEY_CHARS, "DETERMINISTIC": DETERMINISTIC_KEY_CHARS}.get(
+            self.option, 1
+        )
+
     def _field_key(self, field: str) -> Callable[[bytes], str]:
         def key_for(data: bytes) -> str:
             try:
@@ -79,8 +90,9 @@ def random_keys(count: int) -> list[str]:
     """
     pool = _key_pool
     if not pool:
-        digits = os.urandom(6 * KEY_POOL_SIZE).hex()
-        pool += [digits[i : i + 12] for i in range(0, 12 * KEY_POOL_SIZE, 12)]
+        n = RANDOM_KEY_CHARS
+        digits = os.urandom(n // 2 * KEY_POOL_SIZE).hex()
+        pool += [digits[i : i + n] for i in range(0, n * KEY_POOL_SIZE, n)]
     start = int.from_bytes(os.urandom(4), "big") % KEY_POOL_SIZE
     keys = pool[start : start + count]
     while len(keys) < count:
