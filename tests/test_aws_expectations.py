@@ -202,3 +202,39 @@ class TestKinesisTruncation:
         assert len(data) + len(key) == MIB and data.endswith(CUT)
         assert data[: len(head)] == head
         assert "over the 1 MiB limit; cut to fit" in done.stderr
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+class TestReadmeSaysWhatHappens:
+    def test_no_flows_refusal_is_shown_as_printed(self, tmp_path: Path) -> None:
+        """The README's example of the no-flows refusal is the line the command prints."""
+        config = tmp_path / "agent.json"
+        config.write_text(json.dumps({"flows": []}))
+        done = subprocess.run(
+            [sys.executable, "-m", "agent", "check", "-c", str(config)],
+            env={**os.environ, **TEST_ENV},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 78
+        printed = done.stderr.strip().replace(str(config), "/etc/agent.json")
+        assert f"    {printed}\n" in README.read_text()
+
+    def test_addbrackets_and_user_agent_are_described(self) -> None:
+        """ADDBRACKETS' newline outside the braces and the product name in the User-Agent, as
+        the README describes them to AWS users."""
+        from agent.config import AgentConfig
+        from agent.processors import build_chain
+        from agent.sinks.aws import user_agent_for
+
+        text = README.read_text()
+        chain = build_chain(({"optionName": "ADDBRACKETS"},))
+        assert chain(b"line\n") == b"{line}\n"
+        assert "ADDBRACKETS writes `{line}` and then the newline" in text
+        ua = user_agent_for(AgentConfig(flows=()), "Botocore/1.0")
+        assert re.fullmatch(r"kinesis-agent/\S+ Botocore/1\.0", ua)
+        assert "`User-Agent: kinesis-agent/<version> Botocore/…`" in text
+        assert "`aws-kinesis-agent/<version>`" in text
