@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from agent.config import load_config
@@ -50,9 +51,9 @@ def _paths(db_path: Path) -> set[str]:
         return {p for (p,) in db.execute("SELECT path FROM file_checkpoints")}
 
 
-async def _until(check: object, what: str, timeout: float = 20.0) -> None:
+async def _until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)

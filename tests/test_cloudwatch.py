@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import http.client
+import http.server
 import json
 import subprocess
+import threading
+import time
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 import boto3
@@ -322,12 +328,6 @@ class AnswerLosingProxy:
     datums), then holds the answer back until the client has timed out, and hangs up."""
 
     def __init__(self, upstream: str, stall: float) -> None:
-        import http.client
-        import http.server
-        import threading
-        import time
-        from urllib.parse import urlsplit
-
         target = urlsplit(upstream)
         self.lose = 0
         self.forwarded = 0
@@ -375,8 +375,6 @@ class AnswerLosingProxy:
 def test_put_that_timed_out_but_landed_is_not_counted_twice(moto: Peer) -> None:
     """Against moto: a PutMetricData stored, whose answer never came (read timeout), is not
     merged into the next period and sent again; CloudWatch's sums equal what was shipped."""
-    import uuid
-
     destination = f"KinesisStream:cw-{uuid.uuid4().hex[:8]}"
     proxy = AnswerLosingProxy(moto.endpoint, stall=1.5)
     try:

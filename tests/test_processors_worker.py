@@ -6,6 +6,9 @@ import asyncio
 import logging
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -266,10 +269,6 @@ def _gone(pid: int) -> bool:
 def test_worker_exits_quietly_when_its_parent_is_killed(tmp_path: Path) -> None:
     """After kill -9 of the agent the worker's answers hit a closed pipe: it exits, with no
     BrokenPipeError traceback on the terminal or in the journal."""
-    import subprocess
-    import sys
-    import time
-
     stderr = tmp_path / "stderr"
     with stderr.open("wb") as err:
         parent = subprocess.run(
