@@ -12,8 +12,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
