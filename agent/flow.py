@@ -123,6 +123,7 @@ class Flow:
         # otherwise the flow records each send as one call.
         self._sink_counts_calls = getattr(sink, "metrics", None) is metrics
         self._key_fallbacks_seen = 0
+        self._records_cut_seen = 0
         # Processors in a worker process run beside the reader on a second core (worker.py).
         if processor_worker is None:
             processor_worker = agent.processing_worker_process and _cpus() >= 2
@@ -569,13 +570,23 @@ class Flow:
             timeout = CHECKPOINT_INTERVAL if deadline is None else max(0.0, deadline - now)
             await _wait(self._wake_sender, min(timeout, CHECKPOINT_INTERVAL))
 
-    def _count_key_fallbacks(self) -> None:
+    def _count_sink_counters(self) -> None:
         # Only for a sink not given the flow's metrics (one that is counts them itself): one
         # writer per counter, and by increments, so a counter carried over a reload only grows.
         keys = getattr(self.sink, "keys", None)
         if keys is not None:
             self.metrics.partition_key_fallbacks += keys.fallbacks - self._key_fallbacks_seen
             self._key_fallbacks_seen = keys.fallbacks
+        cut = getattr(self.sink, "records_cut", 0)
+        if cut != self._records_cut_seen:
+            self.metrics.records_truncated += cut - self._records_cut_seen
+            log.warning(
+                "%s: %d record(s) with a long partition key were over the 1 MiB limit; cut to "
+                "fit, ending with the truncation terminator",
+                self.config.flow_id,
+                cut - self._records_cut_seen,
+            )
+            self._records_cut_seen = cut
 
     def _room_needed(self) -> bool:
         return self._charged >= self.config.max_in_flight_bytes
@@ -591,7 +602,7 @@ class Flow:
             else:
                 result = await self._send_plain(pending)
             if not self._sink_counts_calls:
-                self._count_key_fallbacks()
+                self._count_sink_counters()
             delivered = result.delivered
             sent_bytes = sum(map(len, [r.data for r in delivered]))
             if not self._sink_counts_calls:

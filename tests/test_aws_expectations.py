@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from agent.store.store import StreamStore
 from tests.e2e_helpers import stored_lines
 from tests.peers.faultproxy import FaultProxy
 from tests.peers.helpers import deaggregate, new_stream, read_stream
@@ -238,3 +239,47 @@ class TestReadmeSaysWhatHappens:
         assert re.fullmatch(r"kinesis-agent/\S+ Botocore/1\.0", ua)
         assert "`User-Agent: kinesis-agent/<version> Botocore/…`" in text
         assert "`aws-kinesis-agent/<version>`" in text
+
+
+class TestLocalStoreTruncation:
+    @pytest.mark.parametrize(
+        "flow",
+        [{}, {"partitionKeyOption": "DETERMINISTIC"}],
+    )
+    def test_same_cut_as_kinesis(self, tmp_path: Path, flow: dict[str, Any]) -> None:
+        """The embedded store takes what Kinesis takes: a 2 MiB line is stored cut to
+        data + key = 1,048,576 bytes, ending with the terminator."""
+        (tmp_path / "logs").mkdir()
+        (tmp_path / "logs" / "app.log").write_bytes(b"a\n" + b"x" * (2 * MIB) + b"\nb\n")
+        config = local_config(tmp_path)
+        doc = json.loads(config.read_text())
+        doc["flows"][0].update(flow, truncatedRecordTerminator=CUT.decode())
+        config.write_text(json.dumps(doc))
+        run_once(config)
+        with StreamStore.open(tmp_path / "state" / "streams", create=False) as store:
+            stored = {r.data[:3]: r for r in store.read("s")}
+        assert set(stored) == {b"a\n", b"xxx", b"b\n"}
+        big = stored[b"xxx"]
+        assert len(big.data) + len(big.partition_key) == MIB and big.data.endswith(CUT)
+
+    def test_a_long_field_key_cuts_the_data_not_the_key(self, tmp_path: Path) -> None:
+        """As into Kinesis: the FIELD key is kept, the data cut to fit beside it, and counted."""
+        (tmp_path / "logs").mkdir()
+        user = "u" * 200
+        head = b'{"user": "' + user.encode() + b'", "pad": "'
+        line = head + b"p" * (MIB - 100 - len(head) - 3) + b'"}\n'
+        (tmp_path / "logs" / "app.log").write_bytes(line)
+        config = local_config(tmp_path)
+        doc = json.loads(config.read_text())
+        doc["flows"][0].update(
+            partitionKeyOption="FIELD",
+            partitionKeyField="user",
+            truncatedRecordTerminator=CUT.decode(),
+        )
+        config.write_text(json.dumps(doc))
+        done = run_once(config)
+        with StreamStore.open(tmp_path / "state" / "streams", create=False) as store:
+            [record] = list(store.read("s"))
+        assert record.partition_key == user
+        assert len(record.data) + len(user) == MIB and record.data.endswith(CUT)
+        assert "1 record(s) with a long partition key were over the 1 MiB limit" in done.stderr

@@ -73,12 +73,13 @@ class TestOpen:
         asyncio.run(sink.aclose())
 
     def test_is_a_transactional_sink_with_kinesis_limits(self, cfg: AgentConfig) -> None:
-        """open_sink picks it for localStream; its limits are PutRecords's."""
+        """open_sink picks it for localStream; its limits are PutRecords's (a record is cut to
+        leave room for its 12-character RANDOM key within 1 MiB, as into Kinesis)."""
         sink: Sink = open_sink(cfg, cfg.flows[0])
         assert isinstance(sink, LocalSink)
         assert sink.transactional
         assert (sink.max_record_bytes, sink.max_batch_records, sink.max_batch_bytes) == (
-            1024 * 1024,
+            1024 * 1024 - 12,
             500,
             5 * 1024 * 1024,
         )

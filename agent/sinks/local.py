@@ -2,7 +2,9 @@
 
 The sink is transactional: a batch and the checkpoints that cover it are committed together or not
 at all, so delivery into the store is exactly-once across ``kill -9``. Its limits are Kinesis's, so
-a configuration behaves the same whether it ships here or to a real stream.
+a configuration behaves the same whether it ships here or to a real stream: a record and its
+partition key take at most 1 MiB together, and an over-size record is cut as the Kinesis sink cuts
+it (agent/sinks/kinesis.py).
 """
 
 from __future__ import annotations
@@ -30,14 +32,19 @@ class LocalSink:
     """One flow's connection to the store directory; several sinks may share a directory."""
 
     transactional = True
-    max_record_bytes = MIB
     max_batch_records = 500
     max_batch_bytes = 5 * MIB
 
-    def __init__(self, store: StreamStore, stream: str, keys: PartitionKeys) -> None:
+    def __init__(
+        self, store: StreamStore, stream: str, keys: PartitionKeys, terminator: bytes = b"\n"
+    ) -> None:
         self.store = store
         self.stream = stream
         self.keys = keys
+        self.terminator = terminator
+        # the reader cuts records to fit beside a key of known length; a FIELD key is cut for here
+        self.max_record_bytes = MIB - keys.key_bytes_known_before
+        self.records_cut = 0  # delivered records a long FIELD key made us cut (the flow counts)
         self._closed = False
 
     @classmethod
@@ -55,7 +62,7 @@ class LocalSink:
             store.close()
             raise
         keys = PartitionKeys(flow.partition_key_option, flow.partition_key_field)
-        return cls(store, flow.local_stream, keys)
+        return cls(store, flow.local_stream, keys, flow.truncated_record_terminator.encode())
 
     def __repr__(self) -> str:
         return f"LocalSink({self.stream!r} in {str(self.store.directory)!r})"
@@ -69,6 +76,8 @@ class LocalSink:
             return SendResult(retry=list(records), error=error)
         given = [r.partition_key for r in records]
         keys = self._assign_keys(records, given) if None in given else cast(list[str], given)
+        datas = [r.data for r in records]
+        cut = self._fit(datas, keys) if self.keys.option == "FIELD" else 0
         try:
             # The worker thread finishes its commit even if this task is cancelled; the
             # checkpoints committed with it keep a restart from sending the batch again.
@@ -76,12 +85,23 @@ class LocalSink:
                 self.store.put_columns,
                 self.stream,
                 keys,
-                [r.data for r in records],
+                datas,
                 checkpoints,
             )
         except StoreError as exc:
             return SendResult(retry=list(records), error=exc)
+        self.records_cut += cut
         return SendResult(delivered=list(records))
+
+    def _fit(self, datas: list[bytes], keys: list[str]) -> int:
+        """Cut (in ``datas``, not the records) what a long key pushes over 1 MiB; how many."""
+        cut = 0
+        for i, (data, key) in enumerate(zip(datas, keys, strict=True)):
+            kb = len(key.encode())
+            if len(data) + kb > MIB:
+                datas[i] = data[: MIB - kb - len(self.terminator)] + self.terminator
+                cut += 1
+        return cut
 
     def _assign_keys(self, records: Sequence[Record], keys: list[str | None]) -> list[str]:
         """Keys for the records that have none; DETERMINISTIC and FIELD keys stay on the records.
