@@ -33,7 +33,8 @@ def vm_hwm(pid: int) -> int | None:
 
 
 def test_a_huge_multiline_record_is_cut_and_memory_stays_bounded(tmp_path: Path) -> None:
-    """64 MiB after one start line → one 1 MiB record ending with the terminator; RSS bounded."""
+    """64 MiB after one start line → one record of 1 MiB with its key, ending with the
+    terminator; RSS bounded."""
     logs = tmp_path / "logs"
     logs.mkdir()
     line = b"    at com.example.Frame.method(Frame.java:42) continuation\n"
@@ -78,7 +79,8 @@ def test_a_huge_multiline_record_is_cut_and_memory_stays_bounded(tmp_path: Path)
     assert 0 < peak < RSS_BUDGET, f"peak RSS {peak / MIB:.0f} MiB"
     records = stored_lines(tmp_path / "streams", "big")
     assert len(records) == 2
-    assert len(records[0]) == MIB and records[0].endswith(b"<cut>\n")
+    # cut to 1 MiB with its 12-character RANDOM partition key, as into Kinesis
+    assert len(records[0]) + 12 == MIB and records[0].endswith(b"<cut>\n")
     assert records[0].startswith(b"2024-01-01 start of a very long record\n    at com.example")
     assert records[1] == b"2024-01-02 the next record\n"
     assert "records_truncated=1" in err.decode()
