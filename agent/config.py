@@ -8,7 +8,6 @@ names the nearest valid key. Keys that mean nothing here are accepted with a war
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 import os
 import re
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from agent.config_json import ConfigBudget, extra_config_files, read_config_file
 from agent.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -320,11 +320,34 @@ _FALSE = {"false", "no", "f", "n", "0"}
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> AgentConfig:
-    """Read agent.json and every ``agent.d/*.json`` beside it; raise ConfigError on anything wrong."""
+    """Read agent.json and every ``agent.d/*.json`` beside it; raise ConfigError on anything wrong.
+
+    Nothing else escapes: ``check`` and ``run`` exit 78 on a ConfigError, and a SIGHUP reload keeps
+    the running configuration, so an unforeseen failure while validating is reported as one too.
+    """
     main_path = Path(path if path is not None else DEFAULT_CONFIG)
-    doc = _read_json(main_path)
+    try:
+        return _load(main_path)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        log.debug("validating %s failed unexpectedly", main_path, exc_info=True)
+        raise ConfigError(
+            "",
+            f"cannot be validated (internal error {type(exc).__name__}: {exc}); please report it",
+            source=str(main_path),
+        ) from exc
+
+
+def _load(main_path: Path) -> AgentConfig:
+    budget = ConfigBudget()
+    doc = read_config_file(main_path, budget)
     if not isinstance(doc, dict):
-        raise ConfigError("", "the configuration must be a JSON object", source=str(main_path))
+        raise ConfigError(
+            "",
+            f"the configuration must be a JSON object, not {_typename(doc)}",
+            source=str(main_path),
+        )
     sources = [str(main_path)]
     flow_docs: list[tuple[Any, str, str]] = []
     raw_flows = doc.get("flows", [])
@@ -335,28 +358,26 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AgentConfig:
             source=str(main_path),
         )
     flow_docs += [(f, f"flows[{i}]", str(main_path)) for i, f in enumerate(raw_flows)]
-    extra_dir = main_path.parent / "agent.d"
-    if extra_dir.is_dir():
-        for extra in sorted(extra_dir.glob("*.json")):
-            extra_doc = _read_json(extra)
-            if not isinstance(extra_doc, dict):
-                raise ConfigError(
-                    "", "must be a JSON object with a 'flows' list", source=str(extra)
-                )
-            for key in extra_doc:
-                if key != "flows":
-                    raise ConfigError(
-                        key, "agent.d files may only contain 'flows'", source=str(extra)
-                    )
-            more = extra_doc.get("flows", [])
-            if not isinstance(more, list):
-                raise ConfigError(
-                    "flows",
-                    f"must be a list of flow objects, not {_typename(more)}",
-                    source=str(extra),
-                )
-            flow_docs += [(f, f"flows[{i}]", str(extra)) for i, f in enumerate(more)]
-            sources.append(str(extra))
+    for extra in extra_config_files(main_path):
+        extra_doc = read_config_file(extra, budget)
+        if not isinstance(extra_doc, dict):
+            raise ConfigError(
+                "",
+                f"must be a JSON object with a 'flows' list, not {_typename(extra_doc)}",
+                source=str(extra),
+            )
+        for key in extra_doc:
+            if key != "flows":
+                raise ConfigError(key, "agent.d files may only contain 'flows'", source=str(extra))
+        more = extra_doc.get("flows", [])
+        if not isinstance(more, list):
+            raise ConfigError(
+                "flows",
+                f"must be a list of flow objects, not {_typename(more)}",
+                source=str(extra),
+            )
+        flow_docs += [(f, f"flows[{i}]", str(extra)) for i, f in enumerate(more)]
+        sources.append(str(extra))
     return parse_config(doc, flow_docs, source=str(main_path), sources=tuple(sources))
 
 
@@ -579,10 +600,13 @@ def _coerce(key: Key, raw: Any, path: str, source: str | None) -> Any:
                 f"must be one of {', '.join(key.choices)} (case-sensitive), not {raw!r}{hint}"
             )
         if key.kind == "regex":
+            from agent.processors._base import compile_regex
+
+            # the agent matches it against the file's bytes, where \u and \N{} do not exist
             try:
-                re.compile(raw)
-            except re.error as exc:
-                raise bad(f"is not a valid regular expression: {exc}") from None
+                compile_regex(raw.encode(), path)
+            except ConfigError as exc:
+                raise bad(f"{exc.message} (it is matched against bytes)") from None
         return raw
     if key.kind == "list":
         if not isinstance(raw, list):
@@ -620,55 +644,6 @@ def _typename(value: Any) -> str:
 def _camel(field_name: str) -> str:
     head, *rest = field_name.split("_")
     return head + "".join(p.title() for p in rest)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("", "configuration file not found", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("", f"cannot read the configuration: {exc}", source=str(path)) from None
-    try:
-        return json.loads(strip_comments(text))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            "", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", source=str(path)
-        ) from None
-
-
-def strip_comments(text: str) -> str:
-    """Remove // and /* */ comments outside JSON strings (Jackson's ALLOW_COMMENTS), keeping line numbers."""
-    out: list[str] = []
-    i, n = 0, len(text)
-    in_string = False
-    while i < n:
-        c = text[i]
-        if in_string:
-            out.append(c)
-            if c == "\\" and i + 1 < n:
-                out.append(text[i + 1])
-                i += 2
-                continue
-            if c == '"':
-                in_string = False
-            i += 1
-        elif c == '"':
-            in_string = True
-            out.append(c)
-            i += 1
-        elif text.startswith("//", i):
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-        elif text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            chunk = text[i : n if j < 0 else j + 2]
-            out.append("\n" * chunk.count("\n"))
-            i = n if j < 0 else j + 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
 
 
 def field_names(cls: type) -> list[str]:

@@ -208,7 +208,12 @@ class Agent:
             self.reload_requested.clear()
             if self.stop.is_set():
                 return
-            await self.reload()
+            try:
+                await self.reload()
+            except Exception:
+                # whatever a reload trips over must not end the TaskGroup, and with it every
+                # flow that is shipping
+                log.exception("reload failed; fix the cause and send SIGHUP again")
 
     async def reload(self) -> bool:
         """Re-read the configuration; start added flows, drain removed and changed ones."""

@@ -13,7 +13,22 @@ AgentError                      base; ``retryable`` says whether waiting and try
 
 from __future__ import annotations
 
+import re
+
 EX_CONFIG = 78
+
+# Every character str.splitlines() breaks on, and every other control character (a terminal
+# escape in a key of agent.json must not reach the operator's terminal).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one printable line of at most about ``limit`` characters (head … tail)."""
+    text = _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]}…({len(text) - 2 * keep:,} characters)…{text[-keep:]}"
 
 
 class AgentError(Exception):
@@ -23,15 +38,19 @@ class AgentError(Exception):
 
 
 class ConfigError(AgentError):
-    """The configuration is invalid; ``path`` names the JSON path (``flows[1].maxBufferAgeMillis``)."""
+    """The configuration is invalid; ``path`` names the JSON path (``flows[1].maxBufferAgeMillis``).
+
+    Its text is always one printable line of bounded length: the parts come from the file itself
+    (a megabyte key, a newline or an escape sequence in a key) and the CLI prints it as one line.
+    """
 
     def __init__(self, path: str, message: str, *, source: str | None = None) -> None:
         self.path = path
         self.message = message
         self.source = source
-        where = f"{source}: " if source else ""
-        at = f"{path}: " if path else ""
-        super().__init__(f"{where}{at}{message}")
+        where = f"{one_line(source)}: " if source else ""
+        at = f"{one_line(path)}: " if path else ""
+        super().__init__(f"{where}{at}{one_line(message, 1000)}")
 
 
 class StoreError(AgentError):

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, AnyStr
 
 import orjson
 
@@ -20,6 +22,8 @@ Processor = Callable[[bytes], "bytes | None"]
 Factory = Callable[[Mapping[str, Any], str], Processor]
 
 WARNING_INTERVAL_SECONDS = 60.0
+
+log = logging.getLogger(__name__)
 
 
 class PassRaw(Exception):
@@ -84,6 +88,26 @@ def strip_eol(text: str) -> str:
     if text.endswith("\r"):
         text = text[:-1]
     return text
+
+
+def compile_regex(
+    source: AnyStr, path: str, *, invalid: str = "is not a valid regular expression"
+) -> re.Pattern[AnyStr]:
+    """Compile a regex from the configuration; any way it can fail is a ConfigError naming ``path``.
+
+    Besides ``re.error``, a hostile pattern raises OverflowError (``a{99999999999}``) or
+    RecursionError (thousands of nested groups); Python's own FutureWarnings about a pattern
+    (``[[``) become one log line instead of a multi-line warning on stderr.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            pattern = re.compile(source)
+        except (re.error, OverflowError, RecursionError) as exc:
+            raise ConfigError(path, f"{invalid}: {exc}") from None
+    for warning in caught:
+        log.warning("%s: %s", path, warning.message)
+    return pattern
 
 
 def check_keys(options: Mapping[str, Any], allowed: Iterable[str], path: str) -> None:

@@ -25,6 +25,7 @@ from agent.errors import ConfigError
 from agent.processors._base import (
     Processor,
     check_keys,
+    compile_regex,
     decode,
     get_names,
     get_str,
@@ -50,12 +51,9 @@ def resolve_delimiter(raw: str, path: str) -> str | re.Pattern[str]:
             return char
     if not _REGEX_SYNTAX.intersection(raw):
         return raw
-    try:
-        pattern = re.compile(raw)
-    except re.error as exc:
-        raise ConfigError(
-            path, f"is neither a literal nor a valid regular expression: {exc}"
-        ) from None
+    pattern = compile_regex(
+        raw, path, invalid="is neither a literal nor a valid regular expression"
+    )
     if pattern.search("") is not None:
         raise ConfigError(path, f"regular expression {raw!r} matches the empty string")
     return pattern

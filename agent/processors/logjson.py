@@ -21,6 +21,7 @@ from agent.processors._base import (
     Processor,
     RateLimitedWarning,
     check_keys,
+    compile_regex,
     get_names,
     get_str,
     json_options,
@@ -151,12 +152,7 @@ def _rfc5424_builder(names: tuple[str, ...]) -> Builder:
 def _custom_pattern(
     source: str, names: tuple[str, ...] | None, path: str
 ) -> tuple[re.Pattern[str], tuple[str, ...]]:
-    try:
-        pattern = re.compile(translate_java_regex(source))
-    except re.error as exc:
-        raise ConfigError(
-            f"{path}.matchPattern", f"is not a valid regular expression: {exc}"
-        ) from None
+    pattern = compile_regex(translate_java_regex(source), f"{path}.matchPattern")
     if names is None:
         named = tuple(pattern.groupindex)
         if not named or len(named) != pattern.groups:
