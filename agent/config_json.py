@@ -38,22 +38,27 @@ MAX_EXTRA_FILES = 1000  # agent.d/*.json (one file per application is the usual 
 MAX_DEPTH = 64
 # No value in a configuration needs more; Python refuses int() past 4,300 digits with ValueError.
 MAX_NUMBER_CHARS = 100
+MAX_DUPLICATE_WARNINGS = 10  # one line each; the rest are counted in one more line
 
 _BOM = b"\xef\xbb\xbf"
 # Strings (a missing closing quote runs to the end: json then reports it), comments (an unclosed
-# /* runs to the end, as before), brackets, number literals and bare words. Nothing else needs a
-# look before json.loads; the rest is json's to judge.
+# /* runs to the end, as before), brackets, the number literals that can hurt (too long, or with
+# an exponent: only those overflow to infinity) and NaN/Infinity. Nothing else needs a look
+# before json.loads (the rest is json's to judge), and the regex engine skips it without a
+# Python step per token.
 _TOKEN = re.compile(
-    r"""
+    rf"""
     (?P<string> "[^"\\]*(?:\\.[^"\\]*)*"? )
     | (?P<comment> //[^\n]* | /\*.*?(?:\*/|\Z) )
-    | (?P<open> [\[{] )
-    | (?P<close> []}] )
-    | (?P<number> -?[0-9][0-9.eE+-]* )
-    | (?P<word> [A-Za-z_][A-Za-z0-9_]* )
+    | (?P<open> [\[{{] )
+    | (?P<close> []}}] )
+    | (?P<number> (?<![0-9.]) -?(?: [0-9.]{{{MAX_NUMBER_CHARS},}}[0-9.eE+-]* | [0-9][0-9.]*[eE][0-9eE+-]* ) )
+    | (?P<word> (?<![A-Za-z0-9_])(?:NaN|Infinity)(?![A-Za-z0-9_]) )
     """,
     re.VERBOSE | re.DOTALL,
 )
+# a \uD800-\uDFFF escape: the only way a JSON text read as UTF-8 can produce a surrogate
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -62,8 +67,8 @@ class ConfigBudget:
 
     __slots__ = ("remaining",)
 
-    def __init__(self, total: int = MAX_TOTAL_BYTES) -> None:
-        self.remaining = total
+    def __init__(self, total: int | None = None) -> None:
+        self.remaining = MAX_TOTAL_BYTES if total is None else total
 
 
 def read_config_file(path: Path, budget: ConfigBudget | None = None) -> Any:
@@ -133,7 +138,7 @@ def _read_bytes(path: Path, budget: ConfigBudget) -> bytes:
 def _check_size(size: int, limit: int, source: str) -> None:
     if size <= limit:
         return
-    if limit < MAX_FILE_BYTES:
+    if limit < MAX_FILE_BYTES:  # the budget, not the file's own cap, ran out
         raise ConfigError(
             "",
             f"takes the configuration over {MAX_TOTAL_BYTES // MIB} MiB in total "
@@ -142,7 +147,7 @@ def _check_size(size: int, limit: int, source: str) -> None:
         )
     raise ConfigError(
         "",
-        f"is {size:,} bytes or more; a configuration file may be at most {MAX_FILE_BYTES // MIB} MiB",
+        f"is larger than the {MAX_FILE_BYTES // MIB} MiB a configuration file may hold",
         source=source,
     )
 
@@ -184,7 +189,8 @@ def decode_config(data: bytes, source: str) -> Any:
             f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
             source=source,
         ) from None
-    _walk(value, duplicates, source)
+    if duplicates or _SURROGATE_ESCAPE.search(text):
+        _walk(value, duplicates, source)
     return value
 
 
@@ -223,7 +229,7 @@ def _screen(text: str, source: str) -> str:
                     continue  # not a JSON number: json.loads says where
                 if math.isinf(number):
                     raise _at(text, match.start(), f"the number {token} is out of range", source)
-        elif token in {"NaN", "Infinity"}:
+        else:  # NaN, Infinity
             raise _at(text, match.start(), f"{token} is not JSON (numbers must be finite)", source)
     if not pieces:
         return text
@@ -243,18 +249,13 @@ def _position(text: Any, offset: int, newline: Any) -> tuple[int, int]:
 
 
 def _walk(value: Any, duplicates: dict[int, tuple[dict[str, Any], list[str]]], source: str) -> None:
-    """Warn about every repeated key by its JSON path; refuse strings with lone surrogates."""
+    """Warn about repeated keys by their JSON paths; refuse strings with lone surrogates."""
+    repeated: list[str] = []
     stack: list[tuple[Any, str]] = [(value, "")]
     while stack:
         node, path = stack.pop()
         if isinstance(node, dict):
-            for key in duplicates.get(id(node), (None, []))[1]:
-                log.warning(
-                    "%s: %s: given more than once in one object; the last value is used "
-                    "(as the AWS agent does)",
-                    one_line(source),
-                    one_line(_join(path, key)),
-                )
+            repeated += [_join(path, key) for key in duplicates.get(id(node), (None, []))[1]]
             children = []
             for key, child in node.items():
                 here = _join(path, key)
@@ -272,6 +273,19 @@ def _walk(value: Any, duplicates: dict[int, tuple[dict[str, Any], list[str]]], s
             raise ConfigError(
                 path, "holds a lone UTF-16 surrogate (\\uD800-\\uDFFF)", source=source
             )
+    for path in repeated[:MAX_DUPLICATE_WARNINGS]:
+        log.warning(
+            "%s: %s: given more than once in one object; the last value is used "
+            "(as the AWS agent does)",
+            one_line(source),
+            one_line(path),
+        )
+    if len(repeated) > MAX_DUPLICATE_WARNINGS:  # a generated file must not flood the journal
+        log.warning(
+            "%s: %d more keys given more than once; the last value of each is used",
+            one_line(source),
+            len(repeated) - MAX_DUPLICATE_WARNINGS,
+        )
 
 
 def _join(path: str, key: str) -> str:

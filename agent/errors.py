@@ -13,22 +13,22 @@ AgentError                      base; ``retryable`` says whether waiting and try
 
 from __future__ import annotations
 
-import re
-
 EX_CONFIG = 78
-
-# Every character str.splitlines() breaks on, and every other control character (a terminal
-# escape in a key of agent.json must not reach the operator's terminal).
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    """``text`` on one printable line of at most about ``limit`` characters (head … tail)."""
-    text = _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
-    if len(text) <= limit:
+    """``text`` as one printable line of about ``limit`` characters at most (head … tail).
+
+    Every character Python would not print (line breaks of any kind, terminal escapes, bidi
+    overrides, lone surrogates) is written as its escape, the way ``repr`` does: a key of
+    agent.json must not break a log line in two nor reach the operator's terminal as a control.
+    """
+    if len(text) > limit:
+        keep = limit // 2
+        text = f"{text[:keep]}…({len(text) - 2 * keep:,} characters)…{text[-keep:]}"
+    if text.isprintable():
         return text
-    keep = limit // 2
-    return f"{text[:keep]}…({len(text) - 2 * keep:,} characters)…{text[-keep:]}"
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class AgentError(Exception):
