@@ -430,7 +430,40 @@ def parse_config(
             )
         seen[flow.flow_id] = path
         flows.append(flow)
+    _check_global_values(values, source)
     return AgentConfig(flows=tuple(flows), sources=sources, **values)
+
+
+# A Unix socket path, NUL included, fits in sockaddr_un.sun_path (108 bytes on Linux).
+_MAX_SOCKET_PATH = 107
+_PATH_FIELDS = ("checkpoint_file", "local_store_directory", "status_socket")
+
+
+def _check_global_values(values: Mapping[str, Any], source: str | None) -> None:
+    """What only fails once the agent runs, caught here so that ``check`` and exit 78 see it."""
+    for name in _PATH_FIELDS:
+        if "\x00" in (values.get(name) or ""):
+            raise ConfigError(_camel_key(name), "must not contain a NUL character", source=source)
+    socket = values.get("status_socket")
+    if socket is not None and len(os.fsencode(socket)) > _MAX_SOCKET_PATH:
+        raise ConfigError(
+            "statusSocket",
+            f"is {len(os.fsencode(socket))} bytes long; a Unix socket path may have at most "
+            f"{_MAX_SOCKET_PATH}",
+            source=source,
+        )
+    listen = values.get("metrics_prometheus_listen")
+    if listen is not None:
+        from agent.prometheus import parse_listen
+
+        try:
+            parse_listen(listen)
+        except ConfigError as exc:
+            raise ConfigError(exc.path, exc.message, source=source) from None
+
+
+def _camel_key(field_name: str) -> str:
+    return next(k.name for k in GLOBAL_KEYS if k.field == field_name)
 
 
 def _parse_flow(raw: Any, path: str, source: str | None) -> FlowConfig:
@@ -478,6 +511,8 @@ def _parse_flow(raw: Any, path: str, source: str | None) -> FlowConfig:
             f"{path}.filePattern", "is required (a glob of the files to tail)", source=source
         )
     pattern = values["file_pattern"]
+    if "\x00" in pattern:
+        raise ConfigError(f"{path}.filePattern", "must not contain a NUL character", source=source)
     if not pattern.startswith("/"):
         raise ConfigError(
             f"{path}.filePattern", f"must be an absolute path, not {pattern!r}", source=source

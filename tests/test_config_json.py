@@ -191,6 +191,22 @@ BOMBS = {
         '{"flows": [], "\\u001b[2J\\nboom": 1}',
         "\\x1b[2J\\nboom: unknown key",
     ),
+    "NUL in filePattern": (
+        '{"flows": [{"filePattern": "/var/log/\\u0000.log", "localStream": "a"}]}',
+        "flows[0].filePattern: must not contain a NUL character",
+    ),
+    "NUL in checkpointFile": (
+        '{"checkpointFile": "/var/lib/\\u0000", "flows": [' + FLOW_TEXT + "]}",
+        "checkpointFile: must not contain a NUL character",
+    ),
+    "status socket path too long": (
+        '{"statusSocket": "/run/' + "s" * 200 + '", "flows": [' + FLOW_TEXT + "]}",
+        "statusSocket: is 205 bytes long; a Unix socket path may have at most 107",
+    ),
+    "prometheusListen not a port": (
+        '{"metrics.prometheusListen": "127.0.0.1:99999", "flows": [' + FLOW_TEXT + "]}",
+        "metrics.prometheusListen: expected a port 0-65535 in '127.0.0.1:99999'",
+    ),
     "regex too many repeats": (
         '{"flows": [' + FLOW_TEXT[:-1] + ', "multiLineStartPattern": "a{99999999999}"}]}',
         "multiLineStartPattern: is not a valid regular expression: the repetition number is too large",
