@@ -138,3 +138,38 @@ def test_sighup_with_a_bomb_keeps_the_running_configuration(tmp_path: Path) -> N
     assert "nested deeper than 64 levels" in rejected[0]
     assert "a number of 5,000 characters" in rejected[1]
     assert "is not a regular file" in rejected[2]
+
+
+def test_a_reload_that_raises_does_not_end_the_reloader(caplog: pytest.LogCaptureFixture) -> None:
+    """Whatever a reload trips over is logged; the next SIGHUP is still served (no dead TaskGroup)."""
+    import asyncio
+
+    from agent.config import parse_config
+    from agent.daemon import Agent
+
+    async def scenario() -> list[str]:
+        agent = Agent(parse_config({"flows": [FLOW]}), config_path="/nonexistent/agent.json")
+        calls: list[str] = []
+
+        async def reload() -> bool:
+            calls.append("reload")
+            if len(calls) == 1:
+                raise RuntimeError("half-way")
+            agent.stop.set()
+            return True
+
+        agent.reload = reload  # type: ignore[method-assign]
+        task = asyncio.create_task(agent._reloader())
+        agent.reload_requested.set()
+        async with asyncio.timeout(10):
+            while not calls:
+                await asyncio.sleep(0.01)
+            agent.reload_requested.set()
+            while not agent.stop.is_set():
+                await asyncio.sleep(0.01)
+            assert not task.done()
+            task.cancel()
+        return calls
+
+    assert asyncio.run(scenario()) == ["reload", "reload"]
+    assert "reload failed; fix the cause and send SIGHUP again" in caplog.text
