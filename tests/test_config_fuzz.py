@@ -39,8 +39,12 @@ def valid_value(key: Key) -> st.SearchStrategy[Any]:
         return st.sampled_from(key.choices)
     if key.kind == "regex":
         return st.sampled_from([r"^\d{4}-", r"\[", "(ERROR|WARN)"])
-    return st.text(
-        st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=20
+    if key.name == "metrics.prometheusListen":
+        return st.sampled_from(["9100", ":9100", "127.0.0.1:0", "[::1]:9100"])
+    return st.text(  # no NUL: no path may hold one
+        st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"),
+        min_size=1,
+        max_size=20,
     )
 
 
