@@ -406,7 +406,8 @@ def parse_config(
         if key.ignored:
             log.warning("%s: %s %s", name, "accepted but", key.ignored)
             continue
-        values[key.field] = value
+        if value is not None:  # null means "not set" (the default), as in the AWS agent
+            values[key.field] = value
     if flow_docs is None:
         raw_flows = doc.get("flows", [])
         if not isinstance(raw_flows, list):
@@ -487,7 +488,8 @@ def _parse_flow(raw: Any, path: str, source: str | None) -> FlowConfig:
         if key.ignored:
             log.warning("%s: accepted but %s", here, key.ignored)
             continue
-        values[key.field] = coerced
+        if coerced is not None:  # null means "not set" (the default), as in the AWS agent
+            values[key.field] = coerced
     destinations = [
         k
         for k in ("kinesis_stream", "delivery_stream", "local_stream")

@@ -59,6 +59,25 @@ class TestParse:
         assert "s3cr3t" not in repr(cfg)
         assert "AKIAEXAMPLE" not in repr(cfg)
 
+    def test_null_means_the_default(self) -> None:
+        """``null`` for a string key is "not set", as in the AWS agent: the default applies."""
+        cfg = parse_config(
+            {
+                "checkpointFile": None,
+                "cloudwatch.namespace": None,
+                "flows": [flow(truncatedRecordTerminator=None, multiLineStartPattern=None)],
+            }
+        )
+        assert cfg.checkpoint_file == "/var/lib/kinesis-agent/checkpoints.db"
+        assert cfg.cloudwatch_namespace == "AWSKinesisAgent"
+        assert cfg.flows[0].truncated_record_terminator == "\n"
+        assert cfg.flows[0].multi_line_start_pattern is None
+
+    def test_a_null_file_pattern_is_missing(self) -> None:
+        with pytest.raises(ConfigError) as info:
+            parse_config({"flows": [flow(filePattern=None)]})
+        assert info.value.path == "flows[0].filePattern" and "is required" in info.value.message
+
 
 class TestErrors:
     @pytest.mark.parametrize(
