@@ -111,6 +111,17 @@ class TestWhatAwsAccepts:
         broken = write(tmp_path / "broken.json", '/* one\ntwo */ {\n  "flows": [}\n')
         assert "line 3 column 13" in str(config_error(broken))
 
+    def test_a_regex_python_warns_about_is_one_log_line(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """``[[`` is valid (Java reads it too); Python's FutureWarning becomes a log line naming the key,
+        not a multi-line warning on stderr."""
+        text = json.dumps({"flows": [dict(FLOW, multiLineStartPattern="[[a]")]})
+        with caplog.at_level(logging.WARNING):
+            cfg = load_config(write(tmp_path / "agent.json", text))
+        assert cfg.flows[0].multi_line_start_pattern == "[[a]"
+        assert "flows[0].multiLineStartPattern: Possible nested set at position 1" in caplog.text
+
     def test_nesting_up_to_the_limit_is_read(self, tmp_path: Path) -> None:
         """Deep but sane (ADDMETADATA values may nest) is fine: the limit is far from real configs."""
         depth = config_json.MAX_DEPTH - 5  # agent.json → flows → flow → options → option
