@@ -34,6 +34,10 @@ class StreamLayout:
         # the MD5. Bounded: once full, new keys are hashed every time.
         self._placed: dict[str, int] = {}
 
+    def place_hash(self, hash_key: int) -> int:
+        """The shard index owning a 128-bit hash key (PutRecords' ExplicitHashKey)."""
+        return bisect_right(self.bounds, hash_key.to_bytes(16, "big"))
+
     def place(self, keys: Sequence[str]) -> list[int]:
         """The shard index of each partition key."""
         if len(self.tables) == 1:

@@ -1,0 +1,252 @@
+"""The record-level operations: PutRecord(s), GetShardIterator, GetRecords.
+
+GetRecords builds its JSON by hand: it is the hot path of every consumer, and a 10,000-record
+page as dicts through ``json.dumps`` cost about twice the string joins below.
+"""
+
+from __future__ import annotations
+
+import binascii
+from json.encoder import encode_basestring_ascii as json_string  # type: ignore[attr-defined]
+from typing import TYPE_CHECKING, Any
+
+from agent.endpoint.errors import ApiError, invalid, not_found, throughput, validation
+from agent.endpoint.iterators import IteratorState
+from agent.endpoint.streams import describe, int_arg
+from agent.errors import StoreError, StreamNotFound
+from agent.store import admin
+from agent.store.model import (
+    MAX_PARTITION_KEY_CHARS,
+    SEQUENCE_BASE,
+    Position,
+    StreamInfo,
+    parse_sequence,
+    shard_index,
+)
+from agent.store.reader import _start_after
+
+if TYPE_CHECKING:
+    from agent.endpoint.api import Call
+
+MAX_RECORD_BYTES = 1024 * 1024
+MAX_PUT_ENTRIES = 500
+MAX_PUT_BYTES = 5 * 1024 * 1024
+MAX_GET_RECORDS = 10_000
+MAX_GET_BYTES = 10 * 1024 * 1024
+MAX_HASH_KEY = 2**128 - 1
+_b64 = binascii.b2a_base64
+
+
+class Raw(bytes):
+    """A response body already encoded as JSON."""
+
+
+def _entry(entry: object, where: str) -> tuple[str, bytes, int | None]:
+    """(partition key, data, explicit hash key) of one PutRecord(s) entry, checked."""
+    if not isinstance(entry, dict):
+        raise validation(f"{where} must be an object")
+    key = entry.get("PartitionKey")
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_PARTITION_KEY_CHARS:
+        raise validation(
+            f"1 validation error detected: Value at '{where}.partitionKey' failed to satisfy "
+            f"constraint: Member must have length between 1 and {MAX_PARTITION_KEY_CHARS}"
+        )
+    text = entry.get("Data")
+    if not isinstance(text, str):
+        raise validation(f"1 validation error detected: '{where}.data' must not be null")
+    try:
+        data = binascii.a2b_base64(text, strict_mode=True)
+    except binascii.Error:
+        raise ApiError("SerializationException", f"{where}.Data is not valid base64") from None
+    if len(data) > MAX_RECORD_BYTES:
+        raise validation(
+            f"1 validation error detected: Value at '{where}.data' failed to satisfy "
+            f"constraint: Member must have length less than or equal to {MAX_RECORD_BYTES}"
+        )
+    hash_key = entry.get("ExplicitHashKey")
+    explicit = None
+    if hash_key is not None:
+        if not isinstance(hash_key, str) or not hash_key.isdigit() or int(hash_key) > MAX_HASH_KEY:
+            raise invalid(
+                f"Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, {MAX_HASH_KEY}]"
+                f". Specified value was {hash_key}"
+            )
+        explicit = int(hash_key)
+    ordering = entry.get("SequenceNumberForOrdering")
+    # Every sequence number this store gives is above every earlier one, so the ordering
+    # Kinesis promises for it holds already; a malformed one is still refused.
+    if ordering is not None and (not isinstance(ordering, str) or not ordering.isdigit()):
+        raise invalid(f"SequenceNumberForOrdering {ordering!r} is not a sequence number")
+    return key, data, explicit
+
+
+def _put(call: Call, name: str, entries: list[tuple[str, bytes, int | None]]) -> list[Any]:
+    """Store the entries the shard limits admit; (shard id, sequence) or None (throttled) each."""
+    api = call.api
+    keys = [k for k, _d, _h in entries]
+    datas = [d for _k, d, _h in entries]
+    hashes = [h for _k, _d, h in entries]
+    explicit = hashes if any(h is not None for h in hashes) else None
+    admitted = list(range(len(entries)))
+    if api.limits is not None:
+        shards = admin.placement(api.store, name, keys, explicit)
+        admitted = [
+            i
+            for i, shard in enumerate(shards)
+            if api.limits.admit_put(name, shard, len(datas[i]) + len(keys[i].encode()))
+        ]
+    if len(admitted) < len(entries):
+        keep = admitted
+        keys = [keys[i] for i in keep]
+        datas = [datas[i] for i in keep]
+        explicit = None if explicit is None else [explicit[i] for i in keep]
+    try:
+        result = api.store.put_columns(name, keys, datas, hash_keys=explicit) if keys else []
+    except StreamNotFound:
+        raise not_found(f"Stream {name} under account {api.account} not found.") from None
+    out: list[Any] = [None] * len(entries)
+    for i, answer in zip(admitted, result, strict=True):
+        out[i] = answer
+    return out
+
+
+def put_record(call: Call) -> dict[str, Any]:
+    name = call.stream_name()
+    describe(call.api, name)
+    [answer] = _put(call, name, [_entry(call.body, "record")])
+    if answer is None:
+        raise throughput(
+            f"Rate exceeded for shard in stream {name} under account {call.api.account}."
+        )
+    shard, sequence = answer
+    return {"ShardId": shard, "SequenceNumber": sequence, "EncryptionType": "NONE"}
+
+
+def put_records(call: Call) -> dict[str, Any]:
+    name = call.stream_name()
+    records = call.body.get("Records")
+    if not isinstance(records, list) or not 1 <= len(records) <= MAX_PUT_ENTRIES:
+        count = len(records) if isinstance(records, list) else 0
+        raise validation(
+            f"1 validation error detected: Value at 'records' failed to satisfy constraint: "
+            f"Member must have length between 1 and {MAX_PUT_ENTRIES} (it has {count})"
+        )
+    describe(call.api, name)
+    entries = [_entry(e, f"records.{i + 1}.member") for i, e in enumerate(records)]
+    size = sum(len(d) + len(k.encode()) for k, d, _h in entries)
+    if size > MAX_PUT_BYTES:
+        raise invalid(
+            f"Records size exceeds 5 MB limit: the request holds {size} bytes of data and keys"
+        )
+    answers = _put(call, name, entries)
+    failed = 0
+    out = []
+    for answer in answers:
+        if answer is None:
+            failed += 1
+            out.append(
+                {
+                    "ErrorCode": "ProvisionedThroughputExceededException",
+                    "ErrorMessage": f"Rate exceeded for shard in stream {name} under account "
+                    f"{call.api.account}.",
+                }
+            )
+        else:
+            out.append({"ShardId": answer[0], "SequenceNumber": answer[1]})
+    return {"FailedRecordCount": failed, "Records": out, "EncryptionType": "NONE"}
+
+
+def _shard(call: Call, info: StreamInfo) -> int:
+    shard_id = call.body.get("ShardId")
+    index = shard_index(shard_id) if isinstance(shard_id, str) else None
+    if index is None or index >= info.shard_count:
+        raise not_found(
+            f"Shard {shard_id} in stream {info.name} under account {call.api.account} "
+            "does not exist"
+        )
+    return index
+
+
+def get_shard_iterator(call: Call) -> dict[str, Any]:
+    api = call.api
+    info = describe(api, call.stream_name())
+    index = _shard(call, info)
+    kind = call.body.get("ShardIteratorType")
+    sequence = call.body.get("StartingSequenceNumber")
+    try:
+        table = admin.shard_table_of(api.store, info.name, index)
+        if kind == "TRIM_HORIZON":
+            after = 0
+        elif kind == "LATEST":
+            after = api.store._last_sequence()
+        elif kind in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"):
+            if not isinstance(sequence, str):
+                raise invalid(f"StartingSequenceNumber is required for {kind}")
+            try:
+                counter = parse_sequence(sequence)
+            except ValueError:
+                raise invalid(
+                    f"StartingSequenceNumber {sequence} used in GetShardIterator on shard "
+                    f"{info.shards[index].shard_id} in stream {info.name} under account "
+                    f"{api.account} is invalid."
+                ) from None
+            after = counter - 1 if kind == "AT_SEQUENCE_NUMBER" else counter
+        elif kind == "AT_TIMESTAMP":
+            stamp = call.body.get("Timestamp")
+            if not isinstance(stamp, int | float) or isinstance(stamp, bool):
+                raise invalid("Timestamp is required for AT_TIMESTAMP")
+            after = _start_after(api.store, table, Position.at_timestamp(float(stamp)))
+        else:
+            raise validation(
+                f"1 validation error detected: Value '{kind}' at 'shardIteratorType' failed to "
+                "satisfy constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, "
+                "AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]"
+            )
+    except StreamNotFound:
+        raise not_found(f"Stream {info.name} under account {api.account} not found.") from None
+    state = IteratorState(info.name, index, max(after, 0), info.created, int(api.clock() * 1000))
+    return {"ShardIterator": api.codec.seal(state)}
+
+
+def get_records(call: Call) -> Raw:
+    api = call.api
+    now = api.clock()
+    state = api.codec.open(call.body.get("ShardIterator"), now)
+    limit = int_arg(call.body, "Limit", MAX_GET_RECORDS, 1, MAX_GET_RECORDS)
+    try:
+        info = api.store.describe(state.stream)
+        if info.created != state.created or state.shard >= info.shard_count:
+            raise StreamNotFound(state.stream)
+        table = admin.shard_table_of(api.store, info.name, state.shard)
+        if api.limits is not None and not api.limits.admit_get(info.name, state.shard):
+            raise throughput(
+                f"Rate exceeded for shard {info.shards[state.shard].shard_id} in stream "
+                f"{info.name} under account {api.account}."
+            )
+        page = admin.read_shard(api.store, table, state.after, limit, MAX_GET_BYTES)
+    except StreamNotFound:
+        raise not_found(f"Stream {state.stream} under account {api.account} not found.") from None
+    except StoreError as exc:
+        raise ApiError("InternalFailure", str(exc), 500) from exc
+    rows = page.rows
+    after = rows[-1][0] if rows else state.after
+    behind = 0
+    if rows and rows[-1][0] < page.tip:
+        behind = max(0, int((now - rows[-1][1]) * 1000))
+    if api.limits is not None:
+        api.limits.charge_get(info.name, state.shard, sum(len(r[3]) for r in rows))
+    issued = int(now * 1000)
+    next_iterator = api.codec.seal(
+        IteratorState(state.stream, state.shard, after, state.created, issued)
+    )
+    parts = [
+        f'{{"SequenceNumber":"{SEQUENCE_BASE + seq}","ApproximateArrivalTimestamp":{arrival!r},'
+        f'"Data":"{_b64(data, newline=False).decode()}","PartitionKey":{json_string(key)}}}'
+        for seq, arrival, key, data in rows
+    ]
+    return Raw(
+        (
+            f'{{"Records":[{",".join(parts)}],"NextShardIterator":"{next_iterator}",'
+            f'"MillisBehindLatest":{behind}}}'
+        ).encode()
+    )
