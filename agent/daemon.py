@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from agent.checkpoints import CheckpointDB
 from agent.config import AgentConfig, FlowConfig, load_config
@@ -21,6 +22,9 @@ from agent.records import FileId
 from agent.sinks import Sink, open_sink
 from agent.store.sqlite import file_still_there
 from agent.systemd import Notifier
+
+if TYPE_CHECKING:
+    from agent.endpoint.server import KinesisEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +123,13 @@ class Agent:
         # observability (status socket, Prometheus, CloudWatch, progress lines): agent/observe.py
         observers = Observers(self.config, self.metrics, current_config=lambda: self.config)
         self._observers = observers
+        endpoint: KinesisEndpoint | None = None
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 observed = await observers.start(tg)
+                if not once:
+                    endpoint = await self._start_endpoint()
                 for flow_cfg in self.config.flows:
                     self._start_flow(self.config, flow_cfg)
                 # before any flow has loaded its checkpoints (their tasks have not run yet)
@@ -153,6 +160,8 @@ class Agent:
             if self.checkpoint_db is not None:
                 self.checkpoint_db.close()
             await observers.aclose()  # last CloudWatch datums (also after --once), progress line
+            if endpoint is not None:
+                await endpoint.aclose()
             self.locks.release()
             for m in self.metrics.flows.values():
                 problems = problem_summary(m)
@@ -201,6 +210,27 @@ class Agent:
             await asyncio.sleep(self.checkpoint_expiry_period)
             tailed = self._tailed_files()
             self._log_expired(await asyncio.to_thread(self._expire_store_checkpoints, tailed))
+
+    async def _start_endpoint(self) -> KinesisEndpoint | None:
+        """The store's Kinesis endpoint when ``localStore.listen`` asks for one (agent/serve.py).
+
+        A malformed address is a config error; one that cannot be bound is logged and the
+        agent ships on without it, as with the Prometheus listener.
+        """
+        from agent.serve import endpoint_from_config
+
+        endpoint = endpoint_from_config(self.config)
+        if endpoint is None:
+            return None
+        try:
+            await endpoint.start()
+        except (AgentError, OSError) as exc:
+            log.error(
+                "Kinesis endpoint off: cannot serve %s: %s", self.config.local_store_listen, exc
+            )
+            await endpoint.aclose()
+            return None
+        return endpoint
 
     async def _reloader(self) -> None:
         while True:
