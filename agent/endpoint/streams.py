@@ -173,9 +173,11 @@ def _open_token(token: object) -> str:
 def list_shards(call: Call) -> dict[str, Any]:
     token = call.body.get("NextToken")
     if token is not None:
-        if "StreamName" in call.body or "StreamARN" in call.body:
-            raise invalid("NextToken and StreamName cannot be provided together.")
         name, _sep, start = _open_token(token).partition("\n")
+        # botocore's ListShards paginator repeats StreamName beside NextToken: accept it when
+        # it names the token's stream
+        if ("StreamName" in call.body or "StreamARN" in call.body) and call.stream_name() != name:
+            raise invalid("NextToken and StreamName cannot be provided together.")
         first = int(start) if start.isdigit() else 0
         info = describe(call.api, name)
     else:
