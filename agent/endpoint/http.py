@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from agent.endpoint import http2
+
 log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -133,12 +135,23 @@ class HttpServer:
             if not first:
                 return
             try:
-                request, keep_alive = await self._read_request(first, reader, writer)
+                read = await self._read_request(first, reader, writer)
             except BadRequest as exc:
                 body = str(exc).encode()
                 writer.write(_head(exc.status, [("Connection", "close")], len(body)) + body)
                 await writer.drain()
                 return
+            if read is None:  # the HTTP/2 preface
+                if http2.available():
+                    await http2.serve_h2(
+                        reader,
+                        writer,
+                        self.handler,
+                        idle_timeout=self.idle_timeout,
+                        max_body=self.max_body,
+                    )
+                return
+            request, keep_alive = read
             response = await self.handler(request)
             headers = [*response.headers, ("Connection", "keep-alive" if keep_alive else "close")]
             writer.write(_head(response.status, headers, len(response.body)))
@@ -149,10 +162,15 @@ class HttpServer:
 
     async def _read_request(
         self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> tuple[Request, bool]:
+    ) -> tuple[Request, bool] | None:
+        """The next request and whether the connection stays open; None for HTTP/2."""
         try:
             async with asyncio.timeout(self.header_timeout):
                 head = first + await reader.readuntil(b"\r\n\r\n")
+                if head == http2.PREFACE[:18]:
+                    if await reader.readexactly(6) != http2.PREFACE[18:]:
+                        raise BadRequest(400, "malformed HTTP/2 preface")
+                    return None
         except TimeoutError:
             raise BadRequest(408, "request headers took too long") from None
         except asyncio.LimitOverrunError:

@@ -20,6 +20,7 @@ from typing import IO
 
 PEERS_DIR = Path(__file__).resolve().parent
 KINESALITE_PKG = PEERS_DIR / "node_modules" / "kinesalite" / "package.json"
+JS_SDK_PKG = PEERS_DIR / "node_modules" / "@aws-sdk" / "client-kinesis" / "package.json"
 
 # Dummy credentials and no instance metadata: nothing in the tests can reach real AWS.
 TEST_ENV = {
@@ -79,7 +80,7 @@ class Peer:
 
 def ensure_kinesalite() -> None:
     """npm install in tests/peers when `make` has not done it yet."""
-    if KINESALITE_PKG.exists():
+    if KINESALITE_PKG.exists() and JS_SDK_PKG.exists():
         return
     npm = shutil.which("npm")
     if npm is None:
