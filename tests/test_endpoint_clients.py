@@ -181,7 +181,7 @@ def test_agent_endpoint_serves_what_it_ships(tmp_path: Path) -> None:
             except Exception:  # not listening yet
                 pass
             time.sleep(0.05)
-        extra = [{"Data": b"api %d" % i, "PartitionKey": "api-%d" % i} for i in range(500)]
+        extra = [{"Data": b"api %d" % i, "PartitionKey": f"api-{i}"} for i in range(500)]
         client.put_records(StreamName="web", Records=extra)
         sent += write_lines(log, 3000, 2000)
         read = consume_all(endpoint, "web", 5500)
