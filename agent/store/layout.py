@@ -99,5 +99,10 @@ class PutResult(Sequence[tuple[str, str]]):
             raise IndexError(index)
         return self._shard_ids[self._placement[index]], format_sequence(self._first + index)
 
+    def columns(self) -> tuple[tuple[str, ...], list[int], int]:
+        """(shard ids, each entry's shard index, the first entry's counter): entry i has
+        counter ``first + i``. For callers that format many results at once."""
+        return self._shard_ids, self._placement, self._first
+
     def __repr__(self) -> str:
         return f"PutResult({list(self)!r})"
