@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -201,41 +202,51 @@ def test_agent_endpoint_serves_what_it_ships(tmp_path: Path) -> None:
 
 
 def test_kill_9_during_put_records(tmp_path: Path) -> None:
-    """kill -9 of ``serve`` while a client puts: every acknowledged batch is there after a
-    restart, and no batch is there in part."""
+    """kill -9 of ``serve`` while a client puts, four times at random instants of a call in
+    flight: every acknowledged batch is there after a restart, and no batch is there in part."""
     store = tmp_path / "store"
-    peer = start_store_endpoint(store, tmp_path)
-    client = aws_client("kinesis", peer.endpoint)
-    client.create_stream(StreamName="s", ShardCount=2)
+    rng = random.Random(7)
     acked: list[int] = []
-    stop = threading.Event()
+    next_batch = 0
+    for round_ in range(4):
+        peer = start_store_endpoint(store, tmp_path)
+        if round_ == 0:
+            aws_client("kinesis", peer.endpoint).create_stream(StreamName="s", ShardCount=2)
+        in_flight = threading.Event()
+        round_acked: list[int] = []
 
-    def produce() -> None:
-        producer = aws_client("kinesis", peer.endpoint)
-        batch = 0
-        while not stop.is_set():
-            records = [
-                {"Data": b"%d:%d:" % (batch, i) + b"x" * 200, "PartitionKey": f"{batch}-{i}"}
-                for i in range(500)
-            ]
-            try:
-                producer.put_records(StreamName="s", Records=records)
-            except Exception:
-                return  # the server died under this call: not acknowledged
-            acked.append(batch)
-            batch += 1
+        def produce(
+            endpoint: str = peer.endpoint,
+            start: int = next_batch,
+            round_acked: list[int] = round_acked,
+            in_flight: threading.Event = in_flight,
+        ) -> None:
+            producer = aws_client("kinesis", endpoint)
+            batch = start
+            while True:
+                records = [
+                    {"Data": b"%d:%d:" % (batch, i) + b"x" * 200, "PartitionKey": f"{batch}-{i}"}
+                    for i in range(500)
+                ]
+                if len(round_acked) >= 5:
+                    in_flight.set()
+                try:
+                    producer.put_records(StreamName="s", Records=records)
+                except Exception:
+                    return  # the server died under this call: not acknowledged
+                round_acked.append(batch)
+                batch += 1
 
-    thread = threading.Thread(target=produce)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while len(acked) < 20 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.kill(peer.process.pid, signal.SIGKILL)
-    peer.process.wait(10)
-    thread.join(30)
-    stop.set()
-    peer.stop()
-    assert len(acked) >= 20
+        thread = threading.Thread(target=produce)
+        thread.start()
+        assert in_flight.wait(30)
+        time.sleep(rng.uniform(0, 0.02))  # somewhere inside the call (parse, commit, answer)
+        os.kill(peer.process.pid, signal.SIGKILL)
+        peer.process.wait(10)
+        thread.join(30)
+        peer.stop()
+        acked += round_acked
+        next_batch = max(round_acked) + 2  # the cut call's batch number is never reused
     peer = start_store_endpoint(store, tmp_path)
     try:
         per_batch = Counter(
@@ -246,4 +257,4 @@ def test_kill_9_during_put_records(tmp_path: Path) -> None:
     finally:
         peer.stop()
     assert all(per_batch[b] == 500 for b in acked)
-    assert set(per_batch.values()) == {500}  # the call cut by the kill: all of it, or none
+    assert set(per_batch.values()) == {500}  # a call cut by the kill: all of it, or none
