@@ -67,6 +67,7 @@ class Agent:
         self.locks = InstanceLock()
         self.checkpoint_expiry_period = CHECKPOINT_EXPIRY_PERIOD
         self._observers: Observers | None = None
+        self._endpoint: KinesisEndpoint | None = None
 
     @property
     def flows(self) -> list[Flow]:
@@ -123,13 +124,12 @@ class Agent:
         # observability (status socket, Prometheus, CloudWatch, progress lines): agent/observe.py
         observers = Observers(self.config, self.metrics, current_config=lambda: self.config)
         self._observers = observers
-        endpoint: KinesisEndpoint | None = None
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 observed = await observers.start(tg)
                 if not once:
-                    endpoint = await self._start_endpoint()
+                    self._endpoint = await self._start_endpoint(self.config)
                 for flow_cfg in self.config.flows:
                     self._start_flow(self.config, flow_cfg)
                 # before any flow has loaded its checkpoints (their tasks have not run yet)
@@ -160,8 +160,9 @@ class Agent:
             if self.checkpoint_db is not None:
                 self.checkpoint_db.close()
             await observers.aclose()  # last CloudWatch datums (also after --once), progress line
-            if endpoint is not None:
-                await endpoint.aclose()
+            if self._endpoint is not None:
+                await self._endpoint.aclose()
+                self._endpoint = None
             self.locks.release()
             for m in self.metrics.flows.values():
                 problems = problem_summary(m)
@@ -211,7 +212,7 @@ class Agent:
             tailed = self._tailed_files()
             self._log_expired(await asyncio.to_thread(self._expire_store_checkpoints, tailed))
 
-    async def _start_endpoint(self) -> KinesisEndpoint | None:
+    async def _start_endpoint(self, config: AgentConfig) -> KinesisEndpoint | None:
         """The store's Kinesis endpoint when ``localStore.listen`` asks for one (agent/serve.py).
 
         A malformed address is a config error; one that cannot be bound is logged and the
@@ -219,18 +220,29 @@ class Agent:
         """
         from agent.serve import endpoint_from_config
 
-        endpoint = endpoint_from_config(self.config)
+        endpoint = endpoint_from_config(config)
         if endpoint is None:
             return None
         try:
             await endpoint.start()
         except (AgentError, OSError) as exc:
-            log.error(
-                "Kinesis endpoint off: cannot serve %s: %s", self.config.local_store_listen, exc
-            )
+            log.error("Kinesis endpoint off: cannot serve %s: %s", config.local_store_listen, exc)
             await endpoint.aclose()
             return None
         return endpoint
+
+    async def _reload_endpoint(self, config: AgentConfig) -> None:
+        """A changed ``localStore.*`` endpoint setting: stop the old listener, start the new."""
+        from agent.serve import endpoint_from_config
+
+        try:
+            endpoint_from_config(config)  # a malformed address keeps the running endpoint
+        except ConfigError as exc:
+            log.error("reload: Kinesis endpoint unchanged: %s", exc)
+            return
+        if self._endpoint is not None:
+            await self._endpoint.aclose()
+        self._endpoint = await self._start_endpoint(config)
 
     async def _reloader(self) -> None:
         while True:
@@ -285,6 +297,8 @@ class Agent:
             del self.metrics.flows[fid]
         if self._observers is not None and self._tg is not None:
             await self._observers.reload(self._tg, new)
+        if not self._once and _endpoint_settings(old) != _endpoint_settings(new):
+            await self._reload_endpoint(new)
         log.info(
             "reloaded %s: %d flow(s) stopped, %d started, %d untouched",
             self.config_path,
@@ -371,3 +385,14 @@ def run(config: AgentConfig, *, once: bool = False, config_path: str | None = No
             return await agent.run(once=once)
 
     return asyncio.run(main())
+
+
+def _endpoint_settings(config: AgentConfig) -> tuple[object, ...]:
+    return (
+        config.local_store_directory,
+        config.local_store_listen,
+        config.local_store_access_key_id,
+        config.local_store_secret_access_key,
+        config.local_store_shard_limits,
+        config.local_store_retention_hours,
+    )

@@ -258,3 +258,22 @@ def test_kill_9_during_put_records(tmp_path: Path) -> None:
         peer.stop()
     assert all(per_batch[b] == 500 for b in acked)
     assert set(per_batch.values()) == {500}  # a call cut by the kill: all of it, or none
+
+
+def test_bad_listen_address_is_a_config_error(tmp_path: Path) -> None:
+    """A malformed localStore.listen stops the agent with exit 78 and one line naming the key."""
+    config = agent_json(
+        tmp_path,
+        {"localStream": "web"},
+        **{"localStore.directory": str(tmp_path / "store"), "localStore.listen": "host:port"},
+    )
+    logs_dir(tmp_path)
+    done = subprocess.run(
+        agent_cmd(config),
+        env={**os.environ, **TEST_ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 78
+    assert "localStore.listen" in done.stderr.strip().splitlines()[-1]
