@@ -275,6 +275,22 @@ class TestRecords:
         assert behind[-1] == 0
         assert kinesis.get_records(ShardIterator=it)["Records"] == []
 
+    def test_get_records_stops_at_ten_mib(self, kinesis: Any) -> None:
+        """A page holds at most 10 MiB of data and keys: nine 1 MiB records, then the rest."""
+        name = new_name()
+        kinesis.create_stream(StreamName=name, ShardCount=1)
+        big = [bytes([i]) * (1024 * 1024) for i in range(12)]
+        for i in range(0, 12, 4):
+            kinesis.put_records(
+                StreamName=name, Records=[{"Data": d, "PartitionKey": "k"} for d in big[i : i + 4]]
+            )
+        it = iterator(kinesis, name, "shardId-000000000000", "TRIM_HORIZON")
+        first = kinesis.get_records(ShardIterator=it)
+        assert [r["Data"] for r in first["Records"]] == big[:9]
+        assert first["MillisBehindLatest"] >= 0
+        rest = kinesis.get_records(ShardIterator=first["NextShardIterator"])
+        assert [r["Data"] for r in rest["Records"]] == big[9:]
+
     def test_forged_iterator_is_refused(self, kinesis: Any) -> None:
         """An iterator whose position was edited fails its HMAC: InvalidArgumentException."""
         name = new_name()

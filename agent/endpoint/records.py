@@ -272,25 +272,44 @@ def get_records(call: Call) -> Raw:
         raise not_found(f"Stream {state.stream} under account {api.account} not found.") from None
     except StoreError as exc:
         raise ApiError("InternalFailure", str(exc), 500) from exc
-    rows = page.rows
-    after = rows[-1][0] if rows else state.after
+    after = page.last if page.last is not None else state.after
     behind = 0
-    if rows and rows[-1][0] < page.tip:
-        behind = max(0, int((now - rows[-1][1]) * 1000))
+    if page.last is not None and page.last < page.tip and page.last_arrival is not None:
+        behind = max(0, int((now - page.last_arrival) * 1000))
     if api.limits is not None:
-        api.limits.charge_get(info.name, state.shard, sum(len(r[3]) for r in rows))
+        api.limits.charge_get(info.name, state.shard, sum(len(r[3]) for r in page.rows()))
     issued = int(now * 1000)
     next_iterator = api.codec.seal(
         IteratorState(state.stream, state.shard, after, state.created, issued)
     )
-    parts = [
-        f'{{"SequenceNumber":"{SEQUENCE_BASE + seq}","ApproximateArrivalTimestamp":{arrival!r},'
-        f'"Data":"{_b64(data, newline=False).decode()}","PartitionKey":{json_string(key)}}}'
-        for seq, arrival, key, data in rows
-    ]
+    parts = records_json(page)
     return Raw(
         (
             f'{{"Records":[{",".join(parts)}],"NextShardIterator":"{next_iterator}",'
             f'"MillisBehindLatest":{behind}}}'
         ).encode()
     )
+
+
+def records_json(page: admin.ShardPage) -> list[str]:
+    """The page's records as Kinesis Record JSON objects, rendered straight from chunk slices."""
+    parts: list[str] = []
+    for piece in page.slices:
+        arrival = repr(piece.arrival)
+        base = SEQUENCE_BASE + piece.base
+        keys, data = piece.keys, piece.data
+        lo, hi = piece.lo, piece.hi
+        parts += [
+            f'{{"SequenceNumber":"{base + i}","ApproximateArrivalTimestamp":{arrival},'
+            f'"Data":"{_b64(data[d0:d1], newline=False).decode()}",'
+            f'"PartitionKey":{json_string(keys[k0:k1].decode())}}}'
+            for i, k0, k1, d0, d1 in zip(
+                piece.idx[lo:hi],
+                piece.key_starts[lo:hi],
+                piece.key_ends[lo:hi],
+                piece.data_starts[lo:hi],
+                piece.data_ends[lo:hi],
+                strict=True,
+            )
+        ]
+    return parts

@@ -8,11 +8,15 @@ These are functions over a :class:`StreamStore` so the store module stays the ag
 from __future__ import annotations
 
 import sqlite3
+from array import array
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import add
 
 from agent.errors import StoreError
-from agent.store.chunks import CHUNK_COLUMNS, RecordRow, unpack
+from agent.store.chunks import _U32 as U32
+from agent.store.chunks import CHUNK_COLUMNS, RecordRow
 from agent.store.model import MAX_RETENTION_HOURS, StreamInfo, valid_stream_name
 from agent.store.store import StreamStore
 
@@ -158,12 +162,47 @@ def list_tags(store: StreamStore, name: str) -> list[tuple[str, str]]:
 
 
 @dataclass(frozen=True, slots=True)
-class ShardPage:
-    """One GetRecords' worth of a shard: the rows, and the shard's newest record then."""
+class ChunkSlice:
+    """Records ``lo`` to ``hi`` (exclusive) of one chunk row, its columns decoded once."""
 
-    rows: list[RecordRow]
+    base: int
+    arrival: float
+    idx: array[int]
+    key_starts: list[int]
+    key_ends: array[int]
+    keys: bytes
+    data_starts: list[int]
+    data_ends: array[int]
+    data: bytes
+    lo: int
+    hi: int
+
+    def rows(self) -> list[RecordRow]:
+        return [
+            (self.base + i, self.arrival, self.keys[k0:k1].decode(), self.data[d0:d1])
+            for i, k0, k1, d0, d1 in zip(
+                self.idx[self.lo : self.hi],
+                self.key_starts[self.lo : self.hi],
+                self.key_ends[self.lo : self.hi],
+                self.data_starts[self.lo : self.hi],
+                self.data_ends[self.lo : self.hi],
+                strict=True,
+            )
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPage:
+    """One GetRecords' worth of a shard, as slices of chunk rows, and the shard's tip then."""
+
+    slices: list[ChunkSlice]
+    count: int
+    last: int | None  # counter of the page's last record
+    last_arrival: float | None
     tip: int  # counter of the shard's newest record (0 when empty)
-    tip_arrival: float | None  # its arrival time (None when the shard is empty)
+
+    def rows(self) -> list[RecordRow]:
+        return [row for piece in self.slices for row in piece.rows()]
 
 
 def shard_table_of(store: StreamStore, name: str, index: int) -> str:
@@ -171,38 +210,73 @@ def shard_table_of(store: StreamStore, name: str, index: int) -> str:
         return store._stream(name).tables[index]
 
 
+def _u32(blob: bytes) -> array[int]:
+    out = array(U32)
+    out.frombytes(blob)
+    return out
+
+
 def read_shard(store: StreamStore, table: str, after: int, limit: int, max_bytes: int) -> ShardPage:
-    """Records of one shard with counters above ``after``: at most ``limit`` and ``max_bytes``.
+    """Records of one shard with counters above ``after``: at most ``limit`` and ``max_bytes``
+    (data plus partition keys).
 
     A record is never split: a page holds at least one record when any is there, even one
-    larger than ``max_bytes`` (a record is at most 1 MiB, a page's cap 10 MiB).
+    larger than ``max_bytes`` (a record is at most 1 MiB, a page's cap 10 MiB). Whole runs of a
+    chunk are cut by bisection, so the cost per record is the caller's rendering alone.
     """
-    out: list[RecordRow] = []
-    size = 0
-    more = False
-    cursor = after
-    while True:
+    slices: list[ChunkSlice] = []
+    left, budget, cursor, full = limit, max_bytes, after, False
+    while not full:
         chunks = store._fetch(
             f"SELECT {CHUNK_COLUMNS} FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?",
             (cursor, CHUNKS_PER_QUERY),
         )
         for chunk in chunks:
-            for row in unpack(chunk, cursor, chunk[0]):
-                n = len(row[3]) + len(row[2])
-                if len(out) >= limit or (out and size + n > max_bytes):
-                    more = True
-                    break
-                out.append(row)
-                size += n
-            if more:
+            _last, _first, arrival, count, base, idx_b, key_ends_b, keys, ends_b, data = chunk
+            idx = _u32(idx_b)
+            lo = bisect_right(idx, cursor - base) if cursor >= base else 0
+            if lo >= count:
+                cursor = chunk[0]
+                continue
+            key_ends, data_ends = _u32(key_ends_b), _u32(ends_b)
+            sums = list(map(add, key_ends, data_ends))
+            before = sums[lo - 1] if lo else 0
+            hi = min(count, lo + left, bisect_right(sums, before + budget, lo))
+            if hi == lo and not slices:
+                hi = lo + 1  # one oversized record still goes, alone
+            if hi > lo:
+                slices.append(
+                    ChunkSlice(
+                        base,
+                        float(arrival),
+                        idx,
+                        [0, *key_ends[:-1]],
+                        key_ends,
+                        bytes(keys),
+                        [0, *data_ends[:-1]],
+                        data_ends,
+                        bytes(data),
+                        lo,
+                        hi,
+                    )
+                )
+                left -= hi - lo
+                budget -= sums[hi - 1] - before
+            if hi < count or left <= 0:
+                full = True
                 break
             cursor = chunk[0]
-        if more or len(chunks) < CHUNKS_PER_QUERY:
+        if len(chunks) < CHUNKS_PER_QUERY:
             break
-    tip = store._fetch(f"SELECT seq, arrival FROM {table} ORDER BY seq DESC LIMIT 1")
-    if not tip:
-        return ShardPage(out, 0, None)
-    return ShardPage(out, int(tip[0][0]), float(tip[0][1]))
+    tip = store._fetch(f"SELECT seq FROM {table} ORDER BY seq DESC LIMIT 1")
+    last = slices[-1].base + slices[-1].idx[slices[-1].hi - 1] if slices else None
+    return ShardPage(
+        slices,
+        limit - left,
+        last,
+        slices[-1].arrival if slices else None,
+        int(tip[0][0]) if tip else 0,
+    )
 
 
 def shard_tips(store: StreamStore, tables: Sequence[str]) -> list[int | None]:
