@@ -425,3 +425,72 @@ def test_put_records_data_of_every_length_round_trips(kinesis: Any) -> None:
     kinesis.put_records(StreamName=name, Records=[{"Data": d, "PartitionKey": "k"} for d in datas])
     read = drain(kinesis, iterator(kinesis, name, "shardId-000000000000", "TRIM_HORIZON"))
     assert [r["Data"] for r in read] == datas
+
+
+class TestFanOut:
+    def test_consumers_register_describe_list_deregister(self, kinesis: Any) -> None:
+        """RegisterStreamConsumer, then Describe/List find it; Deregister removes it."""
+        name = new_name()
+        kinesis.create_stream(StreamName=name, ShardCount=1)
+        stream_arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"][
+            "StreamARN"
+        ]
+        consumer = kinesis.register_stream_consumer(StreamARN=stream_arn, ConsumerName="app")
+        consumer_arn = consumer["Consumer"]["ConsumerARN"]
+        described = kinesis.describe_stream_consumer(ConsumerARN=consumer_arn)
+        assert described["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE"
+        listed = kinesis.list_stream_consumers(StreamARN=stream_arn)["Consumers"]
+        assert [c["ConsumerName"] for c in listed] == ["app"]
+        with pytest.raises(botocore.exceptions.ClientError) as exc:
+            kinesis.register_stream_consumer(StreamARN=stream_arn, ConsumerName="app")
+        assert error_of(exc) == ("ResourceInUseException", 400)
+        kinesis.deregister_stream_consumer(ConsumerARN=consumer_arn)
+        assert kinesis.list_stream_consumers(StreamARN=stream_arn)["Consumers"] == []
+
+    def test_subscribe_to_shard_pushes_records(self, kinesis: Any) -> None:
+        """SubscribeToShard (boto3's event stream) delivers what was stored and what arrives
+        during the subscription, in order, with a ContinuationSequenceNumber to resume from."""
+        name = new_name()
+        kinesis.create_stream(StreamName=name, ShardCount=1)
+        stream_arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"][
+            "StreamARN"
+        ]
+        consumer_arn = kinesis.register_stream_consumer(StreamARN=stream_arn, ConsumerName="c")[
+            "Consumer"
+        ]["ConsumerARN"]
+        kinesis.put_records(
+            StreamName=name,
+            Records=[{"Data": b"old-%d" % i, "PartitionKey": "k"} for i in range(3)],
+        )
+        response = kinesis.subscribe_to_shard(
+            ConsumerARN=consumer_arn,
+            ShardId="shardId-000000000000",
+            StartingPosition={"Type": "TRIM_HORIZON"},
+        )
+        got: list[bytes] = []
+        continuation = None
+        stream = response["EventStream"]
+        try:
+            for event in stream:
+                shard_event = event["SubscribeToShardEvent"]
+                got += [r["Data"] for r in shard_event["Records"]]
+                continuation = shard_event["ContinuationSequenceNumber"]
+                if got == [b"old-0", b"old-1", b"old-2"]:
+                    kinesis.put_record(StreamName=name, Data=b"new", PartitionKey="k")
+                if len(got) >= 4:
+                    break
+        finally:
+            stream.close()
+        assert got == [b"old-0", b"old-1", b"old-2", b"new"]
+        last = kinesis.put_record(StreamName=name, Data=b"after", PartitionKey="k")
+        again = kinesis.subscribe_to_shard(
+            ConsumerARN=consumer_arn,
+            ShardId="shardId-000000000000",
+            StartingPosition={"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": continuation},
+        )["EventStream"]
+        try:
+            first = next(iter(again))["SubscribeToShardEvent"]["Records"]
+        finally:
+            again.close()
+        assert [r["Data"] for r in first] == [b"after"]
+        assert first[0]["SequenceNumber"] == last["SequenceNumber"]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.endpoint import records, streams
+from agent.endpoint import fanout, records, streams
 from agent.endpoint.errors import ApiError, invalid
 from agent.endpoint.iterators import IteratorCodec
 from agent.endpoint.limits import ShardLimits
@@ -31,7 +31,7 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 ACCOUNT = "000000000000"
 DEFAULT_REGION = "us-east-1"
 
-Operation = Callable[["Call"], "dict[str, Any] | records.Raw"]
+Operation = Callable[["Call"], "dict[str, Any] | records.Raw | fanout.Subscription"]
 OPERATIONS: dict[str, Operation] = {
     "CreateStream": streams.create_stream,
     "DeleteStream": streams.delete_stream,
@@ -47,6 +47,11 @@ OPERATIONS: dict[str, Operation] = {
     "GetRecords": records.get_records,
     "PutRecord": records.put_record,
     "PutRecords": records.put_records,
+    "RegisterStreamConsumer": fanout.register,
+    "DescribeStreamConsumer": fanout.describe_consumer,
+    "ListStreamConsumers": fanout.list_consumers,
+    "DeregisterStreamConsumer": fanout.deregister,
+    "SubscribeToShard": fanout.subscribe,
 }
 
 
@@ -55,6 +60,7 @@ class Answer:
     status: int
     body: bytes
     error: str | None = None  # the __type of an error answer (for x-amzn-ErrorType and logs)
+    subscription: fanout.Subscription | None = None  # SubscribeToShard: an event stream follows
 
 
 class Api:
@@ -77,6 +83,7 @@ class Api:
         self.retention_hours = retention_hours
         self.clock = clock
         self.account = ACCOUNT
+        self.subscription_seconds = fanout.SUBSCRIPTION_SECONDS
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Answer:
         """One request in, one answer out; never raises for anything a client sent."""
@@ -124,6 +131,8 @@ class Api:
         result = operation(Call(self, parsed, region))
         if isinstance(result, records.Raw):
             return Answer(200, bytes(result))
+        if isinstance(result, fanout.Subscription):
+            return Answer(200, b"", subscription=result)
         return Answer(200, json.dumps(result, separators=(",", ":")).encode())
 
 

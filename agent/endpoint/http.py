@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from agent.endpoint import http2
@@ -49,6 +49,7 @@ class Response:
     status: int
     body: bytes
     headers: list[tuple[str, str]] = field(default_factory=list)
+    stream: AsyncIterator[bytes] | None = None  # a body of unknown length, sent as it comes
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -154,8 +155,16 @@ class HttpServer:
             request, keep_alive = read
             response = await self.handler(request)
             headers = [*response.headers, ("Connection", "keep-alive" if keep_alive else "close")]
-            writer.write(_head(response.status, headers, len(response.body)))
-            writer.write(response.body)
+            if response.stream is not None:
+                headers.append(("Transfer-Encoding", "chunked"))
+                writer.write(_head(response.status, headers, None))
+                async for chunk in response.stream:
+                    writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    await writer.drain()
+                writer.write(b"0\r\n\r\n")
+            else:
+                writer.write(_head(response.status, headers, len(response.body)))
+                writer.write(response.body)
             await writer.drain()
             if not keep_alive:
                 return
@@ -212,9 +221,10 @@ class HttpServer:
         return Request(method, target, headers, body), keep_alive
 
 
-def _head(status: int, headers: list[tuple[str, str]], length: int) -> bytes:
+def _head(status: int, headers: list[tuple[str, str]], length: int | None) -> bytes:
     lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}"]
     lines += [f"{name}: {value}" for name, value in headers]
-    lines.append(f"Content-Length: {length}")
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
     lines.append(f"x-amzn-RequestId: {uuid.uuid4()}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -70,27 +70,41 @@ async def serve_h2(
             headers.pop(":method", "GET"), headers.pop(":path", "/"), headers, bytes(body)
         )
         response = await handler(request)
-        out = [(":status", str(response.status)), ("content-length", str(len(response.body)))]
+        out = [(":status", str(response.status))]
+        if response.stream is None:
+            out.append(("content-length", str(len(response.body))))
         out += [(k.lower(), v) for k, v in response.headers if k.lower() != "connection"]
         try:
-            conn.send_headers(stream_id, out, end_stream=not response.body)
-            data = memoryview(response.body)
-            while data:
-                room = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
-                if room <= 0:
-                    writer.write(conn.data_to_send())
-                    event = windows.setdefault(stream_id, asyncio.Event())
-                    event.clear()
-                    async with asyncio.timeout(idle_timeout):
-                        await event.wait()
-                    continue
-                chunk, data = data[:room], data[room:]
-                conn.send_data(stream_id, bytes(chunk), end_stream=not data)
+            if response.stream is None:
+                conn.send_headers(stream_id, out, end_stream=not response.body)
+                await send(stream_id, response.body, end=True)
+            else:
+                conn.send_headers(stream_id, out)
+                async for chunk in response.stream:
+                    await send(stream_id, chunk, end=False)
+                    await writer.drain()
+                conn.end_stream(stream_id)
             writer.write(conn.data_to_send())
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             pass
         finally:
             windows.pop(stream_id, None)
+
+    async def send(stream_id: int, body: bytes, *, end: bool) -> None:
+        """DATA frames within the peer's flow-control window, waiting for it to open."""
+        data = memoryview(body)
+        while data:
+            room = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+            if room <= 0:
+                writer.write(conn.data_to_send())
+                event = windows.setdefault(stream_id, asyncio.Event())
+                event.clear()
+                async with asyncio.timeout(idle_timeout):
+                    await event.wait()
+                continue
+            chunk, data = data[:room], data[room:]
+            conn.send_data(stream_id, bytes(chunk), end_stream=end and not data)
+        writer.write(conn.data_to_send())
 
     try:
         while True:

@@ -200,7 +200,7 @@ def put_records(call: Call) -> dict[str, Any] | Raw:
     return {"FailedRecordCount": failed, "Records": out, "EncryptionType": "NONE"}
 
 
-def _shard(call: Call, info: StreamInfo) -> int:
+def shard_of(call: Call, info: StreamInfo) -> int:
     shard_id = call.body.get("ShardId")
     index = shard_index(shard_id) if isinstance(shard_id, str) else None
     if index is None or index >= info.shard_count:
@@ -214,9 +214,24 @@ def _shard(call: Call, info: StreamInfo) -> int:
 def get_shard_iterator(call: Call) -> dict[str, Any]:
     api = call.api
     info = describe(api, call.stream_name())
-    index = _shard(call, info)
-    kind = call.body.get("ShardIteratorType")
-    sequence = call.body.get("StartingSequenceNumber")
+    index = shard_of(call, info)
+    after = start_after(
+        call,
+        info,
+        index,
+        call.body.get("ShardIteratorType"),
+        call.body.get("StartingSequenceNumber"),
+        call.body.get("Timestamp"),
+    )
+    state = IteratorState(info.name, index, after, info.created, int(api.clock() * 1000))
+    return {"ShardIterator": api.codec.seal(state)}
+
+
+def start_after(
+    call: Call, info: StreamInfo, index: int, kind: object, sequence: object, stamp: object
+) -> int:
+    """The counter a reader of shard ``index`` starts after, for an iterator type and argument."""
+    api = call.api
     try:
         table = admin.shard_table_of(api.store, info.name, index)
         if kind == "TRIM_HORIZON":
@@ -230,13 +245,12 @@ def get_shard_iterator(call: Call) -> dict[str, Any]:
                 counter = parse_sequence(sequence)
             except ValueError:
                 raise invalid(
-                    f"StartingSequenceNumber {sequence} used in GetShardIterator on shard "
+                    f"StartingSequenceNumber {sequence} used on shard "
                     f"{info.shards[index].shard_id} in stream {info.name} under account "
                     f"{api.account} is invalid."
                 ) from None
             after = counter - 1 if kind == "AT_SEQUENCE_NUMBER" else counter
         elif kind == "AT_TIMESTAMP":
-            stamp = call.body.get("Timestamp")
             if not isinstance(stamp, int | float) or isinstance(stamp, bool):
                 raise invalid("Timestamp is required for AT_TIMESTAMP")
             after = _start_after(api.store, table, Position.at_timestamp(float(stamp)))
@@ -248,8 +262,7 @@ def get_shard_iterator(call: Call) -> dict[str, Any]:
             )
     except StreamNotFound:
         raise not_found(f"Stream {info.name} under account {api.account} not found.") from None
-    state = IteratorState(info.name, index, max(after, 0), info.created, int(api.clock() * 1000))
-    return {"ShardIterator": api.codec.seal(state)}
+    return max(after, 0)
 
 
 def get_records(call: Call) -> Raw:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from agent.endpoint import fanout
 from agent.endpoint.api import CONTENT_TYPE, Api
 from agent.endpoint.http import HttpServer, Request, Response
 from agent.endpoint.iterators import IteratorCodec, load_key
@@ -132,6 +134,18 @@ class KinesisEndpoint:
         answer = await asyncio.get_running_loop().run_in_executor(
             executor, api.handle, request.method, request.target, request.headers, request.body
         )
+        if answer.subscription is not None:
+            loop = asyncio.get_running_loop()
+
+            def run(call: Callable[[], object]) -> asyncio.Future[object]:
+                return loop.run_in_executor(executor, call)
+
+            return Response(
+                200,
+                b"",
+                [("Content-Type", "application/vnd.amazon.eventstream")],
+                stream=fanout.events(api, run, answer.subscription),
+            )
         headers = [("Content-Type", CONTENT_TYPE)]
         if answer.error is not None:
             headers.append(("x-amzn-ErrorType", answer.error))

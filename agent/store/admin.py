@@ -17,6 +17,7 @@ from operator import add
 from agent.errors import StoreError
 from agent.store.chunks import _U32 as U32
 from agent.store.chunks import CHUNK_COLUMNS, RecordRow
+from agent.store.consumers import forget_stream
 from agent.store.model import MAX_RETENTION_HOURS, StreamInfo, valid_stream_name
 from agent.store.store import StreamStore
 
@@ -84,6 +85,7 @@ def delete_stream(store: StreamStore, name: str) -> None:
             db.execute("DELETE FROM streams WHERE id = ?", (stream_id,))
             if _has_tags_table(db):
                 db.execute("DELETE FROM stream_tags WHERE stream_id = ?", (stream_id,))
+            forget_stream(db, stream_id)
 
         try:
             store._write(db, body)
