@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import time
 import uuid
@@ -494,3 +495,62 @@ class TestFanOut:
             again.close()
         assert [r["Data"] for r in first] == [b"after"]
         assert first[0]["SequenceNumber"] == last["SequenceNumber"]
+
+
+class TestHttp:
+    def test_keep_alive_header_timeout_and_connection_cap(self, tmp_path: Path) -> None:
+        """Requests share a connection; a client stalling inside its headers gets a 408; past
+        the connection cap a new connection gets a 503 and is closed."""
+        import http.client
+        import socket
+
+        with endpoint_thread(tmp_path) as endpoint:
+            conn = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=10)
+            headers = {
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": "Kinesis_20131202.ListStreams",
+            }
+            for _ in range(2):
+                conn.request("POST", "/", body=b"{}", headers=headers)
+                answer = conn.getresponse()
+                assert answer.status == 200 and json.loads(answer.read())["StreamNames"] == []
+            conn.close()
+
+            endpoint.http.header_timeout = 0.3
+            with socket.create_connection(("127.0.0.1", endpoint.port), timeout=10) as slow:
+                slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
+                started = time.monotonic()
+                assert slow.recv(100).startswith(b"HTTP/1.1 408")
+                assert time.monotonic() - started < 5
+
+            endpoint.http.max_connections = 2
+            idle = [socket.create_connection(("127.0.0.1", endpoint.port)) for _ in range(2)]
+            try:
+                deadline = time.monotonic() + 10  # the server has accepted both
+                while len(endpoint.http._connections) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                with socket.create_connection(("127.0.0.1", endpoint.port), timeout=10) as extra:
+                    assert extra.recv(100).startswith(b"HTTP/1.1 503")
+            finally:
+                for sock in idle:
+                    sock.close()
+
+    def test_unknown_operation_and_bad_json(self, kinesis: Any, serve: Peer) -> None:
+        """An unknown X-Amz-Target and a body that is not JSON answer AWS's error shapes."""
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", serve.port, timeout=10)
+        for target, body, code in (
+            ("Kinesis_20131202.Nope", b"{}", "UnknownOperationException"),
+            ("Kinesis_20131202.ListStreams", b"{not json", "SerializationException"),
+        ):
+            conn.request(
+                "POST",
+                "/",
+                body=body,
+                headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target},
+            )
+            answer = conn.getresponse()
+            assert answer.status == 400
+            assert json.loads(answer.read())["__type"] == code
+        conn.close()
