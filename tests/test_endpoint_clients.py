@@ -277,3 +277,80 @@ def test_bad_listen_address_is_a_config_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 78
     assert "localStore.listen" in done.stderr.strip().splitlines()[-1]
+
+
+def test_serve_from_config_checks_the_agents_signatures(tmp_path: Path) -> None:
+    """``serve -c`` with a key pair: the agent's Kinesis sink signing with that pair ships
+    everything; a client with another secret is refused (InvalidSignatureException)."""
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+
+    serve_config = tmp_path / "serve.json"
+    serve_config.write_text(
+        json.dumps(
+            {
+                "localStore.directory": str(tmp_path / "store"),
+                "localStore.listen": "127.0.0.1:0",
+                "localStore.accessKeyId": "AKIDSTORE",
+                "localStore.secretAccessKey": "store-secret",
+                "flows": [{"filePattern": str(tmp_path / "none" / "*.log"), "localStream": "x"}],
+            }
+        )
+    )
+    with (tmp_path / "serve.err").open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "serve", "-c", str(serve_config)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env={**os.environ, **TEST_ENV},
+        )
+    try:
+        assert proc.stdout is not None
+        endpoint = "http://127.0.0.1:" + proc.stdout.readline().decode().rsplit(":", 1)[1].strip()
+
+        def client(secret: str) -> Any:
+            return boto3.client(
+                "kinesis",
+                endpoint_url=endpoint,
+                region_name="us-east-1",
+                aws_access_key_id="AKIDSTORE",
+                aws_secret_access_key=secret,
+                aws_session_token=None,
+                config=botocore.config.Config(
+                    retries={"total_max_attempts": 1, "mode": "standard"}
+                ),
+            )
+
+        client("store-secret").create_stream(StreamName="logs", ShardCount=1)
+        with pytest.raises(botocore.exceptions.ClientError) as exc:
+            client("other").list_streams()
+        assert exc.value.response["Error"]["Code"] == "InvalidSignatureException"
+        sent = write_lines(logs_dir(tmp_path) / "a.log", 0, 300)
+        config = agent_json(
+            tmp_path,
+            {"kinesisStream": "logs"},
+            **{
+                "kinesis.endpoint": endpoint,
+                "awsAccessKeyId": "AKIDSTORE",
+                "awsSecretAccessKey": "store-secret",
+            },
+        )
+        run_once(config)
+        got = [d for recs in read_stream_signed(client("store-secret"), "logs") for d in recs]
+        assert Counter(got) == Counter(sent)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def read_stream_signed(client: Any, stream: str) -> list[list[bytes]]:
+    out = []
+    for shard in client.list_shards(StreamName=stream)["Shards"]:
+        it = client.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        out.append([r["Data"] for r in client.get_records(ShardIterator=it)["Records"]])
+    return out
