@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from agent.endpoint.sigv4 import KeyPair
+from tests.endpoint_helpers import endpoint_thread
 from tests.peers.helpers import aws_client, deaggregate, read_stream
 from tests.peers.servers import (
     PEERS_DIR,
@@ -84,19 +86,7 @@ def test_aws_cli_reads_the_store(serve: Peer) -> None:
 
 def test_javascript_sdk_puts_and_gets(serve: Peer) -> None:
     """@aws-sdk/client-kinesis creates a stream, puts 200 records and reads each shard back."""
-    ensure_kinesalite()  # npm install of tests/peers, the JavaScript SDK included
-    node = shutil.which("node")
-    assert node is not None, "node is needed for the JavaScript SDK test"
-    done = subprocess.run(
-        [node, str(PEERS_DIR / "kinesis-sdk-js.js"), serve.endpoint, "js", "200"],
-        cwd=PEERS_DIR,
-        env={**os.environ, **TEST_ENV},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
+    result = run_js_sdk(serve.endpoint)
     assert result["failed"] == 0 and result["openShards"] == 2
     read = result["read"]
     datas = Counter(d for shard in read.values() for _seq, d in shard)
@@ -106,6 +96,30 @@ def test_javascript_sdk_puts_and_gets(serve: Peer) -> None:
         assert seqs == sorted(seqs)
     # and boto3 reads the same thing the JS SDK wrote
     assert sum(len(v) for v in read_stream(serve.endpoint, "js").values()) == 200
+
+
+def test_javascript_sdk_signatures_checked(tmp_path: Path) -> None:
+    """With a key pair, the JS SDK's SigV4 over HTTP/2 (host as :authority) is accepted."""
+    with endpoint_thread(tmp_path, keys=KeyPair("testing", "testing")) as endpoint:
+        result = run_js_sdk(endpoint.url)
+    assert result["failed"] == 0
+    assert sum(len(v) for v in result["read"].values()) == 200
+
+
+def run_js_sdk(endpoint: str) -> Any:
+    ensure_kinesalite()  # npm install of tests/peers, the JavaScript SDK included
+    node = shutil.which("node")
+    assert node is not None, "node is needed for the JavaScript SDK test"
+    done = subprocess.run(
+        [node, str(PEERS_DIR / "kinesis-sdk-js.js"), endpoint, "js", "200"],
+        cwd=PEERS_DIR,
+        env={**os.environ, **TEST_ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
 
 
 @pytest.mark.parametrize("aggregate", [False, True])

@@ -66,6 +66,9 @@ async def serve_h2(
     tasks: set[asyncio.Task[None]] = set()
 
     async def respond(stream_id: int, headers: dict[str, str], body: bytes) -> None:
+        authority = headers.get(":authority")  # kept: the JavaScript SDK signs it by that name
+        if authority is not None:
+            headers.setdefault("host", authority)
         request = Request(
             headers.pop(":method", "GET"), headers.pop(":path", "/"), headers, bytes(body)
         )
