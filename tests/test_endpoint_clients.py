@@ -368,3 +368,45 @@ def read_stream_signed(client: Any, stream: str) -> list[list[bytes]]:
         )["ShardIterator"]
         out.append([r["Data"] for r in client.get_records(ShardIterator=it)["Records"]])
     return out
+
+
+def test_sighup_moves_the_agents_endpoint(tmp_path: Path) -> None:
+    """A SIGHUP with a new localStore.listen closes the old listener and opens the new one."""
+    first, second = free_port(), free_port()
+    keys = {"localStore.directory": str(tmp_path / "store")}
+    config = agent_json(
+        tmp_path, {"localStream": "web"}, **keys, **{"localStore.listen": f"127.0.0.1:{first}"}
+    )
+    logs_dir(tmp_path)
+    with (tmp_path / "agent.err").open("wb") as err:
+        agent = subprocess.Popen(
+            agent_cmd(config), env={**os.environ, **TEST_ENV}, stdout=subprocess.DEVNULL, stderr=err
+        )
+    try:
+        assert wait_answering(first)
+        agent_json(
+            tmp_path, {"localStream": "web"}, **keys, **{"localStore.listen": f"127.0.0.1:{second}"}
+        )
+        agent.send_signal(signal.SIGHUP)
+        assert wait_answering(second)
+        assert not answering(first)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(30)
+
+
+def answering(port: int) -> bool:
+    try:
+        aws_client("kinesis", f"http://127.0.0.1:{port}").list_streams()
+    except Exception:
+        return False
+    return True
+
+
+def wait_answering(port: int, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if answering(port):
+            return True
+        time.sleep(0.05)
+    return False
