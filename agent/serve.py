@@ -20,6 +20,10 @@ from agent.endpoint.sigv4 import KeyPair
 from agent.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:4567"
+# Inside the agent every connection is a descriptor the flows' files and commits also need
+# (agent/listeners.py); the standalone server has the process to itself.
+AGENT_MAX_CONNECTIONS = 64
+SERVE_MAX_CONNECTIONS = 256
 
 
 def key_pair(config: AgentConfig) -> KeyPair | None:
@@ -33,7 +37,11 @@ def key_pair(config: AgentConfig) -> KeyPair | None:
 
 
 def endpoint_from_config(
-    config: AgentConfig, listen: str | None = None, *, shard_limits: bool = False
+    config: AgentConfig,
+    listen: str | None = None,
+    *,
+    shard_limits: bool = False,
+    max_connections: int = AGENT_MAX_CONNECTIONS,
 ) -> KinesisEndpoint | None:
     """The endpoint ``localStore.listen`` asks for (None when unset); ConfigError when malformed."""
     listen = listen or config.local_store_listen
@@ -49,6 +57,7 @@ def endpoint_from_config(
         keys=key_pair(config),
         limits=ShardLimits() if shard_limits or config.local_store_shard_limits else None,
         retention_hours=max(24, config.local_store_retention_hours),
+        max_connections=max_connections,
     )
 
 
@@ -95,7 +104,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config or DEFAULT_CONFIG)
         listen = args.listen or config.local_store_listen or DEFAULT_LISTEN
-        found = endpoint_from_config(config, listen, shard_limits=args.shard_limits)
+        found = endpoint_from_config(
+            config, listen, shard_limits=args.shard_limits, max_connections=SERVE_MAX_CONNECTIONS
+        )
         assert found is not None
         endpoint = found
     asyncio.run(_serve(endpoint))

@@ -531,6 +531,7 @@ class TestHttp:
                     time.sleep(0.01)
                 with socket.create_connection(("127.0.0.1", endpoint.port), timeout=10) as extra:
                     assert extra.recv(100).startswith(b"HTTP/1.1 503")
+                assert endpoint.http.refused == 1  # counted (and logged)
             finally:
                 for sock in idle:
                     sock.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -86,6 +87,8 @@ class HttpServer:
         self.idle_timeout = idle_timeout
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self.refused = 0  # connections answered 503 because of max_connections
+        self._next_warning = 0.0
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -109,6 +112,15 @@ class HttpServer:
         task = asyncio.current_task()
         assert task is not None
         if len(self._connections) >= self.max_connections:
+            self.refused += 1
+            now = time.monotonic()
+            if now >= self._next_warning:
+                self._next_warning = now + 60.0
+                log.warning(
+                    "Kinesis endpoint: %d connections open (the limit); refused %d so far",
+                    self.max_connections,
+                    self.refused,
+                )
             writer.write(_head(503, [("Connection", "close")], 0))
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
