@@ -206,7 +206,8 @@ class TestRecords:
         assert int(second["SequenceNumber"]) > int(first["SequenceNumber"])
 
     def test_put_limits(self, kinesis: Any) -> None:
-        """Over 500 entries is a ValidationException, over 5 MiB an InvalidArgumentException."""
+        """Over 500 entries is a ValidationException; over 5 MiB a call, or data and key over
+        1 MiB a record, an InvalidArgumentException."""
         name = new_name()
         kinesis.create_stream(StreamName=name, ShardCount=1)
         with pytest.raises(botocore.exceptions.ClientError) as exc:
@@ -214,6 +215,16 @@ class TestRecords:
                 StreamName=name, Records=[{"Data": b"x", "PartitionKey": "k"}] * 501
             )
         assert error_of(exc) == ("ValidationException", 400)
+        full = b"x" * (1024 * 1024)  # data of 1 MiB leaves no room for its key
+        for call in (
+            lambda: kinesis.put_record(StreamName=name, Data=full, PartitionKey="k"),
+            lambda: kinesis.put_records(
+                StreamName=name, Records=[{"Data": full, "PartitionKey": "k"}]
+            ),
+        ):
+            with pytest.raises(botocore.exceptions.ClientError) as exc:
+                call()
+            assert error_of(exc) == ("InvalidArgumentException", 400)
         big = [{"Data": b"x" * (1024 * 1024 - 10), "PartitionKey": "k"}] * 6
         with pytest.raises(botocore.exceptions.ClientError) as exc:
             kinesis.put_records(StreamName=name, Records=big)
@@ -277,20 +288,20 @@ class TestRecords:
         assert kinesis.get_records(ShardIterator=it)["Records"] == []
 
     def test_get_records_stops_at_ten_mib(self, kinesis: Any) -> None:
-        """A page holds at most 10 MiB of data and keys: nine 1 MiB records, then the rest."""
+        """A page holds at most 10 MiB of data and keys: ten records of ~1 MiB, then the rest."""
         name = new_name()
         kinesis.create_stream(StreamName=name, ShardCount=1)
-        big = [bytes([i]) * (1024 * 1024) for i in range(12)]
+        big = [bytes([i]) * (1024 * 1024 - 1000) for i in range(12)]
         for i in range(0, 12, 4):
             kinesis.put_records(
                 StreamName=name, Records=[{"Data": d, "PartitionKey": "k"} for d in big[i : i + 4]]
             )
         it = iterator(kinesis, name, "shardId-000000000000", "TRIM_HORIZON")
         first = kinesis.get_records(ShardIterator=it)
-        assert [r["Data"] for r in first["Records"]] == big[:9]
+        assert [r["Data"] for r in first["Records"]] == big[:10]
         assert first["MillisBehindLatest"] >= 0
         rest = kinesis.get_records(ShardIterator=first["NextShardIterator"])
-        assert [r["Data"] for r in rest["Records"]] == big[9:]
+        assert [r["Data"] for r in rest["Records"]] == big[10:]
 
     def test_forged_iterator_is_refused(self, kinesis: Any) -> None:
         """An iterator whose position was edited fails its HMAC: InvalidArgumentException."""

@@ -63,6 +63,8 @@ def _entry(entry: object, where: str) -> tuple[str, bytes, int | None]:
             f"1 validation error detected: Value at '{where}.data' failed to satisfy "
             f"constraint: Member must have length less than or equal to {MAX_RECORD_BYTES}"
         )
+    if len(data) + len(key.encode()) > MAX_RECORD_BYTES:
+        raise invalid(_too_big(where, len(data) + len(key.encode())))
     hash_key = entry.get("ExplicitHashKey")
     explicit = None
     if hash_key is not None:
@@ -98,9 +100,18 @@ def _fast_entries(records: list[Any]) -> tuple[list[str], list[bytes]] | None:
         datas = [binascii.a2b_base64(t, strict_mode=True) for t in texts]
     except (binascii.Error, TypeError):
         return None
-    if max(map(len, datas)) > MAX_RECORD_BYTES:
-        return None
+    if max(map(len, datas)) + MAX_PARTITION_KEY_CHARS * 4 > MAX_RECORD_BYTES and any(
+        len(d) + len(k.encode()) > MAX_RECORD_BYTES for k, d in zip(keys, datas, strict=True)
+    ):
+        return None  # the slow path names the record
     return keys, datas
+
+
+def _too_big(where: str, size: int) -> str:
+    return (
+        f"Record size exceeds 1 MiB: {where} holds {size} bytes of data and partition key "
+        f"(at most {MAX_RECORD_BYTES})"
+    )
 
 
 def _put(call: Call, name: str, entries: list[tuple[str, bytes, int | None]]) -> list[Any]:
