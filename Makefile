@@ -43,6 +43,7 @@ test: setup check
 bench: setup
 	bash scripts/bootstrap-system.sh rsyslog
 	$(PY) tests/bench/run_all.py
+	$(PY) tests/bench/bench_endpoint.py
 
 # The long reliability scenarios (30 SIGKILLs, a 60 s outage, a minute of faults): a table of
 # lines written / delivered / lost / duplicated and peak RSS per scenario.

@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.store.commands import register as register_stream_commands
 
     register_stream_commands(sub)
+
+    from agent.serve import register as register_serve
+
+    register_serve(sub)
     return parser
 
 

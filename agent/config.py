@@ -135,6 +135,10 @@ class AgentConfig:
     local_store_directory: str = f"{DEFAULT_STATE_DIR}/streams"
     local_store_shard_count: int = 4
     local_store_retention_hours: int = 24
+    local_store_listen: str | None = None
+    local_store_access_key_id: str | None = field(default=None, repr=False)
+    local_store_secret_access_key: str | None = field(default=None, repr=False)
+    local_store_shard_limits: bool = False
     metrics_prometheus_listen: str | None = None
     processing_worker_process: bool = True
     status_socket: str | None = None
@@ -264,6 +268,10 @@ GLOBAL_KEYS: tuple[Key, ...] = (
     Key("localStore.directory", "str"),
     Key("localStore.shardCount", "int", 1, 1024),
     Key("localStore.retentionHours", "int", 1, 8760),
+    Key("localStore.listen", "str"),
+    Key("localStore.accessKeyId", "str"),
+    Key("localStore.secretAccessKey", "str"),
+    Key("localStore.shardLimits", "bool"),
     Key("metrics.prometheusListen", "str"),
     Key("processing.workerProcess", "bool"),
     Key("statusSocket", "str"),

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from agent.checkpoints import CheckpointDB
 from agent.config import AgentConfig, FlowConfig, load_config
@@ -21,6 +22,9 @@ from agent.records import FileId
 from agent.sinks import Sink, open_sink
 from agent.store.sqlite import file_still_there
 from agent.systemd import Notifier
+
+if TYPE_CHECKING:
+    from agent.endpoint.server import KinesisEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,7 @@ class Agent:
         self.locks = InstanceLock()
         self.checkpoint_expiry_period = CHECKPOINT_EXPIRY_PERIOD
         self._observers: Observers | None = None
+        self._endpoint: KinesisEndpoint | None = None
 
     @property
     def flows(self) -> list[Flow]:
@@ -123,6 +128,8 @@ class Agent:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 observed = await observers.start(tg)
+                if not once:
+                    self._endpoint = await self._start_endpoint(self.config)
                 for flow_cfg in self.config.flows:
                     self._start_flow(self.config, flow_cfg)
                 # before any flow has loaded its checkpoints (their tasks have not run yet)
@@ -153,6 +160,9 @@ class Agent:
             if self.checkpoint_db is not None:
                 self.checkpoint_db.close()
             await observers.aclose()  # last CloudWatch datums (also after --once), progress line
+            if self._endpoint is not None:
+                await self._endpoint.aclose()
+                self._endpoint = None
             self.locks.release()
             for m in self.metrics.flows.values():
                 problems = problem_summary(m)
@@ -201,6 +211,38 @@ class Agent:
             await asyncio.sleep(self.checkpoint_expiry_period)
             tailed = self._tailed_files()
             self._log_expired(await asyncio.to_thread(self._expire_store_checkpoints, tailed))
+
+    async def _start_endpoint(self, config: AgentConfig) -> KinesisEndpoint | None:
+        """The store's Kinesis endpoint when ``localStore.listen`` asks for one (agent/serve.py).
+
+        A malformed address is a config error; one that cannot be bound is logged and the
+        agent ships on without it, as with the Prometheus listener.
+        """
+        from agent.serve import endpoint_from_config
+
+        endpoint = endpoint_from_config(config)
+        if endpoint is None:
+            return None
+        try:
+            await endpoint.start()
+        except (AgentError, OSError) as exc:
+            log.error("Kinesis endpoint off: cannot serve %s: %s", config.local_store_listen, exc)
+            await endpoint.aclose()
+            return None
+        return endpoint
+
+    async def _reload_endpoint(self, config: AgentConfig) -> None:
+        """A changed ``localStore.*`` endpoint setting: stop the old listener, start the new."""
+        from agent.serve import endpoint_from_config
+
+        try:
+            endpoint_from_config(config)  # a malformed address keeps the running endpoint
+        except ConfigError as exc:
+            log.error("reload: Kinesis endpoint unchanged: %s", exc)
+            return
+        if self._endpoint is not None:
+            await self._endpoint.aclose()
+        self._endpoint = await self._start_endpoint(config)
 
     async def _reloader(self) -> None:
         while True:
@@ -260,6 +302,8 @@ class Agent:
             del self.metrics.flows[fid]
         if self._observers is not None and self._tg is not None:
             await self._observers.reload(self._tg, new)
+        if not self._once and _endpoint_settings(old) != _endpoint_settings(new):
+            await self._reload_endpoint(new)
         log.info(
             "reloaded %s: %d flow(s) stopped, %d started, %d untouched",
             self.config_path,
@@ -346,3 +390,14 @@ def run(config: AgentConfig, *, once: bool = False, config_path: str | None = No
             return await agent.run(once=once)
 
     return asyncio.run(main())
+
+
+def _endpoint_settings(config: AgentConfig) -> tuple[object, ...]:
+    return (
+        config.local_store_directory,
+        config.local_store_listen,
+        config.local_store_access_key_id,
+        config.local_store_secret_access_key,
+        config.local_store_shard_limits,
+        config.local_store_retention_hours,
+    )

@@ -28,6 +28,7 @@ PATHS = [
     "/login",
     "/search?q=kinesis",
 ]
+DEMO_LISTEN = "127.0.0.1:4567"
 AGENTS = ["curl/8.5.0", "Mozilla/5.0 (X11; Linux x86_64)", "kinesis-agent-demo/1.0"]
 
 
@@ -38,6 +39,8 @@ def write_config(root: Path) -> Path:
         "checkpointFile": str(root / "state" / "checkpoints.db"),
         "localStore.directory": str(root / "state" / "streams"),
         "localStore.shardCount": 2,
+        # the store as a Kinesis endpoint: any Kinesis client reads the demo stream
+        "localStore.listen": os.environ.get("KINESIS_AGENT_DEMO_LISTEN", DEMO_LISTEN),
         "log.statusReportingPeriodSeconds": 10,
         "flows": [
             {
@@ -89,10 +92,19 @@ def main() -> int:
     thread = threading.Thread(target=writer, args=(root / "logs", stop), daemon=True)
     thread.start()
     exe = Path(sys.executable).parent / "kinesis-agent"
+    aws = os.path.relpath(Path(sys.executable).parent / "aws")
+    url = "http://" + json.loads(config_path.read_text())["localStore.listen"]
     print(
         "\nkinesis-agent demo: tailing demo-state/logs/access.log* into the local stream 'demo'.\n"
         "Watch records arrive in another terminal with:\n\n"
         f"    {os.path.relpath(exe)} stream read demo --follow -c {os.path.relpath(config_path)}\n\n"
+        f"or read it as Kinesis at {url} with the AWS CLI (any key pair will do):\n\n"
+        "    export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1\n"
+        f"    {aws} kinesis describe-stream-summary --stream-name demo --endpoint-url {url}\n"
+        f"    IT=$({aws} kinesis get-shard-iterator --stream-name demo --endpoint-url {url} \\\n"
+        "        --shard-id shardId-000000000000 --shard-iterator-type TRIM_HORIZON \\\n"
+        "        --query ShardIterator --output text)\n"
+        f"    {aws} kinesis get-records --shard-iterator $IT --limit 5 --endpoint-url {url}\n\n"
         "Ctrl+C stops the agent (it drains and commits first).\n",
         file=sys.stderr,
         flush=True,

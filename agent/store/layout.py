@@ -34,6 +34,10 @@ class StreamLayout:
         # the MD5. Bounded: once full, new keys are hashed every time.
         self._placed: dict[str, int] = {}
 
+    def place_hash(self, hash_key: int) -> int:
+        """The shard index owning a 128-bit hash key (PutRecords' ExplicitHashKey)."""
+        return bisect_right(self.bounds, hash_key.to_bytes(16, "big"))
+
     def place(self, keys: Sequence[str]) -> list[int]:
         """The shard index of each partition key."""
         if len(self.tables) == 1:
@@ -94,6 +98,11 @@ class PutResult(Sequence[tuple[str, str]]):
         if not 0 <= index < len(self):
             raise IndexError(index)
         return self._shard_ids[self._placement[index]], format_sequence(self._first + index)
+
+    def columns(self) -> tuple[tuple[str, ...], list[int], int]:
+        """(shard ids, each entry's shard index, the first entry's counter): entry i has
+        counter ``first + i``. For callers that format many results at once."""
+        return self._shard_ids, self._placement, self._first
 
     def __repr__(self) -> str:
         return f"PutResult({list(self)!r})"

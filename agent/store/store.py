@@ -289,14 +289,24 @@ class StreamStore:
         keys: Sequence[str],
         datas: list[bytes],
         checkpoints: Sequence[Checkpoint] = (),
+        hash_keys: Sequence[int | None] | None = None,
     ) -> PutResult:
-        """``put_records`` with the partition keys and the data as two lists of equal length."""
+        """``put_records`` with the partition keys and the data as two lists of equal length.
+
+        ``hash_keys`` (Kinesis's ExplicitHashKey), where not None, place a record instead of
+        the MD5 of its partition key.
+        """
         if len(keys) != len(datas):
             raise ValueError(f"{len(keys)} partition keys for {len(datas)} records")
         with self._lock:
             stream = self._stream(name)
         check_keys(keys)
         placement = stream.place(keys)
+        if hash_keys is not None:
+            placement = [
+                p if h is None else stream.place_hash(h)
+                for p, h in zip(placement, hash_keys, strict=True)
+            ]
         chunks = pack_shards(len(stream.tables), placement, keys, datas)
         first = 0
 
@@ -323,6 +333,8 @@ class StreamStore:
             try:
                 self._write(db, body)
             except sqlite3.Error as exc:
+                # a stream deleted (or re-created) through another connection: look it up again
+                self._streams.pop(name, None)
                 raise StoreError(
                     f"cannot write {len(datas)} records to stream {name!r} in {self.path}: {exc}"
                 ) from exc

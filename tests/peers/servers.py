@@ -20,6 +20,7 @@ from typing import IO
 
 PEERS_DIR = Path(__file__).resolve().parent
 KINESALITE_PKG = PEERS_DIR / "node_modules" / "kinesalite" / "package.json"
+JS_SDK_PKG = PEERS_DIR / "node_modules" / "@aws-sdk" / "client-kinesis" / "package.json"
 
 # Dummy credentials and no instance metadata: nothing in the tests can reach real AWS.
 TEST_ENV = {
@@ -79,7 +80,7 @@ class Peer:
 
 def ensure_kinesalite() -> None:
     """npm install in tests/peers when `make` has not done it yet."""
-    if KINESALITE_PKG.exists():
+    if KINESALITE_PKG.exists() and JS_SDK_PKG.exists():
         return
     npm = shutil.which("npm")
     if npm is None:
@@ -166,3 +167,38 @@ def _wait_http(peer: Peer, path: str, timeout: float) -> None:
                 conn.close()
         time.sleep(0.05)
     raise PeerError(f"{peer.name} did not answer on {peer.endpoint} within {timeout} s")
+
+
+def start_store_endpoint(store: Path, log_dir: Path, *extra: str) -> Peer:
+    """``kinesis-agent serve`` (this checkout's) on the store in ``store``, on a free loopback port."""
+    log = log_dir / f"serve-{store.name}.log"
+    out = log.open("ab")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "serve",
+            "--store",
+            str(store),
+            "--listen",
+            "127.0.0.1:0",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=out,
+        env={**os.environ, **TEST_ENV},
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().decode()
+    if " at http://127.0.0.1:" not in line:
+        process.kill()
+        process.wait(5)
+        raise PeerError(
+            f"kinesis-agent serve did not start ({line!r}); see {log}: {log.read_text()[-2000:]}"
+        )
+    port = int(line.rsplit(":", 1)[1])
+    peer = Peer("kinesis-agent serve", process, port, log, (out,))
+    _wait_http(peer, "/", 10)
+    return peer

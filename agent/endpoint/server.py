@@ -1,0 +1,163 @@
+"""The Kinesis endpoint as a component: a store connection, the API, and its HTTP listener.
+
+Used by the agent (``localStore.listen``) and by ``kinesis-agent serve``. The endpoint opens its
+own connection to the store, so the agent's writer never waits on a consumer's reads (WAL readers
+do not block the writer), and runs the operations on a few threads of its own so a slow SQLite
+call never stalls the event loop the agent's flows share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from agent.endpoint import fanout
+from agent.endpoint.api import CONTENT_TYPE, Api
+from agent.endpoint.http import HttpServer, Request, Response
+from agent.endpoint.iterators import IteratorCodec, load_key
+from agent.endpoint.limits import ShardLimits
+from agent.endpoint.sigv4 import KeyPair
+from agent.store.store import StreamStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 4567  # kinesalite's, so tools written for it find us too
+WORKERS = 4
+
+
+def parse_listen(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """``4567`` / ``:4567`` → loopback; ``host:port``; ``[v6]:port``; ValueError otherwise."""
+    text = value.strip()
+    host = "127.0.0.1"
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or not text[end + 1 :].startswith(":"):
+            raise ValueError(f"expected [host]:port, not {value!r}")
+        host, port_text = text[1:end], text[end + 2 :]
+    elif ":" in text:
+        given, port_text = text.rsplit(":", 1)
+        host = given or host
+    else:
+        port_text = text
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"expected a port 0-65535 in {value!r}")
+    return host, int(port_text)
+
+
+class KinesisEndpoint:
+    """Serves the store in ``directory`` as Kinesis on ``listen`` until closed."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        listen: str,
+        *,
+        keys: KeyPair | None = None,
+        limits: ShardLimits | None = None,
+        retention_hours: int = 24,
+        max_connections: int = 256,
+    ) -> None:
+        self.directory = Path(directory)
+        self.host, port = parse_listen(listen)
+        self._keys = keys
+        self._limits = limits
+        self._retention_hours = retention_hours
+        self._store: StreamStore | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self.api: Api | None = None
+        self.http = HttpServer(self._handle, self.host, port, max_connections=max_connections)
+
+    @property
+    def port(self) -> int:
+        return self.http.port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        store = await loop.run_in_executor(None, lambda: StreamStore.open(self.directory))
+        try:
+            codec = IteratorCodec(load_key(self.directory))
+            self.api = Api(
+                store,
+                codec,
+                keys=self._keys,
+                limits=self._limits,
+                retention_hours=self._retention_hours,
+            )
+            self._executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="kinesis-endpoint")
+            await self.http.start()
+        except BaseException:
+            store.close()
+            raise
+        self._store = store
+        log.info(
+            "Kinesis endpoint for %s at %s (aws kinesis list-streams --endpoint-url %s)%s",
+            self.directory,
+            self.url,
+            self.url,
+            "; signatures checked" if self._keys else "",
+        )
+
+    async def aclose(self) -> None:
+        """Stop listening, finish the calls in progress, close the store; twice is fine."""
+        await self.http.aclose()
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+    async def __aenter__(self) -> KinesisEndpoint:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _handle(self, request: Request) -> Response:
+        api, executor = self.api, self._executor
+        if request.method == "GET" and request.target in ("/", "/ping"):
+            return Response(200, b"kinesis-agent Kinesis endpoint\n")
+        if api is None or executor is None:
+            return Response(503, b"")
+        answer = await asyncio.get_running_loop().run_in_executor(
+            executor, api.handle, request.method, request.target, request.headers, request.body
+        )
+        if answer.subscription is not None:
+            loop = asyncio.get_running_loop()
+
+            def run(call: Callable[[], object]) -> asyncio.Future[object]:
+                return loop.run_in_executor(executor, call)
+
+            return Response(
+                200,
+                b"",
+                [("Content-Type", "application/vnd.amazon.eventstream")],
+                stream=fanout.events(api, run, answer.subscription),
+            )
+        headers = [("Content-Type", CONTENT_TYPE)]
+        if answer.error is not None:
+            headers.append(("x-amzn-ErrorType", answer.error))
+        return Response(answer.status, answer.body, headers)
+
+
+async def serve_forever(endpoint: KinesisEndpoint, stop: asyncio.Event) -> None:
+    """Run ``endpoint`` until ``stop`` is set (the standalone ``serve`` command)."""
+    async with endpoint:
+        print(
+            f"kinesis-agent: serving {endpoint.directory} as Kinesis at {endpoint.url}\n"
+            f"  aws kinesis list-streams --endpoint-url {endpoint.url}",
+            flush=True,
+        )
+        await stop.wait()
