@@ -17,6 +17,10 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 WARN_INTERVAL = 60.0  # seconds between warnings about refused connections
+# asyncio accepts up to ``backlog`` connections each time the socket is readable (100 by default),
+# and each is a descriptor before any handler (and so any guard) runs: 1,100 half-sent scrapes
+# held ~100 extra descriptors at once. A short queue keeps the excess in the kernel instead.
+ACCEPT_BATCH = 32
 
 
 class ConnectionGuard:

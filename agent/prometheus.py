@@ -20,7 +20,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from agent.errors import ConfigError
-from agent.listeners import ConnectionGuard
+from agent.listeners import ACCEPT_BATCH, ConnectionGuard
 from agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,9 @@ class PrometheusServer:
         await self.aclose()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self._server = await asyncio.start_server(
+            self._serve, self.host, self.port, backlog=ACCEPT_BATCH
+        )
         sock = self._server.sockets[0].getsockname()
         self.port = sock[1]
         log.info("Prometheus metrics at http://%s:%d/metrics", self.host, self.port)

@@ -24,7 +24,7 @@ from typing import Any
 from agent.capacity import kinesis_capacity
 from agent.config import AgentConfig
 from agent.errors import AgentError
-from agent.listeners import ConnectionGuard
+from agent.listeners import ACCEPT_BATCH, ConnectionGuard
 from agent.metrics import AgentMetrics, FlowMetrics, RateMeter
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,9 @@ class StatusServer:
         _clear_stale_socket(self.path)
         old = os.umask(0o177)  # created 0600: no window in which others could connect
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=self.path)
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=self.path, backlog=ACCEPT_BATCH
+            )
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
