@@ -80,7 +80,8 @@ class SymlinkPolicy:
 
         Like the kernel: a relative target is taken from the link's directory and ``..`` from
         the real directory reached so far. Dangling links and loops give None: discovery's own
-        ``stat`` fails on them and reports them as it always has.
+        ``stat`` fails on them and reports them as it always has (``why_not`` refuses a None
+        for a path that ``stat`` did reach).
         """
         absolute = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
         pending = [p for p in absolute.split(os.sep) if p]  # not abspath: it folds ``..`` early
@@ -133,7 +134,15 @@ class SymlinkPolicy:
         """
         resolved = self.resolve(path)
         if resolved is None:
-            return None
+            if found is None:
+                return None  # dangling or looping: discovery's own stat reports it
+            # Discovery's stat reached a file the walk cannot: a link changed between the two
+            # looks, or a /proc magic link (fd/N, whose text may be "... (deleted)"). Passing it
+            # would let the tracker open what discovery saw, unjudged.
+            return (
+                f"{path} cannot be followed link by link (a link changed while it was "
+                "checked, or a /proc link whose target cannot be judged)"
+            )
         real, links = resolved
         if not links:
             return None

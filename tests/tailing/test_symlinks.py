@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +179,44 @@ class TestSymlinkPolicy:
         assert [r.getMessage().split(":")[0] for r in caplog.records] == [
             "/srv/app/evil.log skipped"
         ]
+
+
+class TestWhatTheRuleCannotResolve:
+    """A path discovery could stat but the rule cannot walk link by link is refused, not waved on."""
+
+    def test_a_link_dangling_only_while_it_is_checked_is_refused(self, fs: FakeFS) -> None:
+        """Race: evil.log -> auth.log at discovery's stat, dangling at the check, back at open.
+
+        Discovery's stat saw a file; a rule that passes what it cannot resolve would let the
+        tracker open auth.log (its fstat matches what discovery saw).
+        """
+        fs.link("/srv/app/evil.log", "/var/log/auth.log", MALLORY)
+        seen = fs.stat("/srv/app/evil.log")
+        fs.nodes["/srv/app/evil.log"].target = "/nowhere"  # swapped for the check only
+        assert fs.policy().why_not("/srv/app/evil.log", seen) is not None
+
+    def test_a_proc_magic_link_to_a_deleted_file_is_refused(self, tmp_path: Path) -> None:
+        """evil.log -> /proc/self/fd/N: the kernel follows N to the agent's open (deleted) file,
+        whose readlink text ("... (deleted)") resolves to nothing."""
+        secret = tmp_path / "private" / "secret.log"
+        secret.parent.mkdir()
+        secret.write_bytes(b"root:password-hash\n")
+        fd = os.open(secret, os.O_RDONLY)
+        try:
+            secret.unlink()
+            evil = tmp_path / "evil.log"
+            evil.symlink_to(f"/proc/self/fd/{fd}")
+            stranger = 54321  # neither root nor the agent; may read nothing here
+            if os.geteuid() == 0:
+                os.lchown(evil, stranger, stranger)
+                owner = stranger
+            else:
+                owner = os.geteuid()
+                secret.parent.chmod(0)  # the link's owner cannot reach the file any more
+            found = os.stat(evil)
+            assert stat.S_ISREG(found.st_mode)  # discovery would take it for a regular file
+            policy = SymlinkPolicy(agent_uid=owner + 1, groups=lambda uid: frozenset())
+            assert policy.why_not(str(evil), found) is not None
+        finally:
+            os.close(fd)
+            secret.parent.chmod(0o755)
