@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
+from agent.printable import printable
+
 log = logging.getLogger(__name__)
 
 # sd_notify(3) sends one datagram; systemd reads at most this much of it (NOTIFY_BUFFER_MAX - 1).
@@ -190,7 +192,16 @@ _STDERR_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _STDERR_DATEFMT = "%Y-%m-%dT%H:%M:%S"
 
 
-class _SyslogPrefixFormatter(logging.Formatter):
+class _PrintableFormatter(logging.Formatter):
+    """Lines for stderr (often a terminal): file names come from whoever can write a watched
+    directory, so control characters are shown as escapes (``\\x1b``), never sent to the
+    terminal; newlines stay, multi-line messages and tracebacks keep their layout."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), keep_layout=True)
+
+
+class _SyslogPrefixFormatter(_PrintableFormatter):
     """'<3>name: message' lines: journald reads the '<N>' prefix as the priority (sd-daemon.h)."""
 
     _PRIORITIES = (
@@ -251,7 +262,7 @@ def configure_logging(
             # journald stamps time and unit itself
             handler.setFormatter(_SyslogPrefixFormatter("%(name)s: %(message)s"))
         else:
-            handler.setFormatter(logging.Formatter(_STDERR_FORMAT, _STDERR_DATEFMT))
+            handler.setFormatter(_PrintableFormatter(_STDERR_FORMAT, _STDERR_DATEFMT))
     setattr(handler, _HANDLER_MARK, True)
 
     root = logging.getLogger()

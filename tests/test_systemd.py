@@ -264,6 +264,16 @@ class TestConfigureLogging:
         assert line.endswith("WARNING agent.flow: disk full\n")
         assert line[:4].isdigit()
 
+    def test_names_from_a_watched_directory_reach_no_terminal_as_control_sequences(self) -> None:
+        """A file named ``ESC[2J…`` (or with a CR or a bidi override) is logged as escapes."""
+        out = io.StringIO()
+        configure_logging(logging.INFO, environ={}, stream=out)
+        name = "/srv/app/\x1b[2J\x1b]0;owned\x07\rok\u202e.log"
+        logging.getLogger("agent.tailing").warning("%s skipped: not a regular file", name)
+        line = out.getvalue()
+        assert "\\x1b[2J\\x1b]0;owned\\x07\\rok\\u202e.log skipped" in line
+        assert not any(c in line for c in "\x1b\x07\r\u202e")
+
     def test_level_is_applied(self) -> None:
         """Debug lines are dropped at INFO."""
         out = io.StringIO()
