@@ -44,6 +44,7 @@ class ScanProblems:
 def scan(pattern: str, problems: ScanProblems | None = None) -> list[Found]:
     """Every regular, uncompressed file the pattern matches, oldest modification first."""
     found: dict[tuple[int, int], Found] = {}
+    policy = symlinks.SymlinkPolicy()  # one per scan: directories walked once each
     for path in glob.iglob(pattern, recursive=True):
         if path.endswith(COMPRESSED):
             continue
@@ -59,7 +60,9 @@ def scan(pattern: str, problems: ScanProblems | None = None) -> list[Found]:
                 problems.not_regular.add(path)
                 log.warning("%s matches %s but is not a regular file; skipped", path, pattern)
             continue
-        if symlinks.refused(path, st, problems):  # a planted link must not ship /var/log/auth.log
+        if symlinks.refused(
+            path, st, problems, policy
+        ):  # a planted link must not ship /var/log/auth.log
             continue
         key = (st.st_dev, st.st_ino)
         if key in found:  # hard links or symlinks to one file: tail it once, under its first name

@@ -58,22 +58,30 @@ def may(st: os.stat_result, uid: int, gids: frozenset[int], bits: int) -> bool:
 
 
 class SymlinkPolicy:
-    """Resolves a path link by link and says why it must not be followed (None: it may)."""
+    """Resolves a path link by link and says why it must not be followed (None: it may).
+
+    Discovery makes one per scan: each directory is walked once and each user's groups looked
+    up once for all the files of that scan (a scan of 100k files would otherwise lstat every
+    component of every path, on the event loop). A link changed during the scan is still
+    caught: the real path found is compared with what discovery's own ``stat`` saw.
+    """
 
     def __init__(
         self,
         *,
         agent_uid: int | None = None,
-        lstat: Callable[[str], os.stat_result] = os.lstat,
-        stat_path: Callable[[str], os.stat_result] = os.stat,
-        readlink: Callable[[str], str] = os.readlink,
+        lstat: Callable[[str], os.stat_result] | None = None,
+        stat_path: Callable[[str], os.stat_result] | None = None,
+        readlink: Callable[[str], str] | None = None,
         groups: Callable[[int], frozenset[int]] = user_groups,
     ) -> None:
         self.agent_uid = os.geteuid() if agent_uid is None else agent_uid
-        self._lstat = lstat
-        self._stat = stat_path
-        self._readlink = readlink
+        self._lstat = lstat or os.lstat
+        self._stat = stat_path or os.stat
+        self._readlink = readlink or os.readlink
         self._groups = groups
+        self._dirs: dict[str, tuple[str, list[tuple[str, int]]] | None] = {}
+        self._group_cache: dict[int, frozenset[int]] = {}
 
     def resolve(self, path: str) -> tuple[str, list[tuple[str, int]]] | None:
         """The real path and each link met on the way (path, owner uid); None if it won't resolve.
@@ -84,9 +92,20 @@ class SymlinkPolicy:
         for a path that ``stat`` did reach).
         """
         absolute = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
-        pending = [p for p in absolute.split(os.sep) if p]  # not abspath: it folds ``..`` early
-        real = os.sep
-        links: list[tuple[str, int]] = []
+        head, name = os.path.split(absolute)
+        if name in ("", ".", ".."):
+            return self._walk(os.sep, [], absolute)
+        if head not in self._dirs:
+            self._dirs[head] = self._walk(os.sep, [], head)
+        start = self._dirs[head]
+        if start is None:
+            return None
+        return self._walk(start[0], list(start[1]), name)
+
+    def _walk(
+        self, real: str, links: list[tuple[str, int]], rest: str
+    ) -> tuple[str, list[tuple[str, int]]] | None:
+        pending = [p for p in rest.split(os.sep) if p]  # not abspath: it folds ``..`` early
         while pending:
             name = pending.pop(0)
             if name == ".":
@@ -113,7 +132,9 @@ class SymlinkPolicy:
 
     def could_read(self, uid: int, real: str) -> bool:
         """Whether ``uid`` could open ``real`` (a path with no links in it) for reading itself."""
-        gids = self._groups(uid)
+        gids = self._group_cache.get(uid)
+        if gids is None:
+            gids = self._group_cache[uid] = self._groups(uid)
         directory = os.path.dirname(real)
         try:
             while True:

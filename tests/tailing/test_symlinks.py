@@ -220,3 +220,58 @@ class TestWhatTheRuleCannotResolve:
         finally:
             os.close(fd)
             secret.parent.chmod(0o755)
+
+
+class TestCostPerScan:
+    """A scan of many files walks each directory once, not every component of every path."""
+
+    def test_one_lstat_per_file_once_its_directory_is_known(self, tmp_path: Path) -> None:
+        deep = tmp_path / "a" / "b" / "c" / "d"
+        deep.mkdir(parents=True)
+        names = [str(deep / f"{i}.log") for i in range(200)]
+        for name in names:
+            Path(name).touch()
+        calls: list[str] = []
+
+        def counting(path: str) -> os.stat_result:
+            calls.append(path)
+            return os.lstat(path)
+
+        policy = SymlinkPolicy(lstat=counting)
+        for name in names:
+            assert policy.why_not(name, os.stat(name)) is None
+        assert len(calls) <= len(names) + len(deep.parts)
+
+    def test_a_users_groups_are_looked_up_once(self, fs: FakeFS) -> None:
+        """With LDAP or sssd each lookup may be a round trip: once per user, not per link."""
+        asked: list[int] = []
+
+        def groups(uid: int) -> frozenset[int]:
+            asked.append(uid)
+            return frozenset({uid})
+
+        for i in range(100):
+            fs.link(f"/srv/app/{i}.log", "own.log", MALLORY)
+        policy = SymlinkPolicy(
+            agent_uid=AGENT, lstat=fs.lstat, stat_path=fs.stat, readlink=fs.readlink, groups=groups
+        )
+        assert all(policy.why_not(f"/srv/app/{i}.log") is None for i in range(100))
+        assert asked == [MALLORY]
+
+    def test_discovery_judges_a_whole_scan_with_one_policy(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from agent.tailing import discovery, symlinks
+
+        for i in range(50):
+            (tmp_path / f"{i}.log").touch()
+        made: list[SymlinkPolicy] = []
+
+        class Counted(SymlinkPolicy):
+            def __init__(self) -> None:
+                super().__init__()
+                made.append(self)
+
+        monkeypatch.setattr(symlinks, "SymlinkPolicy", Counted)
+        assert len(discovery.scan(str(tmp_path / "*.log"))) == 50
+        assert len(made) == 1
