@@ -15,6 +15,7 @@ from agent.daemon import Agent
 from agent.records import Checkpoint, FileId
 from agent.store.sqlite import UPSERT_CHECKPOINT, checkpoint_rows
 from agent.store.store import StreamStore
+from tests.e2e_helpers import stored_lines
 
 DAY = 86400.0
 
@@ -96,3 +97,52 @@ def test_ttl_applies_at_start_and_periodically(tmp_path: Path) -> None:
             await asyncio.wait_for(task, 30)
 
     asyncio.run(scenario())
+
+
+def test_a_rotated_idle_file_keeps_its_row_across_a_restart(tmp_path: Path) -> None:
+    """app.log read, renamed to app.log.1 (a new app.log beside it), idle past the TTL, then a
+    restart: the row must name app.log.1, or the start's expiry takes the new app.log for it,
+    forgets the row and ships app.log.1 again from its start."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    app.write_bytes(b"old line\n")
+    doc = json.loads(_config(tmp_path).read_text())
+    doc["flows"][0]["filePattern"] = str(logs / "app.log*")
+    (tmp_path / "agent.json").write_text(json.dumps(doc))
+    config = load_config(tmp_path / "agent.json")
+    store_dir = tmp_path / "state" / "streams"
+    db_path = store_dir / "streams.db"
+
+    def shipped() -> list[bytes]:
+        return stored_lines(store_dir, "s")
+
+    async def first_run() -> None:
+        agent = Agent(config)
+        task = asyncio.create_task(agent.run())
+        try:
+            await _until(lambda: shipped() == [b"old line\n"], "app.log to be shipped")
+            app.rename(logs / "app.log.1")
+            app.write_bytes(b"new line\n")
+            await _until(lambda: shipped() == [b"old line\n", b"new line\n"], "the new app.log")
+        finally:
+            agent.stop.set()
+            await asyncio.wait_for(task, 30)
+
+    async def second_run() -> None:
+        agent = Agent(config)
+        task = asyncio.create_task(agent.run())
+        try:
+            await _until(lambda: str(app) in _paths(db_path), "the restarted agent's checkpoints")
+            with (logs / "app.log").open("ab") as fh:
+                fh.write(b"after restart\n")
+            await _until(lambda: shipped()[-1:] == [b"after restart\n"], "the appended line")
+        finally:
+            agent.stop.set()
+            await asyncio.wait_for(task, 30)
+
+    asyncio.run(first_run())
+    with sqlite3.connect(db_path) as db:  # idle past the TTL (1 day) since the rotation
+        db.execute("UPDATE file_checkpoints SET updated = updated - ?", (2 * DAY,))
+    asyncio.run(second_run())
+    assert shipped() == [b"old line\n", b"new line\n", b"after restart\n"]

@@ -106,6 +106,9 @@ class FileSet:
                 log.info("%s: %s was renamed to %s", self.flow_id, tracked.path, f.path)
                 self.metrics.files_rotated += 1
                 tracked.path = tracked.acks.path = f.path
+                # saved with its new name: checkpointTimeToLiveDays keeps the row of a file
+                # still at its path, and an idle file's row is not otherwise rewritten
+                tracked.acks.dirty = True
                 self._file_metrics(tracked).path = f.path
             tracked.gone = False
             flushed += self.check_truncation(tracked, verify_head=True)
