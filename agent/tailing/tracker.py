@@ -78,6 +78,7 @@ class FileSet:
         # for partialLineFlushMillis to be told apart; it is identified by the bytes it has.
         self.identify_partial_now = False
         self.problems = ScanProblems(set(), set())
+        self._next_missed_warning = float("-inf")
         self._multiline = (
             re.compile(flow.multi_line_start_pattern.encode())
             if flow.multi_line_start_pattern
@@ -120,6 +121,11 @@ class FileSet:
         self.opened_in_scan = set()
         for key, tracked in list(self.files.items()):
             if key not in seen and not tracked.gone:
+                if _still_at(tracked.path, key):
+                    # glob reads an unreadable directory (EMFILE, ENFILE, EACCES) as an empty
+                    # one: a file still at the path it matched under has not left the pattern
+                    self._missed_by_scan(tracked.path)
+                    continue
                 tracked.gone = True
                 self.metrics.files_rotated += 1
                 self._file_metrics(tracked).rotated = True
@@ -136,6 +142,18 @@ class FileSet:
         self.waiting_paths = frozenset(f.path for f in found if (f.dev, f.ino) in waiting)
         self.first_scan = False
         return flushed
+
+    def _missed_by_scan(self, path: str) -> None:
+        self.metrics.read_errors += 1
+        now = self.clock()
+        if now >= self._next_missed_warning:
+            self._next_missed_warning = now + 60.0  # the scan runs every few seconds
+            log.error(
+                "%s: the scan did not list %s though it is still there (out of file "
+                "descriptors?); kept, not taken for rotated",
+                self.flow_id,
+                path,
+            )
 
     def check_truncation(self, tracked: TrackedFile, *, verify_head: bool) -> list[Flushed]:
         """Restart a truncated file at 0 (its copy, if any, continues from our position)."""
@@ -344,6 +362,15 @@ class FileSet:
         for tracked in self.files.values():
             tracked.close()
         self.files.clear()
+
+
+def _still_at(path: str, key: tuple[int, int]) -> bool:
+    """Is the file ``key`` (device, inode) still what ``path`` names? (stat needs no descriptor)"""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == key
 
 
 def _last_line_end(fd: int, size: int) -> int:

@@ -109,3 +109,33 @@ def test_refilled_between_open_and_first_read_without_a_copy(logs: Path) -> None
     reader.read_all()
 
     assert reader.got == lines("new", 0, 20)
+
+
+def test_a_scan_out_of_descriptors_does_not_take_the_files_for_gone(tmp_path: Path) -> None:
+    """glob reads EMFILE as an empty directory: the files still at their paths are not rotated."""
+    import resource
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name in ("app.log", "app.log.1"):
+        append(logs / name, lines(name, 0, 3))
+    reader = Reader(logs)
+    reader.rescan()
+    reader.read_all()
+    assert len(reader.files.files) == 2
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    filler: list[int] = []
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+        try:
+            while True:
+                filler.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass  # EMFILE: the scan below can open no directory
+        reader.rescan()
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert reader.files.metrics.files_rotated == 0
+    assert not any(t.gone for t in reader.files.files.values())
