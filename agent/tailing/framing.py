@@ -26,12 +26,14 @@ class Framer:
     """Splits one file's bytes into records; ``consumed`` is where the held bytes begin."""
 
     __slots__ = (
+        "_cut_lines",
         "_held",
         "_held_start",
         "_max",
         "_multiline",
         "_overflow",
         "_record",
+        "_record_cut",
         "_record_end",
         "_record_full",
         "_record_size",
@@ -64,6 +66,10 @@ class Framer:
         self._record: list[bytes] = []  # multi-line: lines of the record being built
         self._record_size = 0  # their bytes (never more than _max)
         self._record_full = False  # the record reached _max: later lines are dropped
+        # multi-line: start offsets of lines cut on their own, and whether the record holds one;
+        # such a record is counted in ``truncated`` once, not once per cut
+        self._cut_lines: set[int] = set()
+        self._record_cut = False
         self._record_start = start
         self._record_end = start
         self.truncated = 0
@@ -105,7 +111,9 @@ class Framer:
             # the over-long line ends here: emit its cut head, drop the rest
             self.bytes_discarded += first_nl + 1
             end = offset + first_nl + 1
-            out += self._post([(self._cut(self._held), self._held_start, end)])
+            out += self._post(
+                [(self._cut_line(self._held, self._held_start), self._held_start, end)]
+            )
             self._held, self._held_start, self._overflow = b"", end, 0
             data, offset = data[first_nl + 1 :], end
             if not data:
@@ -133,7 +141,7 @@ class Framer:
         if self._held or self._overflow:
             start = self._held_start
             end = self.next_offset
-            data = self._cut(self._held) if self._overflow else self._held
+            data = self._cut_line(self._held, start) if self._overflow else self._held
             self._held, self._held_start, self._overflow = b"", end, 0
             out += self._post([(data, start, end)])
         if self._record:
@@ -155,6 +163,13 @@ class Framer:
         self.truncated += 1
         return data[: self._max - len(self._terminator)] + self._terminator
 
+    def _cut_line(self, data: bytes, start: int) -> bytes:
+        """A line over the limit cut; in a multi-line record, counted with its record."""
+        if self._multiline is None:
+            return self._cut(data)
+        self._cut_lines.add(start)
+        return data[: self._max - len(self._terminator)] + self._terminator
+
     def _frame_lines(self, complete: bytes, base: int) -> list[Framed]:
         """``complete`` ends with ``\\n``: one record per line, each keeping its ``\\n``."""
         if b"\r" in complete:
@@ -163,12 +178,15 @@ class Framer:
         else:
             lines = complete.splitlines(keepends=True)
         if max(map(len, lines)) > self._max:
-            lines = [self._cut(line) if len(line) > self._max else line for line in lines]
             ends = list(
                 accumulate(
                     map(len, complete.split(b"\n")[:-1]), lambda e, n: e + n + 1, initial=base
                 )
             )
+            lines = [
+                self._cut_line(line, start) if len(line) > self._max else line
+                for line, start in zip(lines, ends, strict=False)
+            ]
         else:
             ends = list(accumulate(map(len, lines), initial=base))
         return list(zip(lines, ends[:-1], ends[1:], strict=True))
@@ -176,6 +194,8 @@ class Framer:
     def _post(self, framed: list[Framed]) -> list[Framed]:
         if self._skip:
             n = min(self._skip, len(framed))
+            for _data, start, _end in framed[:n]:
+                self._cut_lines.discard(start)
             self._skip -= n
             self.skipped_lines += n
             framed = framed[n:]
@@ -193,6 +213,9 @@ class Framer:
             if not self._record:
                 self._record_start = start
             self._record_end = end
+            if start in self._cut_lines:
+                self._cut_lines.discard(start)
+                self._record_cut = True
             room = self._max + 1 - self._record_size  # one byte over the limit marks the cut
             if self._record_full:
                 self.bytes_discarded += len(data)
@@ -210,6 +233,9 @@ class Framer:
         data = b"".join(self._record)
         if len(data) > self._max:
             data = self._cut(data)
+        elif self._record_cut:
+            self.truncated += 1
         framed = (data, self._record_start, self._record_end)
         self._record, self._record_size, self._record_full = [], 0, False
+        self._record_cut = False
         return framed

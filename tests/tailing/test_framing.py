@@ -177,3 +177,21 @@ class TestMultiLineLimit:
             else:
                 assert record == data[start:end]
         assert pos == len(data)
+
+    def test_a_record_holding_an_over_long_line_is_counted_once(self) -> None:
+        """The line is cut, then its record: one truncated record, one count."""
+        f = Framer(multiline=self.START, max_record_bytes=16, terminator=b"~\n")
+        out = f.feed(b"S head\n " + b"x" * 40 + b"\nS next\n", 0)
+        assert out == [(b"S head\n xxxxxx~\n", 0, 49)]
+        assert f.truncated == 1
+
+    @given(
+        st.lists(st.sampled_from([b"S1\n", b" cc\n", b"S" * 30 + b"\n", b" c" * 20 + b"\n"])),
+        st.lists(st.integers(0, 400), max_size=6),
+    )
+    def test_truncated_counts_the_records_cut(self, lines: list[bytes], cuts: list[int]) -> None:
+        """``truncated`` (records_truncated) is the number of records shorter than their span."""
+        data = b"".join(lines)
+        f = Framer(multiline=self.START, max_record_bytes=24, terminator=b"~\n")
+        got = feed_all(f, data, cuts) + f.flush()
+        assert f.truncated == sum(1 for record, start, end in got if end - start > 24)
