@@ -235,3 +235,40 @@ def test_follow_prints_as_records_arrive_and_ctrl_c_exits_0(
             proc.wait()
     assert proc.returncode == 0
     assert b"Traceback" not in err and err == b""
+
+
+def test_raw_records_reach_a_terminal_as_escapes_a_pipe_as_they_are(tmp_path: Path) -> None:
+    """Anyone who writes a log chooses its records: on a terminal ``ESC[2J`` is shown, not obeyed
+    (as status, top and check do); piped, the bytes are exact."""
+    import os
+    import pty
+
+    directory = tmp_path / "streams"
+    with StreamStore.open(directory) as store:
+        store.ensure_stream("app", 1, 24)
+        store.put_records("app", [("k", b"a\x1b[2Jb\x1b]0;owned\x07\r\xe2\x80\xae\ttab\n")])
+    argv = [sys.executable, "-m", "agent.store.commands", "stream", "read", "app"]
+    argv += ["--store", str(directory), "--from", "trim_horizon"]
+    piped = subprocess.run(argv, capture_output=True, timeout=60, cwd=ROOT)
+    assert piped.stdout == b"a\x1b[2Jb\x1b]0;owned\x07\r\xe2\x80\xae\ttab\n"
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(argv, stdout=slave, stderr=subprocess.PIPE, cwd=ROOT)
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other side is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert proc.wait(timeout=60) == 0
+        assert proc.stderr is not None
+        with proc.stderr:
+            assert proc.stderr.read() == b""
+    finally:
+        os.close(master)
+    assert b"\x1b" not in shown and b"\x07" not in shown and "\u202e".encode() not in shown
+    assert shown.replace(b"\r\n", b"\n") == b"a\\x1b[2Jb\\x1b]0;owned\\x07\\r\\u202e\ttab\n"

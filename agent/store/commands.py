@@ -22,6 +22,7 @@ import orjson
 
 from agent.config import DEFAULT_CONFIG, load_config
 from agent.errors import EX_CONFIG, ConfigError, StoreError
+from agent.printable import printable
 from agent.store.model import LATEST, TRIM_HORIZON, Position, StoredRecord
 from agent.store.reader import FOLLOW_INTERVAL, StreamCursor
 from agent.store.store import StreamStore
@@ -223,6 +224,8 @@ def cmd_read(args: argparse.Namespace) -> int:
     position = parse_start(args.start, follow=args.follow)
     out = sys.stdout.buffer
     render = _raw if args.format == "raw" else _json
+    if render is _raw and out.isatty():
+        render = _raw_for_terminal  # records come from whoever writes the logs
     with open_store(args) as store:
         if args.follow:
             cursor = StreamCursor(store, args.name, shard_id=args.shard, position=position)
@@ -297,6 +300,12 @@ def _follow(
 
 def _raw(record: StoredRecord) -> bytes:
     return record.data  # records carry their own "\n"
+
+
+def _raw_for_terminal(record: StoredRecord) -> bytes:
+    """The record with control characters as escapes (``\\x1b``): a terminal shows, never obeys."""
+    text = record.data.decode("utf-8", "backslashreplace")
+    return printable(text, keep_layout=True).encode()
 
 
 def _json(record: StoredRecord) -> bytes:
