@@ -36,6 +36,7 @@ from agent.store.sqlite import (
     UPSERT_CHECKPOINT,
     checkpoint_from_row,
     checkpoint_rows,
+    refuse_link,
 )
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class CheckpointDB:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the directory of {self.path}: {exc}") from exc
+        refuse_link(self.path, "checkpoint database")
         self._recover_if_damaged()
         try:
             self._db = sqlite3.connect(

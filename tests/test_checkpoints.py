@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import pytest
+
 from agent.checkpoints import CheckpointDB
+from agent.errors import StoreError
 from agent.records import Checkpoint, FileId
 
 
@@ -65,3 +69,26 @@ def test_flows_saving_from_their_own_threads_never_collide(tmp_path: Path) -> No
         assert sorted(c.offset for n in range(4) for c in db.load(f"flow{n}")) == [rounds] * 4
     finally:
         db.close()
+
+
+def _victim(path: Path) -> bytes:
+    """Some other program's SQLite database, as root's files are."""
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE precious (x)")
+    db.commit()
+    db.close()
+    return path.read_bytes()
+
+
+def test_a_checkpoint_file_planted_as_a_link_is_refused(tmp_path: Path) -> None:
+    """The agent user plants ``checkpoints.db -> victim`` and root runs the agent: the victim
+    must not gain our table and WAL mode (an empty victim would become a database)."""
+    victim = tmp_path / "victim.db"
+    before = _victim(victim)
+    link = tmp_path / "state" / "checkpoints.db"
+    link.parent.mkdir()
+    link.symlink_to(victim)
+    with pytest.raises(StoreError, match="is a symbolic link"):
+        CheckpointDB(link)
+    assert victim.read_bytes() == before
+    assert not (tmp_path / "victim.db-wal").exists()

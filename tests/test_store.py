@@ -487,3 +487,20 @@ class StoreModel(RuleBasedStateMachine):
 
 TestStoreModel = StoreModel.TestCase
 TestStoreModel.settings = settings(max_examples=30, stateful_step_count=25, deadline=None)
+
+
+def test_a_store_database_planted_as_a_link_is_refused(tmp_path: Path) -> None:
+    """``streams.db -> victim`` in the agent user's directory, root runs the agent: refused,
+    the victim unchanged (reading through a link, ``stream read``, stays allowed)."""
+    victim = tmp_path / "victim.db"
+    db = sqlite3.connect(victim)
+    db.execute("CREATE TABLE precious (x)")
+    db.commit()
+    db.close()
+    before = victim.read_bytes()
+    store_dir = tmp_path / "streams"
+    store_dir.mkdir()
+    (store_dir / "streams.db").symlink_to(victim)
+    with pytest.raises(StoreError, match="is a symbolic link"):
+        StreamStore.open(store_dir)
+    assert victim.read_bytes() == before

@@ -111,11 +111,27 @@ def to_unsigned(value: int) -> int:
     return value + _U64 if value < 0 else value
 
 
+def refuse_link(path: Path, what: str) -> None:
+    """StoreError if ``path`` is a symbolic link: a database the agent writes never is one.
+
+    Its directory belongs to the agent's user, and root may run the agent: a planted
+    ``checkpoints.db -> /var/lib/app/app.db`` would have root add our tables to the target and
+    switch it to WAL (an empty target would become a database), as with the lock file.
+    """
+    if path.is_symlink():
+        raise StoreError(
+            f"the {what} {path} is a symbolic link; the agent writes only a database it "
+            "created, so it was not followed. Remove it and find out who created it."
+        )
+
+
 def connect(
     directory: Path, *, create: bool, read_only: bool, busy_timeout: float
 ) -> sqlite3.Connection:
     """A connection to the store in ``directory``, schema ready; StoreError when impossible."""
     path = directory / DB_NAME
+    if not read_only:
+        refuse_link(path, "stream store")
     try:
         if create and not read_only:
             directory.mkdir(mode=0o750, parents=True, exist_ok=True)
