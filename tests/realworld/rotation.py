@@ -42,8 +42,8 @@ MODES = {
             one_per_second=True,
         ),
         Mode("olddir", "create 0644\n    olddir {old}", olddir=True),
-        # rotated only when the file is past 16 KiB, whenever logrotate runs (hourly cron, say)
-        Mode("maxsize", "create 0644\n    daily\n    maxsize 16k", force=False),
+        # rotated only when the file is past 40 KiB, whenever logrotate runs (hourly cron, say)
+        Mode("maxsize", "create 0644\n    daily\n    maxsize 40k", force=False),
     ]
 }
 

@@ -154,6 +154,11 @@ def run_mode(
         proc = start(config, log)
         try:
             driver = Driver(server.port, requests, rate, seed).start()
+            # The agent tails access.log before traffic and rotations start: a generation moved
+            # out of the pattern (olddir) before the agent first looked cannot be read by anyone.
+            up = wait_for(lambda: delivered_ids(tmp), 60, 0.05)
+            assert up, f"the agent delivered nothing in 60 s: {log.read_text()[-3000:]}"
+            driver.go()
             t0 = time.monotonic()
             duration = requests / rate
             # maxsize: logrotate runs often and rotates only when the file is past its size
@@ -163,7 +168,7 @@ def run_mode(
             for i in range(ticks):
                 due = t0 + (i + 1) * duration / (ticks + 1)
                 time.sleep(max(0.0, due - time.monotonic()))  # pacing the rotations in the run
-                last_second = _before_rotation(rotate, tmp, log, last_second)
+                last_second = _before_rotation(rotate, tmp, last_second)
                 rotate.run()
                 if i in kill_after:
                     time.sleep(rng.uniform(0, 0.3))  # placing the kill somewhere in the reopen
@@ -173,8 +178,8 @@ def run_mode(
             driver.join(duration + 60)
             on_disk = lines_on_disk(server, rotate)
             want = ids_in(on_disk)
-            ok = wait_for(lambda: want <= set(delivered_ids(tmp)), 60, 0.2)
-            assert ok, f"not everything on disk delivered in 60 s: {log.read_text()[-3000:]}"
+            if not wait_delivered(tmp, want, interval=0.2 if requests < 10_000 else 1.0):
+                tally.lost_lines.append(f"(delivery stalled; agent log {log})")
             # A few tracker refreshes for anything delivered twice to show up (it is counted, not
             # awaited); the stop below flushes whatever the agent has read by then.
             time.sleep(0.6)
@@ -191,15 +196,29 @@ def run_mode(
     return tally
 
 
-def _before_rotation(rotate: Logrotate, tmp: Path, log: Path, last_second: int) -> int:
+def wait_delivered(tmp: Path, want: set[int | None], interval: float, stall: float = 5.0) -> bool:
+    """Until every id in ``want`` is delivered, or nothing new arrived for ``stall`` seconds (a
+    line the agent skipped never arrives: the tally counts it lost, without a long timeout)."""
+    seen, changed = -1, time.monotonic()
+    while True:
+        have = delivered_ids(tmp)
+        if want <= set(have):
+            return True
+        now = time.monotonic()
+        if sum(have.values()) != seen:
+            seen, changed = sum(have.values()), now
+        elif now - changed > stall:
+            return False
+        time.sleep(interval)
+
+
+def _before_rotation(rotate: Logrotate, tmp: Path, last_second: int) -> int:
     """What a mode needs before logrotate runs; returns the second the rotation happens in."""
     if rotate.mode.compress:
         # access.log.1 is compressed now: what the agent has not read of it is gone from its view
         # (issue 11 §3 makes that loud), so the run waits until the agent has read it, as a day
         # between rotations would.
-        pending = ids_in(_read(plain_rotated(rotate)))
-        ok = wait_for(lambda: pending <= set(delivered_ids(tmp)), 30, 0.1)
-        assert ok, f"agent did not read access.log.1 in 30 s: {log.read_text()[-3000:]}"
+        wait_delivered(tmp, ids_in(_read(plain_rotated(rotate))), interval=0.1)
     if rotate.mode.one_per_second:
         wait_for(lambda: int(time.time()) != last_second, 2, 0.02)
     return int(time.time())

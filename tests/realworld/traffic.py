@@ -118,7 +118,8 @@ def exchange(family: int, port: int, payload: bytes, head_only: bool) -> tuple[i
 
 class Driver:
     """Sends ``count`` requests at about ``rate`` per second from a thread; ``sent`` grows as
-    responses arrive. Deterministic per seed (the mix, not the timing)."""
+    responses arrive. Deterministic per seed (the mix, not the timing). After the first request it
+    waits for :meth:`go`, so the run can make sure the agent tails the log before traffic flows."""
 
     def __init__(self, port: int, count: int, rate: float, seed: int) -> None:
         self.port = port
@@ -127,7 +128,11 @@ class Driver:
         self.rng = random.Random(seed)
         self.sent: list[Sent] = []
         self.errors: list[str] = []
+        self.released = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def go(self) -> None:
+        self.released.set()
 
     def start(self) -> Driver:
         self.thread.start()
@@ -143,6 +148,9 @@ class Driver:
     def _run(self) -> None:
         began = time.monotonic()
         for seq in range(self.count):
+            if seq == 1:
+                self.released.wait(120)
+                began = time.monotonic() - 1 / self.rate
             due = began + seq / self.rate
             delay = due - time.monotonic()
             if delay > 0:
