@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.realworld.rotation import require_logrotate
-from tests.realworld.scenario import run_mode
+from tests.realworld.scenario import failures, run_mode
 
 pytestmark = pytest.mark.slow
 
@@ -45,13 +45,6 @@ def test_every_logged_request_arrives_once_with_its_fields(
     )
     report = tally.report()
     print(report)
-    assert not tally.driver_errors, report
-    assert tally.unparsable_on_disk == 0, report
     assert tally.sent == 1500, report
     assert tally.rotations >= rotations, report
-    assert tally.lost == 0, report
-    assert tally.duplicated == 0, report
-    assert tally.mismatches == 0, report
-    if mode != "copytruncate":
-        assert tally.window == 0, report
-    assert tally.on_disk + tally.window == tally.sent, report
+    assert failures(tally) == [], report
