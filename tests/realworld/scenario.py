@@ -13,6 +13,7 @@ counted and listed apart, never hidden. Short lengths run in ``make test``, long
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -118,6 +119,16 @@ def agent_config(tmp: Path, logs: Path) -> Path:
     )
 
 
+def holds_open(pid: int, path: Path) -> bool:
+    """Whether the process has ``path`` open (it tails it)."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        links = [os.readlink(fd) for fd in fds.iterdir()]
+    except OSError:  # an fd closed while we looked: look again
+        return False
+    return str(path) in links
+
+
 def delivered_records(tmp: Path) -> list[dict[str, Any]]:
     try:
         raw = stored_lines(tmp / "streams", STREAM)
@@ -160,8 +171,8 @@ def run_mode(
             driver = Driver(server.port, requests, rate, seed).start()
             # The agent tails access.log before traffic and rotations start: a generation moved
             # out of the pattern (olddir) before the agent first looked cannot be read by anyone.
-            up = wait_for(lambda: delivered_ids(tmp), 60, 0.05)
-            assert up, f"the agent delivered nothing in 60 s: {log.read_text()[-3000:]}"
+            up = wait_for(lambda: holds_open(proc.pid, server.access_log), 60, 0.02)
+            assert up, f"the agent did not open access.log in 60 s: {log.read_text()[-3000:]}"
             driver.go()
             t0 = time.monotonic()
             duration = requests / rate
