@@ -39,8 +39,10 @@ def unprivileged() -> dict[str, Any]:
 
 def private_dir(prefix: str) -> Path:
     """A fresh directory the unprivileged user owns, outside pytest's 0700 root-only tmp tree."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    if os.geteuid() == 0:
+    if os.geteuid() != 0:
+        path = Path(tempfile.mkdtemp(prefix=prefix))
+    else:  # in /tmp, whatever TMPDIR says: nobody must be able to reach it
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
         os.chown(path, NOBODY, NOBODY)
     path.chmod(0o755)
     return path
