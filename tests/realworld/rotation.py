@@ -20,11 +20,12 @@ from tests.peers.webservers import NOBODY, WebServer, make_dirs, unprivileged
 
 @dataclass(frozen=True)
 class Mode:
+    """A rotation mode: its logrotate directives and what the run must do around them."""
+
     name: str
     directives: str
     reopen: bool = True  # postrotate SIGUSR1
     force: bool = True  # logrotate -f; maxsize is only meaningful without it
-    olddir: bool = False
     compress: bool = False
     # dateext names the copy by the second: two rotations in one second collide (logrotate skips)
     one_per_second: bool = False
@@ -41,7 +42,7 @@ MODES = {
             "create 0644\n    dateext\n    dateformat -%Y%m%d-%H%M%S",
             one_per_second=True,
         ),
-        Mode("olddir", "create 0644\n    olddir {old}", olddir=True),
+        Mode("olddir", "create 0644\n    olddir {old}"),
         # rotated only when the file is past 40 KiB, whenever logrotate runs (hourly cron, say)
         Mode("maxsize", "create 0644\n    daily\n    maxsize 40k", force=False),
     ]
