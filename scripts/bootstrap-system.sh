@@ -32,3 +32,9 @@ if [ ! -e "$policy" ]; then
 fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# ...and nginx's package enables its unit, so a machine that boots systemd would run the system
+# nginx on :80. The tests start their own: the system's is disabled (works without a running
+# systemd). Only when this run installed it: an nginx that was already there is the admin's.
+if [[ " ${missing[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null; then
+  systemctl disable nginx >/dev/null 2>&1 || true
+fi
