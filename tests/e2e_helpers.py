@@ -44,10 +44,15 @@ def kill_agent(proc: subprocess.Popen[bytes]) -> None:
 
 
 def stored_lines(store_dir: Path, stream: str) -> list[bytes]:
-    """Every record of the stream in commit (sequence) order (none while the store does not exist)."""
+    """Every record of the stream in commit (sequence) order (none while the store does not exist).
+
+    Read-only, as the store's readers are meant to: a read-write connection that happens to be the
+    last one open (the agent just SIGKILLed) checkpoints the WAL into streams.db when it closes, and
+    an agent starting meanwhile took the half-written file for a truncated store and refused to run.
+    """
     if not (store_dir / "streams.db").exists():
         return []
-    with StreamStore.open(store_dir, create=False) as store:
+    with StreamStore.open(store_dir, create=False, read_only=True) as store:
         if stream not in store.list_streams():
             return []
         records = list(store.read(stream))

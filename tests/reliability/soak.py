@@ -3,7 +3,8 @@
     python -m tests.reliability.soak [--quick]
 
 Starts its own kinesalite (127.0.0.1), runs each scenario against the real agent process and
-prints, per scenario, lines written / delivered / lost / duplicated and the agent's peak RSS.
+prints, per scenario, lines written / delivered / lost / duplicated and the agent's peak RSS; then
+the real nginx/Apache + logrotate runs (tests/realworld/soak.py), one row per rotation mode.
 Exits 1 when any scenario lost a line (or duplicated one where the contract says exactly once).
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.peers.servers import TEST_ENV, start_kinesalite
+from tests.realworld import soak as realworld
 from tests.reliability.common import TALLIES, Tally
 from tests.reliability.scenarios import crash_soak_kinesis, crash_soak_local, flaky, outage
 
@@ -25,7 +27,17 @@ from tests.reliability.scenarios import crash_soak_kinesis, crash_soak_local, fl
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="the make-test lengths")
+    parser.add_argument(
+        "--realworld-only", action="store_true", help="only the real nginx/Apache + logrotate runs"
+    )
     args = parser.parse_args()
+    if args.realworld_only:
+        realworld_failures = realworld.soak(args.quick)
+        print()
+        print(realworld.table())
+        for f in realworld_failures:
+            print("FAILED:", f)
+        return 1 if realworld_failures else 0
     import os
 
     os.environ.update(TEST_ENV)
@@ -63,12 +75,15 @@ def main() -> int:
                 failures.append(f"{name}: {t.duplicated} duplicates > bound {bound}")
     finally:
         kinesalite.stop()
+    failures += realworld.soak(args.quick)
     print()
     print("| scenario | written | delivered | lost | duplicated | peak RSS | notes |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for t in TALLIES:
         notes = ", ".join(f"{k}={v}" for k, v in t.notes.items() if k != "baseline_rss")
         print(t.row() + f" {notes} |")
+    print()
+    print(realworld.table())
     for f in failures:
         print("FAILED:", f)
     return 1 if failures else 0
