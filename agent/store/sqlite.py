@@ -12,7 +12,8 @@ One database, ``streams.db`` in the store directory, in WAL mode:
   the write throughput (tests/bench/bench_store.py; figures in the store's pull request).
 - ``file_checkpoints``: the flows' checkpoints, upserted in the same transaction as the records
   they cover, so after a crash either both are there or neither is (exactly-once delivery).
-- ``store_meta``: the sequence counter shared by all streams, never reused.
+- ``store_meta``: the sequence counter shared by all streams and the last stream id given, neither
+  ever reused.
 
 Durability: ``synchronous=NORMAL`` in WAL mode. A commit is in the WAL (in the OS page cache) when
 it returns, so a killed agent process (``kill -9``, OOM) loses nothing. A power loss may roll back

@@ -178,12 +178,21 @@ class StreamStore:
     ) -> None:
         if db.execute("SELECT 1 FROM streams WHERE name = ?", (name,)).fetchone():
             return  # another connection created it between our look and our lock
-        cur = db.execute(
-            "INSERT INTO streams (name, shard_count, retention_hours, created) VALUES (?, ?, ?, ?)",
-            (name, shard_count, retention_hours, self._clock()),
+        # Never the id of a deleted stream (SQLite's rowid would reuse the highest): a writer
+        # that still has the deleted stream cached must fail on its tables, not fill the new ones.
+        ((stream_id,),) = db.execute(
+            "SELECT max(coalesce((SELECT max(id) FROM streams), 0), coalesce((SELECT value "
+            "FROM store_meta WHERE key = 'last_stream_id'), 0)) + 1"
+        ).fetchall()
+        db.execute(
+            "INSERT OR REPLACE INTO store_meta (key, value) VALUES ('last_stream_id', ?)",
+            (stream_id,),
         )
-        stream_id = cur.lastrowid
-        assert stream_id is not None
+        db.execute(
+            "INSERT INTO streams (id, name, shard_count, retention_hours, created) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (stream_id, name, shard_count, retention_hours, self._clock()),
+        )
         for i, (start, end) in enumerate(even_ranges(shard_count)):
             db.execute(
                 "INSERT INTO shards (stream_id, idx, starting_hash_key, ending_hash_key) "
