@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
 import pytest
 
 from agent.endpoint.server import KinesisEndpoint
@@ -65,3 +66,57 @@ def test_a_writer_of_a_deleted_stream_never_fills_the_next_stream_created(
     finally:
         writer.close()
     assert all_records(kinesis, "other") == []
+
+
+def test_unicode_digits_in_content_length_get_400(endpoint: KinesisEndpoint) -> None:
+    """'²' passes str.isdigit() but not int(): the connection died with a logged traceback."""
+    answer = raw_exchange(
+        endpoint.port,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\nConnection: close\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    answer = raw_exchange(
+        endpoint.port,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %s\r\n\r\n" % (b"9" * 5000),
+    )
+    assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+def test_a_deeply_nested_body_is_a_serialization_error(endpoint: KinesisEndpoint) -> None:
+    """A JSON bomb of nesting is the client's malformed body (400), not our failure (500)."""
+    body = b"[" * 100_000
+    answer = raw_exchange(
+        endpoint.port,
+        b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
+        b"Content-Type: application/x-amz-json-1.1\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
+    )
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"SerializationException" in answer
+
+
+@pytest.mark.parametrize("hash_key", ["\u00b2", "9" * 5000, "\u0661"])
+def test_a_malformed_explicit_hash_key_is_invalid_argument(
+    endpoint: KinesisEndpoint, hash_key: str
+) -> None:
+    """Non-ASCII digits and 5,000-digit numbers: InvalidArgumentException, not InternalFailure."""
+    kinesis = aws_client("kinesis", endpoint.url)
+    kinesis.create_stream(StreamName="s", ShardCount=1)
+    with pytest.raises(kinesis.exceptions.InvalidArgumentException):
+        kinesis.put_record(StreamName="s", Data=b"x", PartitionKey="k", ExplicitHashKey=hash_key)
+    with pytest.raises(botocore.exceptions.ClientError) as exc:
+        kinesis.put_records(
+            StreamName="s",
+            Records=[{"Data": b"x", "PartitionKey": "k", "ExplicitHashKey": hash_key}],
+        )
+    assert exc.value.response["Error"]["Code"] == "InvalidArgumentException"
+    assert all_records(kinesis, "s") == []
+
+
+def test_a_shard_id_of_unicode_digits_is_not_found(endpoint: KinesisEndpoint) -> None:
+    kinesis = aws_client("kinesis", endpoint.url)
+    kinesis.create_stream(StreamName="s", ShardCount=1)
+    with pytest.raises(kinesis.exceptions.ResourceNotFoundException):
+        kinesis.get_shard_iterator(
+            StreamName="s", ShardId="shardId-\u00b2", ShardIteratorType="TRIM_HORIZON"
+        )

@@ -214,11 +214,12 @@ class HttpServer:
         if "transfer-encoding" in headers:
             raise BadRequest(411, "chunked request bodies are not supported; send Content-Length")
         length_text = headers.get("content-length", "0")
-        if not length_text.isdigit():
+        # isdigit() alone passes '²' (Latin-1), which int() refuses
+        if not (length_text.isascii() and length_text.isdigit()):
             raise BadRequest(400, "malformed Content-Length")
-        length = int(length_text)
-        if length > self.max_body:
+        if len(length_text) > 18 or int(length_text) > self.max_body:
             raise BadRequest(413, f"request body over {self.max_body} bytes")
+        length = int(length_text)
         if headers.get("expect", "").lower() == "100-continue":
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         try:
