@@ -123,7 +123,8 @@ class Api:
             raise ApiError("UnknownOperationException", f"unknown operation {name!r}")
         try:
             parsed = json.loads(body) if body.strip() else {}
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            # RecursionError: a body of nesting only (16 MiB of "[") is malformed, not our failure
             raise ApiError("SerializationException", "the body is not JSON") from None
         if not isinstance(parsed, dict):
             raise ApiError("SerializationException", "the body must be a JSON object")
