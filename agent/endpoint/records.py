@@ -68,7 +68,12 @@ def _entry(entry: object, where: str) -> tuple[str, bytes, int | None]:
     hash_key = entry.get("ExplicitHashKey")
     explicit = None
     if hash_key is not None:
-        if not isinstance(hash_key, str) or not hash_key.isdigit() or int(hash_key) > MAX_HASH_KEY:
+        # ASCII and at most 39 digits before int(): '²' or 5,000 digits made int() raise
+        if (
+            not isinstance(hash_key, str)
+            or not (hash_key.isascii() and hash_key.isdigit() and len(hash_key) <= 39)
+            or int(hash_key) > MAX_HASH_KEY
+        ):
             raise invalid(
                 f"Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, {MAX_HASH_KEY}]"
                 f". Specified value was {hash_key}"
@@ -77,7 +82,9 @@ def _entry(entry: object, where: str) -> tuple[str, bytes, int | None]:
     ordering = entry.get("SequenceNumberForOrdering")
     # Every sequence number this store gives is above every earlier one, so the ordering
     # Kinesis promises for it holds already; a malformed one is still refused.
-    if ordering is not None and (not isinstance(ordering, str) or not ordering.isdigit()):
+    if ordering is not None and (
+        not isinstance(ordering, str) or not (ordering.isascii() and ordering.isdigit())
+    ):
         raise invalid(f"SequenceNumberForOrdering {ordering!r} is not a sequence number")
     return key, data, explicit
 

@@ -178,7 +178,7 @@ def list_shards(call: Call) -> dict[str, Any]:
         # it names the token's stream
         if ("StreamName" in call.body or "StreamARN" in call.body) and call.stream_name() != name:
             raise invalid("NextToken and StreamName cannot be provided together.")
-        first = int(start) if start.isdigit() else 0
+        first = int(start) if start.isascii() and start.isdigit() and len(start) < 9 else 0
         info = describe(call.api, name)
     else:
         info = describe(call.api, call.stream_name())

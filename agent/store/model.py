@@ -34,7 +34,8 @@ def shard_id(index: int) -> str:
 def shard_index(text: str) -> int | None:
     """The index in ``shardId-000000000003`` (or a bare ``3``), None when it is neither."""
     digits = text.removeprefix(SHARD_ID_PREFIX)
-    return int(digits) if digits.isdigit() and len(digits) <= 12 else None
+    ok = digits.isascii() and digits.isdigit() and len(digits) <= 12  # int() refuses '²'
+    return int(digits) if ok else None
 
 
 def format_sequence(counter: int) -> str:
@@ -43,7 +44,7 @@ def format_sequence(counter: int) -> str:
 
 def parse_sequence(text: str) -> int:
     """The store counter behind a sequence number string; ValueError when it cannot be ours."""
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ValueError(f"a sequence number is a decimal string, not {text!r}")
     counter = int(text) - SEQUENCE_BASE
     if not 0 <= counter <= MAX_SEQUENCE:
