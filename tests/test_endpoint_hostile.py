@@ -6,7 +6,11 @@ records the agent believed delivered landing in another stream.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,8 @@ from agent.errors import StoreError
 from agent.store.store import StreamStore
 from tests.endpoint_helpers import endpoint_thread
 from tests.peers.helpers import aws_client
+from tests.peers.servers import TEST_ENV, free_port
+from tests.test_kinesis_e2e import agent_cmd, agent_json, logs_dir, write_lines
 
 SHARD = "shardId-000000000000"
 
@@ -39,9 +45,9 @@ def raw_exchange(port: int, request: bytes) -> bytes:
     return out
 
 
-def all_records(kinesis: Any, stream: str) -> list[bytes]:
+def all_records(kinesis: Any, stream: str, shard: str = SHARD) -> list[bytes]:
     it = kinesis.get_shard_iterator(
-        StreamName=stream, ShardId=SHARD, ShardIteratorType="TRIM_HORIZON"
+        StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
     )["ShardIterator"]
     return [r["Data"] for r in kinesis.get_records(ShardIterator=it)["Records"]]
 
@@ -120,3 +126,57 @@ def test_a_shard_id_of_unicode_digits_is_not_found(endpoint: KinesisEndpoint) ->
         kinesis.get_shard_iterator(
             StreamName="s", ShardId="shardId-\u00b2", ShardIteratorType="TRIM_HORIZON"
         )
+
+
+def test_the_agent_ships_on_after_its_stream_is_deleted(tmp_path: Path) -> None:
+    """DeleteStream of the stream the agent ships into: the next lines land in it again.
+
+    The agent makes its stream at start; a consumer's DeleteStream used to leave every flow
+    failing (StreamNotFound, not retryable) until a restart made the stream again.
+    """
+    port = free_port()
+    config = agent_json(
+        tmp_path,
+        {"localStream": "web"},
+        **{
+            "localStore.directory": str(tmp_path / "store"),
+            "localStore.listen": f"127.0.0.1:{port}",
+        },
+    )
+    log = logs_dir(tmp_path) / "a.log"
+    first = write_lines(log, 0, 3)
+    with (tmp_path / "agent.err").open("wb") as err:
+        agent = subprocess.Popen(
+            agent_cmd(config), env={**os.environ, **TEST_ENV}, stdout=subprocess.DEVNULL, stderr=err
+        )
+    try:
+        kinesis = aws_client("kinesis", f"http://127.0.0.1:{port}")
+        assert poll(lambda: records_of(kinesis, "web") == first)
+        kinesis.delete_stream(StreamName="web")
+        second = write_lines(log, 3, 3)
+        assert poll(lambda: records_of(kinesis, "web") == second), (
+            tmp_path / "agent.err"
+        ).read_text()
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(30)
+
+
+def records_of(kinesis: Any, stream: str) -> list[bytes] | None:
+    """Every record of a stream (sorted), None while the stream or the endpoint is not there."""
+    try:
+        shards = kinesis.list_shards(StreamName=stream)["Shards"]
+        return sorted(
+            record for shard in shards for record in all_records(kinesis, stream, shard["ShardId"])
+        )
+    except (botocore.exceptions.ClientError, botocore.exceptions.EndpointConnectionError):
+        return None
+
+
+def poll(check: Any, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False

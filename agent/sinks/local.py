@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
-from agent.errors import StoreError
+from agent.errors import StoreError, StreamNotFound
 from agent.records import Checkpoint, Record
 from agent.sinks import SendResult
 from agent.sinks.partition import PartitionKeys, random_keys
@@ -36,10 +36,19 @@ class LocalSink:
     max_batch_bytes = 5 * MIB
 
     def __init__(
-        self, store: StreamStore, stream: str, keys: PartitionKeys, terminator: bytes = b"\n"
+        self,
+        store: StreamStore,
+        stream: str,
+        keys: PartitionKeys,
+        terminator: bytes = b"\n",
+        *,
+        shard_count: int = 4,
+        retention_hours: int = 24,
     ) -> None:
         self.store = store
         self.stream = stream
+        self.shard_count = shard_count  # what the stream is made with, at start and if deleted
+        self.retention_hours = retention_hours
         self.keys = keys
         self.terminator = terminator
         # the reader cuts records to fit beside a key of known length; a FIELD key is cut for here
@@ -62,7 +71,14 @@ class LocalSink:
             store.close()
             raise
         keys = PartitionKeys(flow.partition_key_option, flow.partition_key_field)
-        return cls(store, flow.local_stream, keys, flow.truncated_record_terminator.encode())
+        return cls(
+            store,
+            flow.local_stream,
+            keys,
+            flow.truncated_record_terminator.encode(),
+            shard_count=agent.local_store_shard_count,
+            retention_hours=agent.local_store_retention_hours,
+        )
 
     def __repr__(self) -> str:
         return f"LocalSink({self.stream!r} in {str(self.store.directory)!r})"
@@ -81,17 +97,33 @@ class LocalSink:
         try:
             # The worker thread finishes its commit even if this task is cancelled; the
             # checkpoints committed with it keep a restart from sending the batch again.
-            await asyncio.to_thread(
-                self.store.put_columns,
-                self.stream,
-                keys,
-                datas,
-                checkpoints,
-            )
+            await asyncio.to_thread(self._put, keys, datas, checkpoints)
         except StoreError as exc:
             return SendResult(retry=list(records), error=exc)
         self.records_cut += cut
         return SendResult(delivered=list(records))
+
+    def _put(self, keys: list[str], datas: list[bytes], checkpoints: Sequence[Checkpoint]) -> None:
+        try:
+            self.store.put_columns(self.stream, keys, datas, checkpoints)
+            return
+        except StoreError:
+            # The put rolled back. A stream deleted under us (DeleteStream through the Kinesis
+            # endpoint) is made again, as at start; anything else is retried by the flow.
+            try:
+                self.store.describe(self.stream)
+            except StreamNotFound:
+                pass
+            else:
+                raise
+        log.warning(
+            "stream %s was deleted from %s; creating it again for %s",
+            self.stream,
+            self.store.directory,
+            self,
+        )
+        self.store.ensure_stream(self.stream, self.shard_count, self.retention_hours)
+        self.store.put_columns(self.stream, keys, datas, checkpoints)
 
     def _fit(self, datas: list[bytes], keys: list[str]) -> int:
         """Cut (in ``datas``, not the records) what a long key pushes over 1 MiB; how many."""
