@@ -180,3 +180,27 @@ def poll(check: Any, timeout: float = 20) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_two_servers_on_one_store_see_each_others_delete_and_create(tmp_path: Path) -> None:
+    """serve beside the agent's endpoint: a stream deleted and re-created through one is seen
+    as it is now through the other (its cached layout used to answer ACTIVE, InternalFailure
+    for old iterators and ResourceNotFound for new ones until it restarted)."""
+    with endpoint_thread(tmp_path) as one, endpoint_thread(tmp_path) as other:
+        a, b = aws_client("kinesis", one.url), aws_client("kinesis", other.url)
+        a.create_stream(StreamName="x", ShardCount=1)
+        a.put_record(StreamName="x", Data=b"old", PartitionKey="k")
+        old = a.get_shard_iterator(StreamName="x", ShardId=SHARD, ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
+        b.delete_stream(StreamName="x")
+        with pytest.raises(a.exceptions.ResourceNotFoundException):
+            a.describe_stream_summary(StreamName="x")
+        b.create_stream(StreamName="x", ShardCount=1)
+        b.put_record(StreamName="x", Data=b"new", PartitionKey="k")
+        with pytest.raises(a.exceptions.ResourceNotFoundException):
+            a.get_records(ShardIterator=old)
+        new = b.get_shard_iterator(StreamName="x", ShardId=SHARD, ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
+        assert [r["Data"] for r in a.get_records(ShardIterator=new)["Records"]] == [b"new"]

@@ -169,7 +169,7 @@ async def events(api: Api, run: Runner, sub: Subscription) -> AsyncIterator[byte
     last_event = float("-inf")
     while loop.time() < end:
         try:
-            info: StreamInfo = await run(partial(api.store.describe, sub.stream))
+            info: StreamInfo = await run(partial(api.store.describe, sub.stream, fresh=True))
             if info.created != sub.created:
                 return
             table = admin.shard_table_of(api.store, sub.stream, sub.shard)

@@ -289,7 +289,7 @@ def get_records(call: Call) -> Raw:
     state = api.codec.open(call.body.get("ShardIterator"), now)
     limit = int_arg(call.body, "Limit", MAX_GET_RECORDS, 1, MAX_GET_RECORDS)
     try:
-        info = api.store.describe(state.stream)
+        info = api.store.describe(state.stream, fresh=True)
         if info.created != state.created or state.shard >= info.shard_count:
             raise StreamNotFound(state.stream)
         table = admin.shard_table_of(api.store, info.name, state.shard)

@@ -29,7 +29,9 @@ def int_arg(body: dict[str, Any], name: str, default: int, lo: int, hi: int) -> 
 
 def describe(api: Api, name: str) -> StreamInfo:
     try:
-        return api.store.describe(name)
+        # fresh: a server beside us on the same store (serve and the agent's endpoint) may
+        # have deleted or re-created it; the cost is two small reads per call
+        return api.store.describe(name, fresh=True)
     except StreamNotFound:
         raise not_found(f"Stream {name} under account {api.account} not found.") from None
 

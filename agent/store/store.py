@@ -241,8 +241,12 @@ class StreamStore:
     def list_streams(self) -> list[str]:
         return [name for (name,) in self._fetch("SELECT name FROM streams ORDER BY name")]
 
-    def describe(self, name: str) -> StreamInfo:
+    def describe(self, name: str, *, fresh: bool = False) -> StreamInfo:
+        """The stream's layout; ``fresh``: as the database has it now, not as this connection
+        cached it (another connection may have deleted or re-created it since)."""
         with self._lock:
+            if fresh:
+                self._streams.pop(name, None)
             return self._stream(name).info
 
     def shard_stats(self, name: str) -> list[ShardStats]:
