@@ -469,6 +469,16 @@ def _check_global_values(values: Mapping[str, Any], source: str | None) -> None:
             parse_listen(listen)
         except ConfigError as exc:
             raise ConfigError(exc.path, exc.message, source=source) from None
+    # here, not when the endpoint starts: check must refuse what run refuses, and a reload with
+    # a malformed address must apply nothing rather than everything but the endpoint
+    endpoint_listen = values.get("local_store_listen")
+    if endpoint_listen:
+        from agent.endpoint.server import parse_listen as parse_endpoint_listen
+
+        try:
+            parse_endpoint_listen(endpoint_listen)
+        except ValueError as exc:
+            raise ConfigError("localStore.listen", str(exc), source=source) from None
 
 
 def _camel_key(field_name: str) -> str:

@@ -41,6 +41,8 @@ def valid_value(key: Key) -> st.SearchStrategy[Any]:
         return st.sampled_from([r"^\d{4}-", r"\[", "(ERROR|WARN)"])
     if key.name == "metrics.prometheusListen":
         return st.sampled_from(["9100", ":9100", "127.0.0.1:0", "[::1]:9100"])
+    if key.name == "localStore.listen":
+        return st.sampled_from(["4567", ":4567", "127.0.0.1:0", "[::1]:4567", "localhost:"])
     return st.text(  # no NUL: no path may hold one
         st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"),
         min_size=1,

@@ -45,8 +45,8 @@ def parse_listen(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int
         port_text = text
     if not port_text:
         return host, default_port
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"expected a port 0-65535 in {value!r}")
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"expected a port 0-65535 in {value!r}")  # (isdigit() alone passes '²')
     return host, int(port_text)
 
 

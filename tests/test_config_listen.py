@@ -1,0 +1,83 @@
+"""localStore.listen is judged with the rest of the configuration: by check, by run and by a reload.
+
+It used to be judged only when the endpoint started: ``check`` passed an address ``run`` then
+refused, and a SIGHUP with one applied every other change and kept the old endpoint (half a
+reload).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.config import parse_config
+from agent.errors import ConfigError
+from tests.e2e_helpers import start_agent, stop_agent, stored_lines, wait_for, write_config
+from tests.peers.servers import free_port
+
+BAD = ["99999", "\u00b2", "[::1", "localhost:http"]
+
+
+@pytest.mark.parametrize("listen", BAD)
+def test_a_malformed_listen_address_is_a_config_error(listen: str) -> None:
+    doc = {"localStore.listen": listen, "flows": [{"filePattern": "/l/*.log", "localStream": "a"}]}
+    with pytest.raises(ConfigError) as exc:
+        parse_config(doc)
+    assert "localStore.listen" in str(exc.value)
+
+
+def test_check_exits_78_on_a_listen_address_run_refuses(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "agent.json", _doc(tmp_path, "app", "99999"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "check", "-c", str(config)],
+        capture_output=True,
+        timeout=60,
+    )
+    lines = proc.stderr.decode().splitlines()
+    assert proc.returncode == 78, proc.stderr
+    assert len(lines) == 1 and str(config) in lines[0] and "localStore.listen" in lines[0]
+
+
+def test_a_reload_with_a_malformed_listen_applies_nothing(tmp_path: Path) -> None:
+    """The flow's new stream in the same reload as a bad address is not taken either."""
+    good = f"127.0.0.1:{free_port()}"
+    config = write_config(tmp_path / "agent.json", _doc(tmp_path, "before", good))
+    log = tmp_path / "logs" / "app.log"
+    log.parent.mkdir()
+    log.write_bytes(b"line 0\n")
+    agent_log = tmp_path / "agent.log"
+    proc = start_agent(config, log=agent_log)
+    try:
+        store = tmp_path / "streams"
+        assert wait_for(lambda: stored_lines(store, "before") == [b"line 0\n"])
+        write_config(config, _doc(tmp_path, "after", "99999"))
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload rejected" in agent_log.read_text()), agent_log.read_text()
+        with log.open("ab") as fh:
+            fh.write(b"line 1\n")
+        assert wait_for(lambda: stored_lines(store, "before") == [b"line 0\n", b"line 1\n"])
+        assert stored_lines(store, "after") == []
+    finally:
+        assert stop_agent(proc) == 0
+
+
+def _doc(tmp_path: Path, stream: str, listen: str) -> dict[str, Any]:
+    return {
+        "localStore.directory": str(tmp_path / "streams"),
+        "localStore.shardCount": 1,
+        "localStore.listen": listen,
+        "statusSocket": str(tmp_path / "status.sock"),
+        "flows": [
+            {
+                "filePattern": str(tmp_path / "logs" / "*.log"),
+                "localStream": stream,
+                "initialPosition": "START_OF_FILE",
+                "maxBufferAgeMillis": 1000,
+            }
+        ],
+    }
