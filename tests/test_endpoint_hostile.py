@@ -23,7 +23,7 @@ from agent.errors import StoreError
 from agent.store.store import StreamStore
 from tests.endpoint_helpers import endpoint_thread
 from tests.peers.helpers import aws_client
-from tests.peers.servers import TEST_ENV, free_port
+from tests.peers.servers import TEST_ENV, free_port, start_store_endpoint
 from tests.test_kinesis_e2e import agent_cmd, agent_json, logs_dir, write_lines
 
 SHARD = "shardId-000000000000"
@@ -204,3 +204,71 @@ def test_two_servers_on_one_store_see_each_others_delete_and_create(tmp_path: Pa
             "ShardIterator"
         ]
         assert [r["Data"] for r in a.get_records(ShardIterator=new)["Records"]] == [b"new"]
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_http2_streams_cannot_multiply_the_body_cap(tmp_path: Path) -> None:
+    """An HTTP/2 client holding many unfinished request bodies on one connection: the server
+    buffers a bounded amount (it held up to 100 streams x 16 MiB per connection, where an
+    HTTP/1.1 connection holds one body)."""
+    h2_connection = pytest.importorskip("h2.connection")
+    h2_config = pytest.importorskip("h2.config")
+    peer = start_store_endpoint(tmp_path / "store", tmp_path)
+    try:
+        before = rss_mib(peer.process.pid)
+        client = h2_connection.H2Connection(h2_config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        headers = [
+            (":method", "POST"),
+            (":path", "/"),
+            (":scheme", "http"),
+            (":authority", "127.0.0.1"),
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", "Kinesis_20131202.ListStreams"),
+        ]
+        ids = []
+        for _ in range(60):
+            sid = client.get_next_available_stream_id()
+            client.send_headers(sid, headers)
+            ids.append(sid)
+        chunk = b" " * 16384
+        per_stream = dict.fromkeys(ids, 0)  # 4 MiB each: under the 16 MiB cap of one body
+        with socket.create_connection(("127.0.0.1", peer.port), timeout=10) as conn:
+            conn.sendall(client.data_to_send())
+            conn.settimeout(0.5)
+            deadline = time.monotonic() + 30
+            try:
+                while per_stream and time.monotonic() < deadline:
+                    for sid in list(per_stream):
+                        if client.local_flow_control_window(sid) >= len(chunk):
+                            client.send_data(sid, chunk)
+                            per_stream[sid] += len(chunk)
+                            if per_stream[sid] >= 4 * 1024 * 1024:
+                                del per_stream[sid]
+                    conn.sendall(client.data_to_send())
+                    try:
+                        data = conn.recv(1 << 20)
+                    except TimeoutError:
+                        continue
+                    if not data:
+                        break
+                    client.receive_data(data)
+                    conn.sendall(client.data_to_send())
+            except (OSError, h2_exceptions().ProtocolError):
+                pass  # refused: what matters is what the server holds
+            grown = rss_mib(peer.process.pid) - before
+        assert grown < 100, f"server grew {grown:.0f} MiB"
+    finally:
+        peer.stop()
+
+
+def h2_exceptions() -> Any:
+    import h2.exceptions
+
+    return h2.exceptions

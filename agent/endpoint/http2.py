@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 READ_SIZE = 256 * 1024
+# Request bodies one connection may hold at once (received, not yet answered), in max_body units.
+# Without it, streams multiplied HTTP/1.1's one body per connection: 100 streams x 16 MiB.
+MAX_HELD_BODIES = 4
+REFUSED_STREAM = 7  # RFC 9113: the request was not processed; a client may send it again
 _warned = False
 
 
@@ -64,6 +68,7 @@ async def serve_h2(
     pending: dict[int, tuple[dict[str, str], bytearray]] = {}
     windows: dict[int, asyncio.Event] = {}
     tasks: set[asyncio.Task[None]] = set()
+    held = [0]  # bytes of request bodies this connection holds
 
     async def respond(stream_id: int, headers: dict[str, str], body: bytes) -> None:
         authority = headers.get(":authority")  # kept: the JavaScript SDK signs it by that name
@@ -92,6 +97,7 @@ async def serve_h2(
             pass
         finally:
             windows.pop(stream_id, None)
+            held[0] -= len(body)
 
     async def send(stream_id: int, body: bytes, *, end: bool) -> None:
         """DATA frames within the peer's flow-control window, waiting for it to open."""
@@ -121,7 +127,7 @@ async def serve_h2(
                 writer.write(conn.data_to_send())
                 return
             for event in events:
-                _dispatch(event, conn, pending, windows, tasks, respond, max_body, h2.events)
+                _dispatch(event, conn, pending, windows, tasks, respond, max_body, held, h2.events)
             writer.write(conn.data_to_send())
             await writer.drain()
             if any(isinstance(e, h2.events.ConnectionTerminated) for e in events):
@@ -141,6 +147,7 @@ def _dispatch(
     tasks: set[asyncio.Task[None]],
     respond: Any,
     max_body: int,
+    held: list[int],
     events: Any,
 ) -> None:
     if isinstance(event, events.RequestReceived):
@@ -153,9 +160,13 @@ def _dispatch(
         entry = pending.get(event.stream_id)
         if entry is not None:
             entry[1].extend(event.data)
+            held[0] += len(event.data)
             if len(entry[1]) > max_body:
-                pending.pop(event.stream_id)
+                held[0] -= len(pending.pop(event.stream_id)[1])
                 conn.reset_stream(event.stream_id, error_code=11)  # ENHANCE_YOUR_CALM
+            elif held[0] > MAX_HELD_BODIES * max_body:
+                held[0] -= len(pending.pop(event.stream_id)[1])
+                conn.reset_stream(event.stream_id, error_code=REFUSED_STREAM)
     elif isinstance(event, events.StreamEnded):
         entry = pending.pop(event.stream_id, None)
         if entry is not None:
@@ -168,4 +179,6 @@ def _dispatch(
             if waiting is not None:
                 waiting.set()
     elif isinstance(event, events.StreamReset):
-        pending.pop(event.stream_id, None)
+        dropped = pending.pop(event.stream_id, None)
+        if dropped is not None:
+            held[0] -= len(dropped[1])
