@@ -302,7 +302,9 @@ class Agent:
             del self.metrics.flows[fid]
         if self._observers is not None and self._tg is not None:
             await self._observers.reload(self._tg, new)
-        if not self._once and _endpoint_settings(old) != _endpoint_settings(new):
+        # also when unchanged but off: its address was taken, and SIGHUP is how to say "try again"
+        endpoint_off = self._endpoint is None and bool(new.local_store_listen)
+        if not self._once and (endpoint_off or _endpoint_settings(old) != _endpoint_settings(new)):
             await self._reload_endpoint(new)
         log.info(
             "reloaded %s: %d flow(s) stopped, %d started, %d untouched",

@@ -8,6 +8,7 @@ reload).
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from agent.config import parse_config
 from agent.errors import ConfigError
 from tests.e2e_helpers import start_agent, stop_agent, stored_lines, wait_for, write_config
+from tests.peers.helpers import aws_client
 from tests.peers.servers import free_port
 
 BAD = ["99999", "\u00b2", "[::1", "localhost:http"]
@@ -81,3 +83,31 @@ def _doc(tmp_path: Path, stream: str, listen: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+def test_sighup_retries_an_endpoint_that_could_not_bind(tmp_path: Path) -> None:
+    """The port was taken at start (endpoint off, logged); once it is free, a SIGHUP with the
+    same configuration serves it (the reload used to start the endpoint only on a change)."""
+    port = free_port()
+    config = write_config(tmp_path / "agent.json", _doc(tmp_path, "app", f"127.0.0.1:{port}"))
+    (tmp_path / "logs").mkdir()
+    agent_log = tmp_path / "agent.log"
+    squatter = socket.create_server(("127.0.0.1", port))
+    proc = start_agent(config, log=agent_log)
+    try:
+        assert wait_for(lambda: "Kinesis endpoint off" in agent_log.read_text())
+        squatter.close()
+        proc.send_signal(signal.SIGHUP)
+        kinesis = aws_client("kinesis", f"http://127.0.0.1:{port}")
+        assert wait_for(lambda: _answers(kinesis), timeout=20), agent_log.read_text()[-3000:]
+    finally:
+        squatter.close()
+        assert stop_agent(proc) == 0
+
+
+def _answers(kinesis: Any) -> bool:
+    try:
+        kinesis.list_streams()
+    except Exception:
+        return False
+    return True
