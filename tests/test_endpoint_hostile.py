@@ -272,3 +272,31 @@ def h2_exceptions() -> Any:
     import h2.exceptions
 
     return h2.exceptions
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_body_of_millions_of_empty_values_is_refused_before_parsing(tmp_path: Path) -> None:
+    """16 MiB of ``[],`` parsed is half a GiB (a list object each), on each of the workers; it is
+    a SerializationException, and the server's peak memory stays put."""
+    peer = start_store_endpoint(tmp_path / "store", tmp_path)
+    try:
+        before = peak_rss_mib(peer.process.pid)
+        count = 15 * 1024 * 1024 // 3
+        body = b'{"StreamName":"x","Records":[' + b"[]," * count + b"[]]}"
+        answer = raw_exchange(
+            peer.port,
+            b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Kinesis_20131202.PutRecords\r\n"
+            b"Content-Type: application/x-amz-json-1.1\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
+        )
+        grown = peak_rss_mib(peer.process.pid) - before
+    finally:
+        peer.stop()
+    assert grown < 100, f"peak memory grew {grown:.0f} MiB"
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"SerializationException" in answer

@@ -29,6 +29,11 @@ TARGET_PREFIX = "Kinesis_20131202."
 JSON_TYPES = ("application/x-amz-json-1.1", "application/x-amz-json-1.0", "application/json")
 CONTENT_TYPE = "application/x-amz-json-1.1"
 ACCOUNT = "000000000000"
+# json.loads makes an object of every value: 16 MiB of "[]," is 5 million lists, 400 MiB, on each
+# worker thread at once. No Kinesis request holds more than a few thousand values; the bound
+# counts separators and brackets anywhere (even inside strings), so 500 records whose 256-character
+# partition keys are all commas and brackets still pass.
+MAX_JSON_SEPARATORS = 200_000
 DEFAULT_REGION = "us-east-1"
 
 Operation = Callable[["Call"], "dict[str, Any] | records.Raw | fanout.Subscription"]
@@ -121,6 +126,11 @@ class Api:
         )
         if operation is None:
             raise ApiError("UnknownOperationException", f"unknown operation {name!r}")
+        if body.count(b",") + body.count(b"[") + body.count(b"{") > MAX_JSON_SEPARATORS:
+            raise ApiError(
+                "SerializationException",
+                f"the body holds more than {MAX_JSON_SEPARATORS} JSON values; no request needs so many",
+            )
         try:
             parsed = json.loads(body) if body.strip() else {}
         except (ValueError, UnicodeDecodeError, RecursionError):
