@@ -217,18 +217,26 @@ def check_damage(path: Path) -> None:
     )
     # Only SQLite opens the file: closing a descriptor of our own would drop the POSIX locks
     # that the process's other connections to the store hold (fcntl locks are per process).
-    size = path.stat().st_size
-    if size == 0:
+    if path.stat().st_size == 0:
         raise DamagedStore(f"the stream store {path} is damaged (the file is empty). {advice}")
     wal = path.with_name(path.name + "-wal")
     try:
         db = sqlite3.connect(path, timeout=30, isolation_level=None)
         try:
+            # Everything below is measured inside one read transaction, the file's size last.
+            # Another read-write connection (an operator's sqlite3, a second agent process)
+            # that closes as the last one copies the WAL into the file and then deletes the WAL:
+            # a size read before that finishes is short of the header although nothing is lost.
+            # While this connection is open no other one is the last, so none does that now;
+            # one that had already begun holds an exclusive lock the first read waits for; and a
+            # plain checkpoint leaves the WAL in place (hot below). The size is then final.
+            db.execute("BEGIN")
             page_size = db.execute("PRAGMA page_size").fetchone()[0]
             pages = db.execute("PRAGMA page_count").fetchone()[0]
             # with a WAL, a checkpoint cut short by kill -9 may have written page 1 before the
             # pages that grow the file: the WAL still holds them, and SQLite finishes the job
             hot_wal = wal.exists() and wal.stat().st_size > 0
+            size = path.stat().st_size
             if not hot_wal and size < pages * page_size:
                 result = [(f"truncated: {size} bytes, its header says {pages * page_size}",)]
             elif size <= QUICK_CHECK_MAX_BYTES:
