@@ -15,6 +15,7 @@ from agent.config import AgentConfig, FlowConfig, load_config
 from agent.errors import AgentError, ConfigError
 from agent.flow import Flow
 from agent.instance import InstanceLock
+from agent.listeners import start_on_reload
 from agent.metrics import AgentMetrics, FlowMetrics
 from agent.observe import Observers
 from agent.progress import progress_line
@@ -301,10 +302,19 @@ class Agent:
         for fid in [f for f in self.metrics.flows if f not in new_flows]:
             del self.metrics.flows[fid]
         if self._observers is not None and self._tg is not None:
-            await self._observers.reload(self._tg, new)
-        # also when unchanged but off: its address was taken, and SIGHUP is how to say "try again"
-        endpoint_off = self._endpoint is None and bool(new.local_store_listen)
-        if not self._once and (endpoint_off or _endpoint_settings(old) != _endpoint_settings(new)):
+            try:
+                await self._observers.reload(self._tg, new)
+            except Exception:
+                # the flows are already on the new configuration: the endpoint below must
+                # follow, or a reload would be half applied (new flows, old endpoint)
+                log.exception(
+                    "reload: the status socket, Prometheus or CloudWatch could not be restarted; "
+                    "the rest of the configuration is applied, send SIGHUP again to retry them"
+                )
+        changed = _endpoint_settings(old) != _endpoint_settings(new)
+        if not self._once and start_on_reload(
+            self._endpoint, new.local_store_listen, changed=changed
+        ):
             await self._reload_endpoint(new)
         log.info(
             "reloaded %s: %d flow(s) stopped, %d started, %d untouched",

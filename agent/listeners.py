@@ -54,3 +54,14 @@ class ConnectionGuard:
 
     def release(self) -> None:
         self.active -= 1
+
+
+def start_on_reload(running: object | None, address: str | None, *, changed: bool) -> bool:
+    """Whether a SIGHUP (re)starts a listener: its settings changed, or it is configured but off.
+
+    Off means its address was taken when it started (logged, and the agent shipped on without
+    it). Freeing the port and sending SIGHUP is how an operator says "try again"; the only other
+    way would be a restart, which stops every flow. Shared by the Prometheus listener, the status
+    socket and the Kinesis endpoint, so they all answer SIGHUP alike.
+    """
+    return changed or (running is None and bool(address))

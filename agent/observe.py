@@ -17,6 +17,7 @@ from agent import progress
 from agent.cloudwatch import CloudWatchEmitter, should_emit
 from agent.config import AgentConfig
 from agent.errors import AgentError
+from agent.listeners import start_on_reload
 from agent.metrics import AgentMetrics, RateMeter
 from agent.prometheus import PrometheusServer
 from agent.status import StatusServer, socket_path
@@ -49,23 +50,8 @@ class Observers:
     async def start(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
         """Bind the servers and start the periodic tasks; returns the tasks (cancel them to stop)."""
         cfg = self.config
-        status = StatusServer(socket_path(cfg), self.metrics, self.rates, cfg)
-        try:
-            await status.start()
-            self.status = status
-        except (AgentError, OSError) as exc:
-            log.error("status socket off: %s", exc)
-        if cfg.metrics_prometheus_listen:
-            prom = PrometheusServer(cfg.metrics_prometheus_listen, self.metrics)
-            try:
-                await prom.start()
-                self.prometheus = prom
-            except (AgentError, OSError) as exc:
-                log.error(
-                    "Prometheus endpoint off: cannot listen on %s: %s",
-                    cfg.metrics_prometheus_listen,
-                    exc,
-                )
+        await self._start_status()
+        await self._start_prometheus()
         if should_emit(cfg):
             self.cloudwatch = CloudWatchEmitter(cfg, self.metrics)
             self.tasks.append(tg.create_task(self.cloudwatch.run(), name="cloudwatch"))
@@ -88,11 +74,41 @@ class Observers:
         counters and rates carry on (they live in the metrics)."""
         if _settings(config) == _settings(self.config):
             self.config = config
+            # unchanged, but a listener whose address was taken at start is tried again
+            if start_on_reload(self.status, socket_path(config), changed=False):
+                await self._start_status()
+            if start_on_reload(self.prometheus, config.metrics_prometheus_listen, changed=False):
+                await self._start_prometheus()
             return
         await self._stop()
-        self.config = config
-        await self.start(tg)
+        old, self.config = self.config, config
+        try:
+            await self.start(tg)
+        except BaseException:
+            self.config = old  # so that the next SIGHUP sees a change and restarts them all
+            raise
         log.info("observers restarted with the new configuration")
+
+    async def _start_status(self) -> None:
+        """Bind the status socket; one that cannot be bound is logged and left off."""
+        status = StatusServer(socket_path(self.config), self.metrics, self.rates, self.config)
+        try:
+            await status.start()
+            self.status = status
+        except (AgentError, OSError) as exc:
+            log.error("status socket off: %s", exc)
+
+    async def _start_prometheus(self) -> None:
+        """Bind the Prometheus listener if one is configured; a failure is logged, left off."""
+        listen = self.config.metrics_prometheus_listen
+        if not listen:
+            return
+        prom = PrometheusServer(listen, self.metrics)
+        try:
+            await prom.start()
+            self.prometheus = prom
+        except (AgentError, OSError) as exc:
+            log.error("Prometheus endpoint off: cannot listen on %s: %s", listen, exc)
 
     async def _sample_rates(self) -> None:
         while True:

@@ -7,6 +7,7 @@ reload).
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import subprocess
@@ -16,8 +17,10 @@ from typing import Any
 
 import pytest
 
-from agent.config import parse_config
+from agent.config import AgentConfig, load_config, parse_config
+from agent.daemon import Agent
 from agent.errors import ConfigError
+from agent.observe import Observers
 from tests.e2e_helpers import start_agent, stop_agent, stored_lines, wait_for, write_config
 from tests.peers.helpers import aws_client
 from tests.peers.servers import free_port
@@ -111,3 +114,46 @@ def _answers(kinesis: Any) -> bool:
     except Exception:
         return False
     return True
+
+
+def test_a_reload_whose_observers_fail_still_moves_the_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restarting the observers raises partway through a reload: the flows are already on the new
+    configuration, so the new localStore.listen is served too (not a half-applied reload)."""
+    old_port, new_port = free_port(), free_port()
+    config = write_config(tmp_path / "agent.json", _doc(tmp_path, "app", f"127.0.0.1:{old_port}"))
+    (tmp_path / "logs").mkdir()
+
+    async def broken_reload(self: Observers, tg: asyncio.TaskGroup, cfg: AgentConfig) -> None:
+        raise RuntimeError("an observer could not restart")
+
+    async def scenario() -> None:
+        agent = Agent(load_config(str(config)), config_path=str(config))
+        running = asyncio.create_task(agent.run())
+        try:
+            await _until_served(old_port)
+            write_config(config, _doc(tmp_path, "app", f"127.0.0.1:{new_port}"))
+            monkeypatch.setattr(Observers, "reload", broken_reload)
+            await agent.reload()
+            await _until_served(new_port)
+        finally:
+            agent.stop.set()
+            await asyncio.wait_for(running, 30)
+
+    asyncio.run(scenario())
+
+
+async def _until_served(port: int) -> None:
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return

@@ -154,3 +154,30 @@ def test_sighup_moves_the_status_socket_and_the_prometheus_listener(tmp_path: Pa
         assert _scrape(new_port)[("kinesis_agent_records_sent_total", labels)] == LINES
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{old_port}/metrics", timeout=2)
+
+
+def test_sighup_retries_a_prometheus_listener_that_could_not_bind(tmp_path: Path) -> None:
+    """The port was taken at start (listener off, logged); once it is free, a SIGHUP with the same
+    configuration serves /metrics. The reload used to restart the observers only on a change."""
+    (tmp_path / "logs").mkdir()
+    squatter = socket.create_server(("127.0.0.1", 0))
+    port = squatter.getsockname()[1]
+    cfg = local_config(tmp_path, **{"metrics.prometheusListen": f"127.0.0.1:{port}"})
+    agent_log = tmp_path / "agent.log"
+    try:
+        with running_agent(cfg, agent_log) as proc:
+            wait_for(lambda: "Prometheus endpoint off" in agent_log.read_text(), what="the bind")
+            squatter.close()
+            proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "reloaded" in agent_log.read_text(), what="the reload")
+            samples = wait_for(lambda: _scrape_or_none(port), what="/metrics on the freed port")
+            assert samples[("kinesis_agent_uptime_seconds", ())] > 0
+    finally:
+        squatter.close()
+
+
+def _scrape_or_none(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+    try:
+        return _scrape(port)
+    except OSError:
+        return None
