@@ -97,13 +97,22 @@ def capacity_lines(config: AgentConfig) -> list[str]:
 
 
 def report(config: AgentConfig, *, test_destination: bool) -> int:
-    """Print the destination checks and capacity advice; the exit status of ``check``."""
+    """Print the state directories' and destinations' checks and capacity advice; the exit status
+    of ``check``."""
+    from agent.errors import AgentError
+    from agent.instance import check_state_directories
+
     status = 0
+    try:
+        check_state_directories(config)
+    except AgentError as exc:
+        print(f"\nstate: {exc}")
+        status = 1  # run would exit 1 on it
     if test_destination:
         print("\ndestinations:")
         ok, lines = test_destinations(config)
         print("\n".join(lines))
-        status = 0 if ok else 1
+        status = status if ok else 1
     caps = capacity_lines(config)
     if caps:
         print("\ncapacity (Kinesis, from the running agent's busiest second of the last minute):")

@@ -39,6 +39,38 @@ def state_locks(config: AgentConfig) -> list[Path]:
     return paths
 
 
+def state_directories(config: AgentConfig) -> list[tuple[str, Path]]:
+    """The directories that hold the state ``config`` uses, each with the key that names it."""
+    dirs: list[tuple[str, Path]] = []
+    if any(f.local_stream is not None for f in config.flows):
+        dirs.append(("localStore.directory", Path(config.local_store_directory)))
+    if any(f.local_stream is None for f in config.flows):
+        dirs.append(("checkpointFile", Path(config.checkpoint_file).parent))
+    return dirs
+
+
+def check_state_directories(config: AgentConfig) -> None:
+    """AgentError (exit 1) naming the key and the path when a state directory is not one.
+
+    Decision: exit 1, not 78. The key's value is a well-formed path, and the configuration is
+    right as written: what is wrong is a file that sits where the directory belongs, which an
+    operator fixes by moving the file, not by editing the configuration; ``check`` may also run on
+    another machine than ``run``. systemd retries 1 every few seconds and never retries 78, so a
+    fixed machine comes back by itself.
+    """
+    for key, directory in state_directories(config):
+        path = directory
+        while not os.path.lexists(path) and path != path.parent:
+            path = path.parent  # the nearest part of it that exists: mkdir would stop there
+        if os.path.lexists(path) and not path.is_dir():
+            where = "it" if path == directory else f"{path} above it"
+            raise AgentError(
+                f"{key} is {directory}, but {where} is not a directory: the agent keeps "
+                f"its state and lock file there. Move {path} aside or point {key} at a "
+                "directory (the configuration is well formed; this machine's files are not)"
+            )
+
+
 class InstanceLock:
     """The exclusive locks this process holds, by lock-file path."""
 
@@ -47,6 +79,7 @@ class InstanceLock:
 
     def acquire(self, config: AgentConfig) -> None:
         """Lock every piece of state ``config`` uses (all of them, or none and AlreadyRunning)."""
+        check_state_directories(config)  # else "cannot create the lock file …: File exists"
         taken: list[Path] = []
         try:
             for path in state_locks(config):

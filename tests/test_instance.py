@@ -237,3 +237,37 @@ class TestPlantedLockFile:
         assert f"the lock file {lock} is a symbolic link" in err
         assert victim.read_bytes() == self.VICTIM
         assert lock.is_symlink()
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_a_store_directory_that_is_a_file_is_named(tmp_path: Path, command: str) -> None:
+    """localStore.directory names a plain file: run exits 1 with one line naming the key and the
+    path (it said "cannot create the lock file …: File exists"), and check says so too (it
+    passed). Exit 1, not 78: the configuration is right, a file is in the directory's place."""
+    doc = agent_json(tmp_path)
+    (tmp_path / "logs").mkdir()
+    plain = tmp_path / "streams"
+    plain.write_text("not a directory\n")
+    cfg = write_config(tmp_path / "agent.json", doc)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", command, "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 1, said
+    assert f"localStore.directory is {plain}, but it is not a directory" in said
+    assert "File exists" not in said
+    assert plain.read_text() == "not a directory\n"
+    if command == "run":
+        assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_a_file_above_the_store_directory_is_named(tmp_path: Path) -> None:
+    plain = tmp_path / "state"
+    plain.write_text("")
+    cfg = config(tmp_path)
+    cfg = AgentConfig(flows=cfg.flows, local_store_directory=str(plain / "streams"))
+    with pytest.raises(AgentError, match=f"but {plain} above it is not a directory"):
+        InstanceLock().acquire(cfg)
