@@ -8,13 +8,14 @@ import signal
 import socket
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.errors import ConfigError
 from agent.prometheus import parse_listen
-from agent.status import fetch
+from agent.status import StatusUnavailable, fetch
 from tests.obs_helpers import local_config, running_agent, snapshot_when, wait_for, write_log
 
 LINES = 777
@@ -180,4 +181,27 @@ def _scrape_or_none(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
     try:
         return _scrape(port)
     except OSError:
+        return None
+
+
+def test_sighup_retries_a_status_socket_that_could_not_bind(tmp_path: Path) -> None:
+    """The same rule for the status socket: a file in its place at start (off, logged); once it
+    is removed, a SIGHUP with the same configuration serves status."""
+    (tmp_path / "logs").mkdir()
+    sock = tmp_path / "status.sock"
+    sock.write_text("")
+    cfg = local_config(tmp_path, statusSocket=str(sock))
+    agent_log = tmp_path / "agent.log"
+    with running_agent(cfg, agent_log) as proc:
+        wait_for(lambda: "status socket off" in agent_log.read_text(), what="the refusal")
+        sock.unlink()
+        proc.send_signal(signal.SIGHUP)
+        snap = wait_for(lambda: _status_or_none(str(sock)), what="status on the freed path")
+        assert snap["pid"] == proc.pid
+
+
+def _status_or_none(path: str) -> dict[str, Any] | None:
+    try:
+        return fetch(path, timeout=2)
+    except StatusUnavailable:
         return None
