@@ -346,6 +346,7 @@ class Agent:
 PROBLEM_COUNTERS = (
     "read_errors",
     "files_skipped",
+    "scan_errors",
     "records_truncated",
     "bytes_discarded",
     "files_truncated",

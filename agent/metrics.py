@@ -143,6 +143,9 @@ class FlowMetrics:
     files_deleted_unread_bytes: int = 0
     read_errors: int = 0
     files_skipped: int = 0  # matching paths that cannot be tailed: not regular, dangling, loops
+    # directories of the pattern that could not be listed (EMFILE, EACCES...): the files known
+    # below them are kept, never taken for rotated or deleted
+    scan_errors: int = 0
     status: str = "starting"  # starting | running | failing | stopping | stopped
     last_error: str | None = None
     files: dict[str, FileMetrics] = field(default_factory=dict)

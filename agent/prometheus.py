@@ -51,6 +51,7 @@ FLOW_COUNTERS = (
     ("files_truncated", "file_truncations", "Truncations seen (copytruncate)"),
     ("read_errors", "read_errors", "Failed reads of a file"),
     ("files_skipped", "files_skipped", "Matching paths not tailed: not regular, dangling, loops"),
+    ("scan_errors", "scan_errors", "Directory listings that failed (EMFILE, EACCES...)"),
     ("bytes_discarded", "bytes_discarded", "Bytes cut off records over the destination's limit"),
 )
 FLOW_GAUGES = (

@@ -57,6 +57,7 @@ FLOW_COUNTERS = (
     "files_deleted_unread_bytes",
     "read_errors",
     "files_skipped",
+    "scan_errors",
     "bytes_discarded",
 )
 
