@@ -15,6 +15,7 @@ from agent.config import AgentConfig, FlowConfig, load_config
 from agent.errors import AgentError, ConfigError
 from agent.flow import Flow
 from agent.instance import InstanceLock
+from agent.looplag import measure
 from agent.metrics import AgentMetrics, FlowMetrics
 from agent.observe import Observers
 from agent.progress import progress_line
@@ -136,6 +137,7 @@ class Agent:
                 self._log_expired(self._expire_store_checkpoints(self._tailed_files()))
                 helpers = [
                     *observed,
+                    tg.create_task(measure(self.metrics.loop_lag), name="loop lag"),
                     tg.create_task(self._systemd_status(), name="systemd status"),
                     tg.create_task(self._expire_periodically(), name="checkpoint expiry"),
                 ]

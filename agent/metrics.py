@@ -11,6 +11,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from agent.looplag import LagMeter
+
 # How many (size, first seen) marks a file keeps to age its unacknowledged bytes. When full, the
 # newest mark absorbs new growth: lag seconds then err on the old side, never the young one.
 LAG_MARKS = 64
@@ -190,6 +192,7 @@ class AgentMetrics:
     started_wall: float = field(default_factory=time.time)
     started_monotonic: float = field(default_factory=time.monotonic)
     flows: dict[str, FlowMetrics] = field(default_factory=dict)
+    loop_lag: LagMeter = field(default_factory=LagMeter)
 
     def flow(self, flow_id: str, destination: str) -> FlowMetrics:
         existing = self.flows.get(flow_id)

@@ -153,6 +153,15 @@ class AgentCollector(Collector):
         yield from per_file.values()
         yield parsed
         yield parsed_b
+        lag_meter = self.metrics.loop_lag
+        loop_lag = GaugeMetricFamily(
+            f"{PREFIX}_event_loop_lag_seconds",
+            "How late the agent's event loop ran: worst since start, and of the last minute",
+            labels=["window"],
+        )
+        loop_lag.add_metric(["worst"], lag_meter.worst)
+        loop_lag.add_metric(["recent"], lag_meter.recent(time.monotonic()))
+        yield loop_lag
         uptime = GaugeMetricFamily(f"{PREFIX}_uptime_seconds", "Seconds since the agent started")
         uptime.add_metric([], self.metrics.uptime_millis / 1000)
         yield uptime

@@ -32,6 +32,7 @@ from agent.records import Checkpoint, FileId
 from agent.tailing.discovery import (
     Found,
     PathFilter,
+    Scandir,
     ScanProblems,
     ScanResult,
     shipping_order,
@@ -80,7 +81,8 @@ class FileSet:
         self.dormant: dict[tuple[int, int], TrackedFile] = {}
         self._dormant_paths: dict[str, tuple[int, int]] = {}
         self.dormant_paths: frozenset[str] = frozenset()  # read by the watcher's thread
-        self.admit: PathFilter | None = None
+        self.admit: PathFilter | None = None  # a per-path policy (symlink ownership), if any
+        self.scandir: Scandir = os.scandir  # injectable: tests make listing fail
         self.scan_count = 0
         self._ended_swept = -1
         self._last_found: list[Found] = []
@@ -112,14 +114,14 @@ class FileSet:
         """Match the pattern again, every step in the caller's thread (tests, tools)."""
         now = self.clock()
         before = self._problems_count()
-        result = walk(self.flow.file_pattern, self.problems, admit=self.admit)
+        result = walk(self.flow.file_pattern, self.problems, admit=self.admit, scandir=self.scandir)
         flushed, grown = self._known(result, before)
         for tracked, path in grown:
             self._reawaken(tracked, _reopen(tracked, path))
         for tracked in list(self.files.values()):
             if _suspect(tracked):
                 flushed += self.check_truncation(tracked, verify_head=True)
-        new = [f for f in result.found if (f.dev, f.ino) not in self.files]
+        new = [f for f in result.found if not self._held((f.dev, f.ino))]
         for p in probe_many(new, want_end=self._want_end()):
             self._adopt(p, now)
         return flushed + self._finish(result)
@@ -132,7 +134,7 @@ class FileSet:
         """
         before = self._problems_count()
         result = await asyncio.to_thread(
-            walk, self.flow.file_pattern, self.problems, admit=self.admit
+            walk, self.flow.file_pattern, self.problems, admit=self.admit, scandir=self.scandir
         )
         flushed, grown = self._known(result, before)
         for i in range(0, len(grown), SLICE):
@@ -147,7 +149,7 @@ class FileSet:
             for tracked in suspects:
                 if self.files.get(_key(tracked)) is tracked:
                     flushed += self.check_truncation(tracked, verify_head=True)
-        new = [f for f in result.found if (f.dev, f.ino) not in self.files]
+        new = [f for f in result.found if not self._held((f.dev, f.ino))]
         want_end = self._want_end()
         for i in range(0, len(new), SLICE):
             probes = await asyncio.to_thread(probe_many, new[i : i + SLICE], want_end=want_end)
@@ -241,6 +243,10 @@ class FileSet:
     def _problems_count(self) -> int:
         problems = self.problems
         return len(problems.not_regular) + len(problems.unreadable) + len(problems.refused)
+
+    def _held(self, key: tuple[int, int]) -> bool:
+        """Open, or closed while idle: either way ours, never to be identified again."""
+        return key in self.files or key in self.dormant
 
     def _want_end(self) -> bool:
         return self.first_scan and self.flow.initial_position == "END_OF_FILE"
@@ -349,7 +355,7 @@ class FileSet:
             return
         self.problems.unreadable.discard(f.path)
         st = p.st
-        if (st.st_dev, st.st_ino) != key or not stat.S_ISREG(st.st_mode) or key in self.files:
+        if (st.st_dev, st.st_ino) != key or not stat.S_ISREG(st.st_mode) or self._held(key):
             os.close(p.fd)  # replaced between scan and open (maybe by a FIFO): next scan
             return
         decided = self._identify(p, key, now)
