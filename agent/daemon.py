@@ -166,6 +166,8 @@ class Agent:
                 await self._endpoint.aclose()
                 self._endpoint = None
             self.locks.release()
+            lag = self.metrics.loop_lag
+            log.info("event loop: worst lag %.0f ms", lag.worst * 1000)
             for m in self.metrics.flows.values():
                 problems = problem_summary(m)
                 if problems:

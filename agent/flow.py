@@ -302,7 +302,7 @@ class Flow:
                     progressed = True
                     self._emit(tracked.acks, framed, n)
                     self._count_cuts(tracked)
-                    fm = self.metrics.files.get(str(tracked.file_id))
+                    fm = self.metrics.files.get(tracked.metrics_key)
                     if fm is not None:
                         fm.read_offset = tracked.offset
                         fm.observe_size(max(fm.size, tracked.size))
@@ -354,7 +354,7 @@ class Flow:
             if size < tracked.offset:
                 self._emit_flushed(self.files.check_truncation(tracked, verify_head=False))
                 return
-            fm = self.metrics.files.get(str(tracked.file_id))
+            fm = self.metrics.files.get(tracked.metrics_key)
             if fm is not None:
                 fm.observe_size(size)
         idle = now - tracked.last_growth >= flush_after

@@ -129,6 +129,7 @@ class TrackedFile:
         "framer",
         "gone",
         "last_growth",
+        "metrics_key",
         "mtime",
         "path",
         "reported_cuts",
@@ -161,6 +162,7 @@ class TrackedFile:
         self.truncations = 0
         self.reported_cuts = (0, 0)  # (records cut, bytes dropped) already counted in metrics
         self.stat_at = -1.0  # when read() last found the file idle by fstat (size, mtime fresh)
+        self.metrics_key = str(acks.file_id)  # its FileMetrics' key, formatted once, not per pass
 
     @property
     def file_id(self) -> FileId:

@@ -526,7 +526,7 @@ class FileSet:
         log.info("%s: finished %s", self.flow_id, tracked.path)
 
     def _file_metrics(self, tracked: TrackedFile) -> FileMetrics:
-        key = str(tracked.file_id)
+        key = tracked.metrics_key
         fm = self.metrics.files.get(key)
         if fm is None:
             fm = self.metrics.files[key] = FileMetrics(tracked.path, key)
