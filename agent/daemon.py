@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -389,7 +390,19 @@ def install_signal_handlers(agent: Agent, loop: asyncio.AbstractEventLoop) -> No
     loop.add_signal_handler(signal.SIGHUP, agent.reload_requested.set)
 
 
+def raise_fd_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: the soft 1,024 is for select(), which we never use."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as exc:  # pragma: no cover - a sandbox that forbids it
+        log.warning("cannot raise the open-files limit: %s", exc)
+
+
 def run(config: AgentConfig, *, once: bool = False, config_path: str | None = None) -> int:
+    raise_fd_limit()
+
     async def main() -> int:
         with Notifier() as notifier:
             agent = Agent(config, notifier=notifier, config_path=config_path)

@@ -244,11 +244,17 @@ class Flow:
                 self._rescan_requested = False
                 self._emit_flushed(await files.rescan_async())
                 next_scan = now + refresh
-                if once and not targets:
-                    targets = {t: t.size for t in files.readable()}
+                if once:  # each file is shipped up to its size when first seen
+                    for t in files.readable():
+                        targets.setdefault(t, t.size)
             if self._reopen:
                 paths, self._reopen = self._reopen, set()
                 self._emit_flushed(await files.reopen_paths(paths))
+            if files.backlog:  # files that waited for descriptors: open the next ones
+                await files.adopt_backlog()
+                if once:
+                    for t in files.readable():
+                        targets.setdefault(t, t.size)
             progressed = False
             ordered = await files.readable_async()
             now = self.clock()
@@ -313,7 +319,9 @@ class Flow:
                     targets[tracked] = tracked.offset  # shorter than when we started: done with it
                 self._idle_file(tracked, now, flush_after)
             if once:
-                if all(t.offset >= targets.get(t, 0) for t in files.readable()):
+                if not files.backlog and all(
+                    t.offset >= targets.get(t, 0) for t in files.readable()
+                ):
                     for tracked in files.readable():
                         self._emit(tracked.acks, tracked.framer.flush(), 0)
                     return
@@ -363,11 +371,13 @@ class Flow:
         if tracked.gone and idle and tracked.unread_bytes() == 0:
             self.files.close_drained(tracked)
         elif (
-            self.close_inactive
-            and not tracked.gone
-            and now - tracked.last_growth >= self.close_inactive
+            not tracked.gone
             and tracked.unread_bytes() == 0
             and not tracked.framer.has_pending()
+            and (
+                (self.close_inactive and now - tracked.last_growth >= self.close_inactive)
+                or self.files.backlog  # files wait for descriptors: free this one now
+            )
         ):
             self.files.make_dormant(tracked)  # reopened by identity when it changes
 

@@ -22,6 +22,7 @@ import errno
 import logging
 import os
 import re
+import resource
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from agent.tailing.discovery import (
 )
 from agent.tailing.framing import Framed, Framer
 from agent.tailing.identity import HeadIndex, fingerprint_of, head_matches
-from agent.tailing.probe import SLICE, Probe, last_line_end, probe, probe_many
+from agent.tailing.probe import SLICE, Probe, probe, probe_many
 from agent.tailing.tailer import FileAcks, TrackedFile
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,9 @@ class FileSet:
         self._ended_swept = -1
         self._last_found: list[Found] = []
         self._failing: set[tuple[str, int | None]] = set()
+        self.max_open = fd_budget()  # descriptors this flow may hold open at once
+        self.backlog: list[tuple[Found, bool]] = []  # (found, END_OF_FILE?) waiting for room
+        self._emfile_scan = -1
         self.ended: dict[FileId, FileAcks] = {}  # ended files whose records are still in flight
         self.opened_in_scan: set[tuple[int, int]] = set()  # copies opened off the scan's list
         for c in checkpoints:
@@ -121,7 +125,7 @@ class FileSet:
         for tracked in list(self.files.values()):
             if _suspect(tracked):
                 flushed += self.check_truncation(tracked, verify_head=True)
-        new = [f for f in result.found if not self._held((f.dev, f.ino))]
+        new = self._within_budget(result)
         for p in probe_many(new, want_end=self._want_end()):
             self._adopt(p, now)
         return flushed + self._finish(result)
@@ -149,7 +153,7 @@ class FileSet:
             for tracked in suspects:
                 if self.files.get(_key(tracked)) is tracked:
                     flushed += self.check_truncation(tracked, verify_head=True)
-        new = [f for f in result.found if not self._held((f.dev, f.ino))]
+        new = self._within_budget(result)
         want_end = self._want_end()
         for i in range(0, len(new), SLICE):
             probes = await asyncio.to_thread(probe_many, new[i : i + SLICE], want_end=want_end)
@@ -157,6 +161,51 @@ class FileSet:
             for p in probes:
                 self._adopt(p, now)
         return flushed + self._finish(result)
+
+    def _within_budget(self, result: ScanResult) -> list[Found]:
+        """New files to open now; the rest wait in ``backlog`` until descriptors are free.
+
+        Descriptors are bounded (``max_open``): idle files read to their end are closed first
+        (dormant, reopened when they change); files with unread bytes are never closed, so
+        past that the newest files wait their turn, oldest first.
+        """
+        new = [f for f in result.found if not self._held((f.dev, f.ino))]
+        room = self.max_open - len(self.files)
+        if len(new) > room:
+            room += self.shed(len(new) - room)
+        room = max(0, room)
+        want_end = self._want_end()
+        # a file of the first scan keeps its END_OF_FILE start however long it waits
+        before = {(f.dev, f.ino): end for f, end in self.backlog}
+        self.backlog = [(f, before.get((f.dev, f.ino), want_end)) for f in new[room:]]
+        return new[:room]
+
+    def shed(self, count: int) -> int:
+        """Close up to ``count`` idle files read to their end (least recently grown first)."""
+        idle = [
+            t
+            for t in self.files.values()
+            if not t.gone and t.unread_bytes() == 0 and not t.framer.has_pending()
+        ]
+        if len(idle) > count:
+            idle.sort(key=lambda t: t.last_growth)
+        for tracked in idle[:count]:
+            self.make_dormant(tracked)
+        return min(count, len(idle))
+
+    async def adopt_backlog(self) -> None:
+        """Open the next files that waited for descriptors, as many as there is room for."""
+        room = min(SLICE, len(self.backlog), self.max_open - len(self.files))
+        if room <= 0:
+            room = self.shed(min(SLICE, len(self.backlog)))
+        if room <= 0:
+            return
+        batch, self.backlog = self.backlog[:room], self.backlog[room:]
+        fresh = [(f, end) for f, end in batch if not self._held((f.dev, f.ino))]
+        probes = await asyncio.to_thread(lambda: [probe(f, want_end=end) for f, end in fresh])
+        now = self.clock()
+        for p in probes:
+            self._adopt(p, now)
 
     def _known(
         self, result: ScanResult, problems_before: int
@@ -341,7 +390,14 @@ class FileSet:
             exc = p.error
             if exc is not None and exc.errno in (errno.EMFILE, errno.ENFILE):
                 self.metrics.read_errors += 1
-                log.error("%s: cannot open %s: %s (retrying)", self.flow_id, f.path, exc.strerror)
+                if self._emfile_scan != self.scan_count:  # once a scan, not once a file
+                    self._emfile_scan = self.scan_count
+                    log.error(
+                        "%s: cannot open %s: %s (retrying; raise LimitNOFILE)",
+                        self.flow_id,
+                        f.path,
+                        exc.strerror,
+                    )
                 return
             if f.path not in self.problems.unreadable:
                 self.problems.unreadable.add(f.path)
@@ -425,8 +481,8 @@ class FileSet:
             best = max(prior, key=lambda known: self.offsets[known])
             self._forget_ended()
             return fid, self.offsets[best], self.ended.get(best)
-        if self._want_end():
-            return fid, p.end if p.end is not None else last_line_end(p.fd, size), None
+        if p.end is not None:  # probed for the flow's first scan with END_OF_FILE
+            return fid, p.end, None
         return fid, 0, None
 
     def _forget_ended(self) -> None:
@@ -537,6 +593,17 @@ class FileSet:
             tracked.close()
         self.files.clear()
         self.dormant.clear()
+
+
+def fd_budget() -> int:
+    """Descriptors one flow may hold: half the soft RLIMIT_NOFILE, less a reserve for the rest."""
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):  # pragma: no cover - not on Linux
+        return 512
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(64, (soft - 256) // 2)
 
 
 def _key(tracked: TrackedFile) -> tuple[int, int]:

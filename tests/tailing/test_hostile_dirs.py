@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import resource
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -193,3 +195,69 @@ class TestIdleFilesClosed:
             assert sorted(h.memory.records) == sorted(expected)
         finally:
             h.close()
+
+
+class TestDescriptorBudget:
+    def test_more_files_than_descriptors_all_arrive_once(
+        self, tmp_path: Path, logs: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With room for 8 open files, 60 files are all shipped, once, never past the budget."""
+        monkeypatch.setattr("agent.tailing.tracker.fd_budget", lambda: 8)
+        expected = []
+        for i in range(60):
+            line = f"file {i} only line\n".encode()
+            (logs / f"f{i:02d}.log").write_bytes(line)
+            expected.append(line)
+        h = FlowHarness(tmp_path, fast_flow(str(logs / "*.log")))
+        peak = [0]
+
+        def done() -> bool:
+            peak[0] = max(peak[0], fds_under(logs))
+            return len(h.memory.records) >= 60
+
+        try:
+            h.start()
+            assert h.wait_until(done, timeout=10)
+            h.run_for(0.3)
+            assert sorted(h.memory.records) == sorted(expected)
+            assert peak[0] <= 8
+        finally:
+            h.close()
+
+    def test_real_agent_under_a_low_nofile_limit(self, tmp_path: Path, logs: Path) -> None:
+        """RLIMIT_NOFILE 200 and 600 matched files: ``run --once`` ships every one, no EMFILE."""
+        for i in range(600):
+            (logs / f"f{i:03d}.log").write_bytes(f"file {i}\n".encode())
+        store = tmp_path / "streams"
+        config = write_config(
+            tmp_path / "agent.json",
+            {
+                "checkpointFile": str(tmp_path / "cp.db"),
+                "localStore.directory": str(store),
+                "localStore.shardCount": 1,
+                "flows": [
+                    {
+                        "filePattern": str(logs / "*.log"),
+                        "localStream": "many",
+                        "initialPosition": "START_OF_FILE",
+                    }
+                ],
+            },
+        )
+
+        def low_limit() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+        run = subprocess.run(
+            [sys.executable, "-m", "agent", "run", "--once", "-c", str(config)],
+            capture_output=True,
+            timeout=120,
+            preexec_fn=low_limit,
+            check=False,
+        )
+        err = run.stderr.decode(errors="replace")
+        assert run.returncode == 0, err[-3000:]
+        assert sorted(stored_lines(store, "many")) == sorted(
+            f"file {i}\n".encode() for i in range(600)
+        )
+        assert "Too many open files" not in err
