@@ -80,8 +80,8 @@ class FileSet:
         self.open_heads: HeadIndex[tuple[int, int]] = HeadIndex()  # open and dormant files
         # idle files closed to save descriptors (Filebeat's close_inactive), by identity and path
         self.dormant: dict[tuple[int, int], TrackedFile] = {}
-        self._dormant_paths: dict[str, tuple[int, int]] = {}
-        self.dormant_paths: frozenset[str] = frozenset()  # read by the watcher's thread
+        # their paths; the watcher's thread only asks ``in`` of it (safe while the loop writes)
+        self.dormant_paths: dict[str, tuple[int, int]] = {}
         self.admit: PathFilter | None = None  # a per-path policy (symlink ownership), if any
         self.scandir: Scandir = os.scandir  # injectable: tests make listing fail
         self.scan_count = 0
@@ -228,8 +228,8 @@ class FileSet:
                 log.info("%s: %s was renamed to %s", self.flow_id, tracked.path, f.path)
                 self.metrics.files_rotated += 1
                 if dormant:
-                    self._dormant_paths.pop(tracked.path, None)
-                    self._dormant_paths[f.path] = key
+                    self.dormant_paths.pop(tracked.path, None)
+                    self.dormant_paths[f.path] = key
                 tracked.path = tracked.acks.path = f.path
                 # saved with its new name: checkpointTimeToLiveDays keeps the row of a file
                 # still at its path, and an idle file's row is not otherwise rewritten
@@ -506,8 +506,7 @@ class FileSet:
         del self.files[key]
         tracked.close()
         self.dormant[key] = tracked
-        self._dormant_paths[tracked.path] = key
-        self.dormant_paths = frozenset(self._dormant_paths)
+        self.dormant_paths[tracked.path] = key
         log.debug("%s: closed idle %s (reopened when it changes)", self.flow_id, tracked.path)
 
     def _reawaken(self, tracked: TrackedFile, fd: int) -> None:
@@ -527,9 +526,8 @@ class FileSet:
         key = _key(tracked)
         self.dormant.pop(key, None)
         self.open_heads.remove(tracked.file_id.fp_len, tracked.file_id.fp_hash, key)
-        if self._dormant_paths.get(tracked.path) == key:
-            del self._dormant_paths[tracked.path]
-        self.dormant_paths = frozenset(self._dormant_paths)
+        if self.dormant_paths.get(tracked.path) == key:
+            del self.dormant_paths[tracked.path]
 
     def _forget_open(self, tracked: TrackedFile) -> None:
         key = _key(tracked)
@@ -541,7 +539,7 @@ class FileSet:
         """Dormant files written to (an inotify event): reopen them now, not at the next scan."""
         todo = [
             (t, t.path)
-            for t in (self.dormant.get(self._dormant_paths.get(p, (-1, -1))) for p in paths)
+            for t in (self.dormant.get(self.dormant_paths.get(p, (-1, -1))) for p in paths)
             if t is not None
         ]
         flushed: list[Flushed] = []
