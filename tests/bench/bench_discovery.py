@@ -108,6 +108,7 @@ def _config(work: Path, name: str, pattern: str) -> Path:
                     "filePattern": pattern,
                     "localStream": "bench",
                     "initialPosition": "START_OF_FILE",
+                    "maxBufferAgeMillis": 1000,  # the smallest allowed: time to ship, not to age
                 }
             ],
         },
