@@ -245,7 +245,7 @@ class Flow:
                 self._emit_flushed(await files.rescan_async())
                 next_scan = now + refresh
                 if once:  # each file is shipped up to its size when first seen
-                    for t in files.readable():
+                    for t in files.files.values():
                         targets.setdefault(t, t.size)
             if self._reopen:
                 paths, self._reopen = self._reopen, set()
@@ -253,7 +253,7 @@ class Flow:
             if files.backlog:  # files that waited for descriptors: open the next ones
                 await files.adopt_backlog()
                 if once:
-                    for t in files.readable():
+                    for t in files.files.values():
                         targets.setdefault(t, t.size)
             progressed = False
             ordered = await files.readable_async()
@@ -320,7 +320,7 @@ class Flow:
                 self._idle_file(tracked, now, flush_after)
             if once:
                 if not files.backlog and all(
-                    t.offset >= targets.get(t, 0) for t in files.readable()
+                    t.offset >= targets.get(t, 0) for t in files.files.values()
                 ):
                     for tracked in files.readable():
                         self._emit(tracked.acks, tracked.framer.flush(), 0)

@@ -91,6 +91,7 @@ class FileSet:
         self.max_open = fd_budget()  # descriptors this flow may hold open at once
         self.backlog: list[tuple[Found, bool]] = []  # (found, END_OF_FILE?) waiting for room
         self._emfile_scan = -1
+        self._waiting_path: dict[tuple[int, int], str] = {}  # where each waiting file was seen
         self.ended: dict[FileId, FileAcks] = {}  # ended files whose records are still in flight
         self.opened_in_scan: set[tuple[int, int]] = set()  # copies opened off the scan's list
         for c in checkpoints:
@@ -119,16 +120,17 @@ class FileSet:
         now = self.clock()
         before = self._problems_count()
         result = walk(self.flow.file_pattern, self.problems, admit=self.admit, scandir=self.scandir)
-        flushed, grown = self._known(result, before)
+        changed, seen = self._sort_walk(result)
+        flushed, grown = self._known(result, before, changed)
         for tracked, path in grown:
             self._reawaken(tracked, _reopen(tracked, path))
         for tracked in list(self.files.values()):
             if _suspect(tracked):
                 flushed += self.check_truncation(tracked, verify_head=True)
-        new = self._within_budget(result)
+        new = self._within_budget(self._new_files(result))
         for p in probe_many(new, want_end=self._want_end()):
             self._adopt(p, now)
-        return flushed + self._finish(result)
+        return flushed + self._finish(result, seen)
 
     async def rescan_async(self) -> list[Flushed]:
         """``rescan`` with every walk, stat and read in a worker thread, in slices.
@@ -140,7 +142,9 @@ class FileSet:
         result = await asyncio.to_thread(
             walk, self.flow.file_pattern, self.problems, admit=self.admit, scandir=self.scandir
         )
-        flushed, grown = self._known(result, before)
+        # which found files we hold and what changed, sorted out of 100k paths off the loop
+        changed, seen = await asyncio.to_thread(self._sort_walk, result)
+        flushed, grown = self._known(result, before, changed)
         for i in range(0, len(grown), SLICE):
             part = grown[i : i + SLICE]
             fds = await asyncio.to_thread(_reopen_all, part)
@@ -153,23 +157,49 @@ class FileSet:
             for tracked in suspects:
                 if self.files.get(_key(tracked)) is tracked:
                     flushed += self.check_truncation(tracked, verify_head=True)
-        new = self._within_budget(result)
+        new = self._within_budget(await asyncio.to_thread(self._new_files, result))
         want_end = self._want_end()
         for i in range(0, len(new), SLICE):
             probes = await asyncio.to_thread(probe_many, new[i : i + SLICE], want_end=want_end)
             now = self.clock()
             for p in probes:
                 self._adopt(p, now)
-        return flushed + self._finish(result)
+        return flushed + self._finish(result, seen)
 
-    def _within_budget(self, result: ScanResult) -> list[Found]:
+    def _sort_walk(
+        self, result: ScanResult
+    ) -> tuple[list[tuple[Found, TrackedFile, bool]], set[tuple[int, int]]]:
+        """The held files a walk found that need a look (renamed, back, or dormant and changed),
+        and every identity it found. Only reads the tables: safe in a worker thread while the
+        reader waits for it."""
+        files, dormant = self.files, self.dormant
+        changed: list[tuple[Found, TrackedFile, bool]] = []
+        seen: set[tuple[int, int]] = set()
+        for f in result.found:
+            key = (f.dev, f.ino)
+            seen.add(key)
+            tracked = files.get(key)
+            if tracked is not None:
+                if tracked.gone or tracked.path != f.path:
+                    changed.append((f, tracked, False))
+                continue
+            tracked = dormant.get(key)
+            if tracked is not None and (
+                tracked.path != f.path or f.size != tracked.size or f.mtime != tracked.mtime
+            ):
+                changed.append((f, tracked, True))
+        return changed, seen
+
+    def _new_files(self, result: ScanResult) -> list[Found]:
+        return [f for f in result.found if not self._held((f.dev, f.ino))]
+
+    def _within_budget(self, new: list[Found]) -> list[Found]:
         """New files to open now; the rest wait in ``backlog`` until descriptors are free.
 
         Descriptors are bounded (``max_open``): idle files read to their end are closed first
         (dormant, reopened when they change); files with unread bytes are never closed, so
         past that the newest files wait their turn, oldest first.
         """
-        new = [f for f in result.found if not self._held((f.dev, f.ino))]
         room = self.max_open - len(self.files)
         if len(new) > room:
             room += self.shed(len(new) - room)
@@ -208,7 +238,10 @@ class FileSet:
             self._adopt(p, now)
 
     def _known(
-        self, result: ScanResult, problems_before: int
+        self,
+        result: ScanResult,
+        problems_before: int,
+        changed: list[tuple[Found, TrackedFile, bool]],
     ) -> tuple[list[Flushed], list[tuple[TrackedFile, str]]]:
         """Note renames of files we hold (open or dormant); list dormant ones that changed."""
         self.scan_count += 1
@@ -216,14 +249,8 @@ class FileSet:
         self.metrics.files_skipped += self._problems_count() - problems_before
         self._last_found = result.found
         grown: list[tuple[TrackedFile, str]] = []
-        for f in result.found:
+        for f, tracked, dormant in changed:
             key = (f.dev, f.ino)
-            tracked = self.files.get(key)
-            dormant = tracked is None
-            if tracked is None:
-                tracked = self.dormant.get(key)
-                if tracked is None:
-                    continue
             if tracked.path != f.path:
                 log.info("%s: %s was renamed to %s", self.flow_id, tracked.path, f.path)
                 self.metrics.files_rotated += 1
@@ -240,9 +267,9 @@ class FileSet:
                 grown.append((tracked, f.path))
         return [], grown
 
-    def _finish(self, result: ScanResult) -> list[Flushed]:
+    def _finish(self, result: ScanResult, seen: set[tuple[int, int]]) -> list[Flushed]:
         """Files that left the pattern: drain the open ones, retire the dormant ones."""
-        seen = {(f.dev, f.ino) for f in result.found} | self.opened_in_scan
+        seen |= self.opened_in_scan
         self.opened_in_scan = set()
         for key, tracked in list(self.files.items()):
             if key not in seen and not tracked.gone and not result.covers(tracked.path):
@@ -269,7 +296,9 @@ class FileSet:
             if key not in seen:
                 del self.waiting_since[key]
         waiting = self.waiting_since
-        self.waiting_paths = frozenset(f.path for f in result.found if (f.dev, f.ino) in waiting)
+        for key in [k for k in self._waiting_path if k not in waiting]:
+            del self._waiting_path[key]
+        self.waiting_paths = frozenset(self._waiting_path.values())
         self.first_scan = False
         return []
 
@@ -420,6 +449,7 @@ class FileSet:
             return
         fid, start, floor = decided
         self.waiting_since.pop(key, None)
+        self._waiting_path.pop(key, None)
         self.shadows.discard(key)
         acks = FileAcks(self.flow_id, fid, f.path, start, floor=floor)
         acks.dirty = True  # record where we start, so a restart does not re-decide it
@@ -462,6 +492,7 @@ class FileSet:
                     )
                     fresh = True
         first_seen = self.waiting_since.setdefault(key, now)
+        self._waiting_path[key] = p.found.path
         idle = self.identify_partial_now or (
             now - first_seen >= self.flow.partial_line_flush_millis / 1000
         )
