@@ -120,12 +120,12 @@ class FileSet:
         now = self.clock()
         before = self._problems_count()
         result = walk(self.flow.file_pattern, self.problems, admit=self.admit, scandir=self.scandir)
-        changed, seen = self._sort_walk(result)
+        changed, seen, moved = self._sort_walk(result)
         flushed, grown = self._known(result, before, changed)
         for tracked, path in grown:
             self._reawaken(tracked, _reopen(tracked, path))
-        for tracked in list(self.files.values()):
-            if _suspect(tracked):
+        for tracked in [*moved, *(t for t, _p in grown)]:
+            if self.files.get(_key(tracked)) is tracked and _suspect(tracked):
                 flushed += self.check_truncation(tracked, verify_head=True)
         new = self._within_budget(self._new_files(result))
         for p in probe_many(new, want_end=self._want_end()):
@@ -143,14 +143,15 @@ class FileSet:
             walk, self.flow.file_pattern, self.problems, admit=self.admit, scandir=self.scandir
         )
         # which found files we hold and what changed, sorted out of 100k paths off the loop
-        changed, seen = await asyncio.to_thread(self._sort_walk, result)
+        changed, seen, moved = await asyncio.to_thread(self._sort_walk, result)
         flushed, grown = self._known(result, before, changed)
         for i in range(0, len(grown), SLICE):
             part = grown[i : i + SLICE]
             fds = await asyncio.to_thread(_reopen_all, part)
             for (tracked, _path), fd in zip(part, fds, strict=True):
                 self._reawaken(tracked, fd)
-        tracked_now = list(self.files.values())
+        # only files whose size or mtime moved since we last looked can have been truncated
+        tracked_now = [*moved, *(t for t, _p in grown)]
         for i in range(0, len(tracked_now), 4 * SLICE):
             part2 = tracked_now[i : i + 4 * SLICE]
             suspects = await asyncio.to_thread(_suspects, part2)
@@ -168,13 +169,14 @@ class FileSet:
 
     def _sort_walk(
         self, result: ScanResult
-    ) -> tuple[list[tuple[Found, TrackedFile, bool]], set[tuple[int, int]]]:
+    ) -> tuple[list[tuple[Found, TrackedFile, bool]], set[tuple[int, int]], list[TrackedFile]]:
         """The held files a walk found that need a look (renamed, back, or dormant and changed),
         and every identity it found. Only reads the tables: safe in a worker thread while the
         reader waits for it."""
         files, dormant = self.files, self.dormant
         changed: list[tuple[Found, TrackedFile, bool]] = []
         seen: set[tuple[int, int]] = set()
+        moved: list[TrackedFile] = []  # open files whose size or mtime is not what we saw
         for f in result.found:
             key = (f.dev, f.ino)
             seen.add(key)
@@ -182,13 +184,15 @@ class FileSet:
             if tracked is not None:
                 if tracked.gone or tracked.path != f.path:
                     changed.append((f, tracked, False))
+                if (f.size, f.mtime) != tracked.verified:
+                    moved.append(tracked)
                 continue
             tracked = dormant.get(key)
             if tracked is not None and (
                 tracked.path != f.path or f.size != tracked.size or f.mtime != tracked.mtime
             ):
                 changed.append((f, tracked, True))
-        return changed, seen
+        return changed, seen, moved
 
     def _new_files(self, result: ScanResult) -> list[Found]:
         return [f for f in result.found if not self._held((f.dev, f.ino))]
@@ -215,7 +219,10 @@ class FileSet:
         idle = [
             t
             for t in self.files.values()
-            if not t.gone and t.unread_bytes() == 0 and not t.framer.has_pending()
+            if not t.gone
+            and t.unread_bytes() == 0
+            and not t.framer.has_pending()
+            and not t.acks.dirty
         ]
         if len(idle) > count:
             idle.sort(key=lambda t: t.last_growth)
@@ -532,8 +539,8 @@ class FileSet:
     def make_dormant(self, tracked: TrackedFile) -> None:
         """Close an idle file read to its end; ``rescan`` reopens it by identity when it changes."""
         key = _key(tracked)
-        if self.files.get(key) is not tracked:
-            return
+        if self.files.get(key) is not tracked or tracked.acks.dirty:
+            return  # a checkpoint not yet written: the flow writes it for open files only
         del self.files[key]
         tracked.close()
         self.dormant[key] = tracked
@@ -597,6 +604,15 @@ class FileSet:
                     tracked.refresh_size()
         return sorted(self.files.values(), key=lambda t: shipping_order(t.mtime, t.path))
 
+    def readable_touched(self, paths: set[str]) -> list[TrackedFile]:
+        """Open files, oldest modification first, fstat'ing only those at ``paths``, those rotated
+        away (no directory event covers a write to them) and those with bytes to read."""
+        for tracked in self.files.values():
+            if tracked.gone or tracked.path in paths or tracked.size != tracked.offset:
+                with contextlib.suppress(OSError):
+                    tracked.refresh_size()
+        return sorted(self.files.values(), key=lambda t: shipping_order(t.mtime, t.path))
+
     async def readable_async(self) -> list[TrackedFile]:
         """``readable(refresh=True)``; with many files, the fstat and sort in a worker thread."""
         if len(self.files) <= SLICE:
@@ -644,11 +660,13 @@ def _suspect(tracked: TrackedFile) -> bool:
     try:
         size = tracked.refresh_size()
         fid = tracked.file_id
-        return size < tracked.framer.next_offset or not head_matches(
+        suspect = size < tracked.framer.next_offset or not head_matches(
             tracked.fd, fid.fp_len, fid.fp_hash
         )
     except OSError:
         return False
+    tracked.verified = (size, tracked.mtime)  # a later scan that stats the same skips the check
+    return suspect
 
 
 def _suspects(files: list[TrackedFile]) -> list[TrackedFile]:
