@@ -100,9 +100,10 @@ def walk(
     """
     root, parts = _split(pattern)
     result = ScanResult([], [], [])
+    policy = symlinks.SymlinkPolicy()  # one per walk: directories walked once each
     found: dict[tuple[int, int], Found] = {}
     if not parts:  # a literal path
-        _consider(root, pattern, found, problems, admit)
+        _consider(root, pattern, found, problems, admit, policy)
         result.found = _oldest_first(found)
         return result
     matchers = [_matcher(p) for p in parts]
@@ -134,7 +135,7 @@ def walk(
             if match is None:  # a literal name: no listing needed
                 child = _join(directory, part)
                 if state == last:
-                    _consider(child, pattern, found, problems, admit)
+                    _consider(child, pattern, found, problems, admit, policy)
                 else:
                     below.append((child, state + 1, depth))
                 continue
@@ -156,7 +157,7 @@ def walk(
                             below.append((path, state, depth + 1))
                 elif match(name):
                     if state == last:
-                        _consider(path, pattern, found, problems, admit)
+                        _consider(path, pattern, found, problems, admit, policy)
                     elif _is_dir(entry):
                         below.append((path, state + 1, depth))
         stack.extend(reversed(below))
@@ -234,6 +235,7 @@ def _consider(
     found: dict[tuple[int, int], Found],
     problems: ScanProblems | None,
     admit: PathFilter | None,
+    policy: symlinks.SymlinkPolicy,
 ) -> None:
     if path.endswith(COMPRESSED):
         return
@@ -250,7 +252,7 @@ def _consider(
             log.warning("%s matches %s but is not a regular file; skipped", path, pattern)
         return
     # the single place a per-path policy decides
-    if symlinks.refused(path, st, problems):  # a planted link must not ship /var/log/auth.log
+    if symlinks.refused(path, st, problems, policy):  # a planted link must not ship auth.log
         return
     if admit is not None:
         try:

@@ -270,7 +270,11 @@ class FileSet:
                 tracked.acks.dirty = True
                 self._file_metrics(tracked).path = f.path
             tracked.gone = False
-            if dormant and (f.size != tracked.size or f.mtime != tracked.mtime):
+            # a dormant file that changed is reopened; so is one renamed, so that its row is
+            # written under the new name (the flow writes checkpoints of open files)
+            if dormant and (
+                f.size != tracked.size or f.mtime != tracked.mtime or tracked.acks.dirty
+            ):
                 grown.append((tracked, f.path))
         return [], grown
 
@@ -280,6 +284,11 @@ class FileSet:
         self.opened_in_scan = set()
         for key, tracked in list(self.files.items()):
             if key not in seen and not tracked.gone and not result.covers(tracked.path):
+                if _still_at(tracked.path, key):
+                    # a walk that missed a file still at the path it matched under (a listing
+                    # failure it could not see): the file has not left the pattern
+                    self._missed_by_scan(tracked.path)
+                    continue
                 tracked.gone = True
                 self.metrics.files_rotated += 1
                 self._file_metrics(tracked).rotated = True
@@ -289,7 +298,11 @@ class FileSet:
                     tracked.path,
                 )
         for key, tracked in list(self.dormant.items()):
-            if key not in seen and not result.covers(tracked.path):
+            if (
+                key not in seen
+                and not result.covers(tracked.path)
+                and not _still_at(tracked.path, key)
+            ):
                 # read to its end before it went dormant: nothing is left to drain
                 self.metrics.files_rotated += 1
                 self._file_metrics(tracked).rotated = True
@@ -649,6 +662,15 @@ def fd_budget() -> int:
     if soft == resource.RLIM_INFINITY:
         soft = 1 << 20
     return max(64, (soft - 256) // 2)
+
+
+def _still_at(path: str, key: tuple[int, int]) -> bool:
+    """Is the file ``key`` (device, inode) still what ``path`` names? (stat needs no descriptor)"""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == key
 
 
 def _key(tracked: TrackedFile) -> tuple[int, int]:
