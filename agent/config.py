@@ -58,6 +58,9 @@ class FlowConfig:
     # ours
     max_in_flight_bytes: int = 32 * MIB
     partial_line_flush_millis: int = 5_000
+    # an idle file read to its end is closed after this long (0: never) and reopened by its
+    # identity when it changes, so descriptors do not grow with every file ever matched
+    close_inactive_millis: int = 300_000
 
     @property
     def destination_kind(self) -> str:
@@ -315,6 +318,7 @@ FLOW_KEYS: tuple[Key, ...] = (
     Key("log.emitInternalMetrics", "bool"),
     Key("maxInFlightBytes", "int", 64 * 1024, 4096 * MIB),
     Key("partialLineFlushMillis", "int", 0, 3_600_000),
+    Key("closeInactiveMillis", "int", 0, 86_400_000),
 )
 
 _GLOBAL_BY_NAME = {k.name: k for k in GLOBAL_KEYS}

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from agent.errors import AgentError, ConfigError
 from agent.flow import Flow
 from agent.instance import InstanceLock
 from agent.listeners import start_on_reload
+from agent.looplag import measure
 from agent.metrics import AgentMetrics, FlowMetrics
 from agent.observe import Observers
 from agent.progress import progress_line
@@ -137,6 +139,7 @@ class Agent:
                 self._log_expired(self._expire_store_checkpoints(self._tailed_files()))
                 helpers = [
                     *observed,
+                    tg.create_task(measure(self.metrics.loop_lag), name="loop lag"),
                     tg.create_task(self._systemd_status(), name="systemd status"),
                     tg.create_task(self._expire_periodically(), name="checkpoint expiry"),
                 ]
@@ -165,6 +168,8 @@ class Agent:
                 await self._endpoint.aclose()
                 self._endpoint = None
             self.locks.release()
+            lag = self.metrics.loop_lag
+            log.info("event loop: worst lag %.0f ms", lag.worst * 1000)
             for m in self.metrics.flows.values():
                 problems = problem_summary(m)
                 if problems:
@@ -356,6 +361,7 @@ class Agent:
 PROBLEM_COUNTERS = (
     "read_errors",
     "files_skipped",
+    "scan_errors",
     "records_truncated",
     "bytes_discarded",
     "files_truncated",
@@ -394,7 +400,19 @@ def install_signal_handlers(agent: Agent, loop: asyncio.AbstractEventLoop) -> No
     loop.add_signal_handler(signal.SIGHUP, agent.reload_requested.set)
 
 
+def raise_fd_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: the soft 1,024 is for select(), which we never use."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as exc:  # pragma: no cover - a sandbox that forbids it
+        log.warning("cannot raise the open-files limit: %s", exc)
+
+
 def run(config: AgentConfig, *, once: bool = False, config_path: str | None = None) -> int:
+    raise_fd_limit()
+
     async def main() -> int:
         with Notifier() as notifier:
             agent = Agent(config, notifier=notifier, config_path=config_path)

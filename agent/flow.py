@@ -37,8 +37,13 @@ from agent.tailing.tracker import FileSet, Flushed
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1024 * 1024
+# A read pass over many files gives the event loop a turn at least this often (seconds).
+PASS_SLICE = 0.02
 CHECKPOINT_INTERVAL = 1.0
 IDLE_POLL_WITH_INOTIFY = 1.0
+# With inotify, every file is fstat'ed this often (a safety net for missed events); between, only
+# the files events name. Keeps a thousand idle files from costing a thousand fstats a second.
+STAT_ALL_WITH_INOTIFY = 10.0
 # Records in flight are many small tracked objects: with CPython's default gen-0 threshold (700)
 # the cyclic collector rescanned them so often that it cost ~1 us per record shipped.
 GC_GEN0_THRESHOLD = 50_000
@@ -115,6 +120,8 @@ class Flow:
         self._last_save = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_pending = threading.Event()
+        self._reopen: set[str] = set()  # paths of dormant files written to (watcher's thread)
+        self._touched: set[str] = set()  # paths of files written to (watcher's thread)
         self._acks_seen: set[FileAcks] = set()
         self._last_loud = 0.0
         self._charged = 0  # in-flight data plus RECORD_OVERHEAD per record, against the budget
@@ -135,6 +142,8 @@ class Flow:
         self._collect_wake = asyncio.Event()
         self._worker_room = asyncio.Event()
         self._submitting_done = False
+        # idle files are closed after this long (0: never), so descriptors stay bounded
+        self.close_inactive = config.close_inactive_millis / 1000
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -160,7 +169,8 @@ class Flow:
         self.files.identify_partial_now = once  # every matched file is shipped to its end
         watcher = None if once else Watcher(self.config.file_pattern, self._wake_from_thread)
         if watcher is not None:
-            watcher.start()
+            # inotify on a ``**`` pattern adds a watch per directory: a walk, never on the loop
+            await asyncio.to_thread(watcher.start)
         if self.use_worker:
             await self._start_worker()
         self.metrics.status = "running"
@@ -207,8 +217,13 @@ class Flow:
         # A file that was too short to identify (empty, say) and is now written through a
         # descriptor its writer keeps open only sends "modified": look again now, not at the
         # next periodic rescan. Writes to files already tailed never cost a rescan.
-        if rescan or (self.files is not None and path in self.files.waiting_paths):
+        files = self.files
+        if rescan or (files is not None and path in files.waiting_paths):
             self._rescan_requested = True
+        elif files is not None and path in files.dormant_paths:
+            self._reopen.add(path)  # an idle file we closed was written to: reopen it now
+        else:
+            self._touched.add(path)  # written to: the next pass fstats it
         if self._wake_pending.is_set() or self._loop is None:
             return
         self._wake_pending.set()
@@ -227,23 +242,57 @@ class Flow:
             poll = max(poll, IDLE_POLL_WITH_INOTIFY)
         flush_after = cfg.partial_line_flush_millis / 1000
         budget = cfg.max_in_flight_bytes
+        close_after = self.close_inactive or float("inf")
+        next_stat_all = 0.0
         next_scan = 0.0
         targets: dict[TrackedFile, int] = {}
         while not stop.is_set():
             now = self.clock()
             if now >= next_scan or self._rescan_requested:
                 self._rescan_requested = False
-                self._emit_flushed(files.rescan())
+                self._emit_flushed(await files.rescan_async())
                 next_scan = now + refresh
-                if once and not targets:
-                    targets = {t: t.size for t in files.readable()}
+                if once:  # each file is shipped up to its size when first seen
+                    for t in files.files.values():
+                        targets.setdefault(t, t.size)
+            if self._reopen:
+                paths, self._reopen = self._reopen, set()
+                self._emit_flushed(await files.reopen_paths(paths))
+            if files.backlog:  # files that waited for descriptors: open the next ones
+                await files.adopt_backlog()
+                if once:
+                    for t in files.files.values():
+                        targets.setdefault(t, t.size)
             progressed = False
-            ordered = files.readable(refresh=True)
-            for tracked in ordered:
-                tracked.stat_at = now  # sizes are fresh: no second fstat in this pass
-            for tracked in ordered:
-                if once and tracked.offset >= targets.get(tracked, 0):
-                    continue
+            now = self.clock()
+            if inotify and now < next_stat_all:
+                # inotify names the files written to: fstat those (and files rotated away,
+                # which no directory event covers), not every file every second
+                touched, self._touched = self._touched, set()
+                ordered = files.readable_touched(touched)
+            else:
+                ordered = await files.readable_async()
+                now = self.clock()
+                next_stat_all = now + STAT_ALL_WITH_INOTIFY
+                for tracked in ordered:
+                    tracked.stat_at = now  # sizes are fresh: no second fstat in this pass
+            yielded = time.monotonic()
+            for index, tracked in enumerate(ordered):
+                if index % 64 == 63 and time.monotonic() - yielded >= PASS_SLICE:
+                    await asyncio.sleep(0)  # a pass over many files leaves the loop its turns
+                    yielded = time.monotonic()
+                    if files.files.get((tracked.file_id.dev, tracked.file_id.ino)) is not tracked:
+                        continue
+                if once:
+                    if tracked.offset >= targets.get(tracked, 0):
+                        continue
+                elif (
+                    tracked.size == tracked.offset
+                    and not tracked.gone
+                    and not tracked.framer.has_pending()
+                    and now - tracked.last_growth < close_after
+                ):
+                    continue  # read to its end, nothing held, not due to close: nothing to do
                 rescanned = False
                 while self._charged >= budget and not stop.is_set():
                     self._room.clear()
@@ -255,7 +304,7 @@ class Flow:
                     # pattern during a long outage is then held open and drained afterwards.
                     if self.clock() >= next_scan or self._rescan_requested:
                         self._rescan_requested = False
-                        self._emit_flushed(files.rescan())
+                        self._emit_flushed(await files.rescan_async())
                         next_scan = self.clock() + refresh
                         rescanned = True
                 if stop.is_set():
@@ -283,18 +332,20 @@ class Flow:
                     progressed = True
                     self._emit(tracked.acks, framed, n)
                     self._count_cuts(tracked)
-                    fm = self.metrics.files.get(str(tracked.file_id))
+                    fm = self.metrics.files.get(tracked.metrics_key)
                     if fm is not None:
                         fm.read_offset = tracked.offset
                         fm.observe_size(max(fm.size, tracked.size))
-                    if n == READ_CHUNK:
-                        break  # more here: finish older files before newer ones (rotation order)
+                    # One read per file per pass, oldest first: a busy or huge file (30 GiB of
+                    # a sparse file's zeros) holds the others back for one read at most.
                     continue
                 if once:
                     targets[tracked] = tracked.offset  # shorter than when we started: done with it
                 self._idle_file(tracked, now, flush_after)
             if once:
-                if all(t.offset >= targets.get(t, 0) for t in files.readable()):
+                if not files.backlog and all(
+                    t.offset >= targets.get(t, 0) for t in files.files.values()
+                ):
                     for tracked in files.readable():
                         self._emit(tracked.acks, tracked.framer.flush(), 0)
                     return
@@ -335,7 +386,7 @@ class Flow:
             if size < tracked.offset:
                 self._emit_flushed(self.files.check_truncation(tracked, verify_head=False))
                 return
-            fm = self.metrics.files.get(str(tracked.file_id))
+            fm = self.metrics.files.get(tracked.metrics_key)
             if fm is not None:
                 fm.observe_size(size)
         idle = now - tracked.last_growth >= flush_after
@@ -343,6 +394,16 @@ class Flow:
             self._emit(tracked.acks, tracked.framer.flush(), 0)
         if tracked.gone and idle and tracked.unread_bytes() == 0:
             self.files.close_drained(tracked)
+        elif (
+            not tracked.gone
+            and tracked.unread_bytes() == 0
+            and not tracked.framer.has_pending()
+            and (
+                (self.close_inactive and now - tracked.last_growth >= self.close_inactive)
+                or self.files.backlog  # files wait for descriptors: free this one now
+            )
+        ):
+            self.files.make_dormant(tracked)  # reopened by identity when it changes
 
     def _emit_flushed(self, flushed: list[Flushed]) -> None:
         for f in flushed:

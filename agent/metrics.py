@@ -11,6 +11,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from agent.looplag import LagMeter
+
 # How many (size, first seen) marks a file keeps to age its unacknowledged bytes. When full, the
 # newest mark absorbs new growth: lag seconds then err on the old side, never the young one.
 LAG_MARKS = 64
@@ -143,6 +145,9 @@ class FlowMetrics:
     files_deleted_unread_bytes: int = 0
     read_errors: int = 0
     files_skipped: int = 0  # matching paths that cannot be tailed: not regular, dangling, loops
+    # directories of the pattern that could not be listed (EMFILE, EACCES...): the files known
+    # below them are kept, never taken for rotated or deleted
+    scan_errors: int = 0
     status: str = "starting"  # starting | running | failing | stopping | stopped
     last_error: str | None = None
     files: dict[str, FileMetrics] = field(default_factory=dict)
@@ -187,6 +192,7 @@ class AgentMetrics:
     started_wall: float = field(default_factory=time.time)
     started_monotonic: float = field(default_factory=time.monotonic)
     flows: dict[str, FlowMetrics] = field(default_factory=dict)
+    loop_lag: LagMeter = field(default_factory=LagMeter)
 
     def flow(self, flow_id: str, destination: str) -> FlowMetrics:
         existing = self.flows.get(flow_id)

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 RATE_SAMPLE_SECONDS = 1.0
 FORGET_FINISHED_AFTER = 300.0  # seconds a drained, rotated-away file stays in status and /metrics
+FORGET_EVERY = 60.0  # seconds between those passes over every file's metrics
 
 
 class Observers:
@@ -111,9 +112,13 @@ class Observers:
             log.error("Prometheus endpoint off: cannot listen on %s: %s", listen, exc)
 
     async def _sample_rates(self) -> None:
+        next_forget = 0.0
         while True:
             self.rates.sample()
-            self.metrics.forget_finished_files(time.time(), FORGET_FINISHED_AFTER)
+            # a pass over every file's metrics (100,000 of them, maybe): not every second
+            if time.monotonic() >= next_forget:
+                next_forget = time.monotonic() + FORGET_EVERY
+                self.metrics.forget_finished_files(time.time(), FORGET_FINISHED_AFTER)
             if self.status is not None:
                 self.status.config = self._current_config()
             await asyncio.sleep(RATE_SAMPLE_SECONDS)

@@ -8,6 +8,7 @@ line; then one line per file that is behind, with its age.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 
 from agent.metrics import AgentMetrics, FlowMetrics
@@ -67,15 +68,22 @@ def tailer_behind_line(m: FlowMetrics) -> str:
     return f"FileTailer[{m.flow_id}]: Tailer is " + _behind(m.lag_bytes, _newer_files(m))
 
 
+# Files named one per line, most behind first; a flow of 100,000 files says how many more there are
+# instead of logging (and formatting, on the event loop) a line for each.
+MAX_FILE_LINES = 20
+
+
 def file_lag_lines(m: FlowMetrics) -> list[str]:
-    out = []
-    for f in m.files.values():
-        if f.lag_bytes:
-            out.append(
-                f"FileTailer[{m.flow_id}]: {f.path} is {f.lag_bytes} bytes behind "
-                f"(read to {f.read_offset}, acknowledged to {f.checkpoint_offset} of {f.size}; "
-                f"oldest unacknowledged data {f.lag_seconds():.1f}s old)"
-            )
+    behind = [f for f in m.files.values() if f.lag_bytes]
+    shown = heapq.nlargest(MAX_FILE_LINES, behind, key=lambda f: f.lag_bytes)
+    out = [
+        f"FileTailer[{m.flow_id}]: {f.path} is {f.lag_bytes} bytes behind "
+        f"(read to {f.read_offset}, acknowledged to {f.checkpoint_offset} of {f.size}; "
+        f"oldest unacknowledged data {f.lag_seconds():.1f}s old)"
+        for f in shown
+    ]
+    if len(behind) > len(shown):
+        out.append(f"FileTailer[{m.flow_id}]: and {len(behind) - len(shown)} more files behind")
     return out
 
 

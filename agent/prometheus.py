@@ -51,6 +51,7 @@ FLOW_COUNTERS = (
     ("files_truncated", "file_truncations", "Truncations seen (copytruncate)"),
     ("read_errors", "read_errors", "Failed reads of a file"),
     ("files_skipped", "files_skipped", "Matching paths not tailed: not regular, dangling, loops"),
+    ("scan_errors", "scan_errors", "Directory listings that failed (EMFILE, EACCES...)"),
     ("bytes_discarded", "bytes_discarded", "Bytes cut off records over the destination's limit"),
 )
 FLOW_GAUGES = (
@@ -152,6 +153,15 @@ class AgentCollector(Collector):
         yield from per_file.values()
         yield parsed
         yield parsed_b
+        lag_meter = self.metrics.loop_lag
+        loop_lag = GaugeMetricFamily(
+            f"{PREFIX}_event_loop_lag_seconds",
+            "How late the agent's event loop ran: worst since start, and of the last minute",
+            labels=["window"],
+        )
+        loop_lag.add_metric(["worst"], lag_meter.worst)
+        loop_lag.add_metric(["recent"], lag_meter.recent(time.monotonic()))
+        yield loop_lag
         uptime = GaugeMetricFamily(f"{PREFIX}_uptime_seconds", "Seconds since the agent started")
         uptime.add_metric([], self.metrics.uptime_millis / 1000)
         yield uptime

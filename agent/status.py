@@ -57,6 +57,7 @@ FLOW_COUNTERS = (
     "files_deleted_unread_bytes",
     "read_errors",
     "files_skipped",
+    "scan_errors",
     "bytes_discarded",
 )
 
@@ -163,6 +164,9 @@ def snapshot(
         "records_sent": metrics.records_sent,
         "bytes_sent": sum(m.bytes_sent for m in metrics.flows.values()),
         "lag_bytes": metrics.lag_bytes,
+        # how late the agent's event loop ran (seconds): worst since start, worst of the last minute
+        "loop_lag_worst_seconds": round(metrics.loop_lag.worst, 4),
+        "loop_lag_recent_seconds": round(metrics.loop_lag.recent(now_mono), 4),
         "flows": flows,
     }
 

@@ -109,13 +109,21 @@ def capacity_lines(snap: dict[str, Any]) -> list[str]:
     return out
 
 
+def _loop_lag(snap: dict[str, Any]) -> str:
+    worst = snap.get("loop_lag_worst_seconds")
+    if worst is None:  # an agent from before the loop measured itself
+        return ""
+    recent = snap.get("loop_lag_recent_seconds", 0.0)
+    return f"  loop lag {recent * 1000:.0f} ms (worst {worst * 1000:.0f} ms)"
+
+
 def render(snap: dict[str, Any]) -> RenderableType:
     errors = [f"{f['flow_id']}: {f['last_error']}" for f in snap["flows"] if f.get("last_error")]
     head = Text(
         f"kinesis-agent pid {snap['pid']}  up {human_seconds(snap['uptime_ms'] / 1000)}  "
         f"parsed {snap['records_parsed']} records ({human_bytes(snap['bytes_parsed'])})  "
         f"sent {snap['records_sent']} ({human_bytes(snap['bytes_sent'])})  "
-        f"behind {human_bytes(snap['lag_bytes'])}",
+        f"behind {human_bytes(snap['lag_bytes'])}" + _loop_lag(snap),
         style="bold",
     )
     parts: list[RenderableType] = [head, flows_table(snap), files_table(snap)]

@@ -129,12 +129,14 @@ class TrackedFile:
         "framer",
         "gone",
         "last_growth",
+        "metrics_key",
         "mtime",
         "path",
         "reported_cuts",
         "size",
         "stat_at",
         "truncations",
+        "verified",
     )
 
     def __init__(
@@ -161,6 +163,8 @@ class TrackedFile:
         self.truncations = 0
         self.reported_cuts = (0, 0)  # (records cut, bytes dropped) already counted in metrics
         self.stat_at = -1.0  # when read() last found the file idle by fstat (size, mtime fresh)
+        self.verified = (-1, -1.0)  # (size, mtime) when its head was last checked by a rescan
+        self.metrics_key = str(acks.file_id)  # its FileMetrics' key, formatted once, not per pass
 
     @property
     def file_id(self) -> FileId:

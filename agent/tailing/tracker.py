@@ -16,10 +16,13 @@ descriptor before it is closed, with no time limit while it holds unread bytes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
+import resource
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,9 +30,18 @@ from dataclasses import dataclass
 from agent.config import FlowConfig
 from agent.metrics import FileMetrics, FlowMetrics
 from agent.records import Checkpoint, FileId
-from agent.tailing.discovery import Found, ScanProblems, scan, shipping_order
+from agent.tailing.discovery import (
+    Found,
+    PathFilter,
+    Scandir,
+    ScanProblems,
+    ScanResult,
+    shipping_order,
+    walk,
+)
 from agent.tailing.framing import Framed, Framer
-from agent.tailing.identity import digest, fingerprint, head_matches
+from agent.tailing.identity import HeadIndex, fingerprint_of, head_matches
+from agent.tailing.probe import SLICE, Probe, probe, probe_many
 from agent.tailing.tailer import FileAcks, TrackedFile
 
 log = logging.getLogger(__name__)
@@ -64,7 +76,22 @@ class FileSet:
         self.files: dict[tuple[int, int], TrackedFile] = {}
         self.offsets: dict[FileId, int] = {}
         self.by_inode: dict[tuple[int, int], list[FileId]] = {}
-        self.by_fp_len: dict[int, dict[bytes, list[FileId]]] = {}
+        self.by_head: HeadIndex[FileId] = HeadIndex()  # checkpointed and ended identities
+        self.open_heads: HeadIndex[tuple[int, int]] = HeadIndex()  # open and dormant files
+        # idle files closed to save descriptors (Filebeat's close_inactive), by identity and path
+        self.dormant: dict[tuple[int, int], TrackedFile] = {}
+        # their paths; the watcher's thread only asks ``in`` of it (safe while the loop writes)
+        self.dormant_paths: dict[str, tuple[int, int]] = {}
+        self.admit: PathFilter | None = None  # a per-path policy (symlink ownership), if any
+        self.scandir: Scandir = os.scandir  # injectable: tests make listing fail
+        self.scan_count = 0
+        self._ended_swept = -1
+        self._last_found: list[Found] = []
+        self._failing: set[tuple[str, int | None]] = set()
+        self.max_open = fd_budget()  # descriptors this flow may hold open at once
+        self.backlog: list[tuple[Found, bool]] = []  # (found, END_OF_FILE?) waiting for room
+        self._emfile_scan = -1
+        self._waiting_path: dict[tuple[int, int], str] = {}  # where each waiting file was seen
         self.ended: dict[FileId, FileAcks] = {}  # ended files whose records are still in flight
         self.opened_in_scan: set[tuple[int, int]] = set()  # copies opened off the scan's list
         for c in checkpoints:
@@ -89,41 +116,177 @@ class FileSet:
     # --- scanning ---------------------------------------------------------------------------------
 
     def rescan(self) -> list[Flushed]:
-        """Match the pattern again; open new files, notice renames, truncations and removals."""
+        """Match the pattern again, every step in the caller's thread (tests, tools)."""
         now = self.clock()
-        flushed: list[Flushed] = []
+        before = self._problems_count()
+        result = walk(self.flow.file_pattern, self.problems, admit=self.admit, scandir=self.scandir)
+        changed, seen, moved = self._sort_walk(result)
+        flushed, grown = self._known(result, before, changed)
+        for tracked, path in grown:
+            self._reawaken(tracked, _reopen(tracked, path))
+        for tracked in [*moved, *(t for t, _p in grown)]:
+            if self.files.get(_key(tracked)) is tracked and _suspect(tracked):
+                flushed += self.check_truncation(tracked, verify_head=True)
+        new = self._within_budget(self._new_files(result))
+        for p in probe_many(new, want_end=self._want_end()):
+            self._adopt(p, now)
+        return flushed + self._finish(result, seen)
+
+    async def rescan_async(self) -> list[Flushed]:
+        """``rescan`` with every walk, stat and read in a worker thread, in slices.
+
+        The loop only applies results (dictionary look-ups), so a hundred thousand files or a
+        directory full of symlink loops never hold it for more than a slice's bookkeeping.
+        """
+        before = self._problems_count()
+        result = await asyncio.to_thread(
+            walk, self.flow.file_pattern, self.problems, admit=self.admit, scandir=self.scandir
+        )
+        # which found files we hold and what changed, sorted out of 100k paths off the loop
+        changed, seen, moved = await asyncio.to_thread(self._sort_walk, result)
+        flushed, grown = self._known(result, before, changed)
+        for i in range(0, len(grown), SLICE):
+            part = grown[i : i + SLICE]
+            fds = await asyncio.to_thread(_reopen_all, part)
+            for (tracked, _path), fd in zip(part, fds, strict=True):
+                self._reawaken(tracked, fd)
+        # only files whose size or mtime moved since we last looked can have been truncated
+        tracked_now = [*moved, *(t for t, _p in grown)]
+        for i in range(0, len(tracked_now), 4 * SLICE):
+            part2 = tracked_now[i : i + 4 * SLICE]
+            suspects = await asyncio.to_thread(_suspects, part2)
+            for tracked in suspects:
+                if self.files.get(_key(tracked)) is tracked:
+                    flushed += self.check_truncation(tracked, verify_head=True)
+        new = self._within_budget(await asyncio.to_thread(self._new_files, result))
+        want_end = self._want_end()
+        for i in range(0, len(new), SLICE):
+            probes = await asyncio.to_thread(probe_many, new[i : i + SLICE], want_end=want_end)
+            now = self.clock()
+            for p in probes:
+                self._adopt(p, now)
+        return flushed + self._finish(result, seen)
+
+    def _sort_walk(
+        self, result: ScanResult
+    ) -> tuple[list[tuple[Found, TrackedFile, bool]], set[tuple[int, int]], list[TrackedFile]]:
+        """The held files a walk found that need a look (renamed, back, or dormant and changed),
+        and every identity it found. Only reads the tables: safe in a worker thread while the
+        reader waits for it."""
+        files, dormant = self.files, self.dormant
+        changed: list[tuple[Found, TrackedFile, bool]] = []
         seen: set[tuple[int, int]] = set()
-        problems = self.problems
-        known = len(problems.not_regular) + len(problems.unreadable)
-        found = scan(self.flow.file_pattern, problems)
-        self.metrics.files_skipped += len(problems.not_regular) + len(problems.unreadable) - known
-        for f in found:
+        moved: list[TrackedFile] = []  # open files whose size or mtime is not what we saw
+        for f in result.found:
             key = (f.dev, f.ino)
             seen.add(key)
-            tracked = self.files.get(key)
-            if tracked is None:
+            tracked = files.get(key)
+            if tracked is not None:
+                if tracked.gone or tracked.path != f.path:
+                    changed.append((f, tracked, False))
+                if (f.size, f.mtime) != tracked.verified:
+                    moved.append(tracked)
                 continue
+            tracked = dormant.get(key)
+            if tracked is not None and (
+                tracked.path != f.path or f.size != tracked.size or f.mtime != tracked.mtime
+            ):
+                changed.append((f, tracked, True))
+        return changed, seen, moved
+
+    def _new_files(self, result: ScanResult) -> list[Found]:
+        return [f for f in result.found if not self._held((f.dev, f.ino))]
+
+    def _within_budget(self, new: list[Found]) -> list[Found]:
+        """New files to open now; the rest wait in ``backlog`` until descriptors are free.
+
+        Descriptors are bounded (``max_open``): idle files read to their end are closed first
+        (dormant, reopened when they change); files with unread bytes are never closed, so
+        past that the newest files wait their turn, oldest first.
+        """
+        room = self.max_open - len(self.files)
+        if len(new) > room:
+            room += self.shed(len(new) - room)
+        room = max(0, room)
+        want_end = self._want_end()
+        # a file of the first scan keeps its END_OF_FILE start however long it waits
+        before = {(f.dev, f.ino): end for f, end in self.backlog}
+        self.backlog = [(f, before.get((f.dev, f.ino), want_end)) for f in new[room:]]
+        return new[:room]
+
+    def shed(self, count: int) -> int:
+        """Close up to ``count`` idle files read to their end (least recently grown first)."""
+        idle = [
+            t
+            for t in self.files.values()
+            if not t.gone
+            and t.unread_bytes() == 0
+            and not t.framer.has_pending()
+            and not t.acks.dirty
+        ]
+        if len(idle) > count:
+            idle.sort(key=lambda t: t.last_growth)
+        for tracked in idle[:count]:
+            self.make_dormant(tracked)
+        return min(count, len(idle))
+
+    async def adopt_backlog(self) -> None:
+        """Open the next files that waited for descriptors, as many as there is room for."""
+        room = min(SLICE, len(self.backlog), self.max_open - len(self.files))
+        if room <= 0:
+            room = self.shed(min(SLICE, len(self.backlog)))
+        if room <= 0:
+            return
+        batch, self.backlog = self.backlog[:room], self.backlog[room:]
+        fresh = [(f, end) for f, end in batch if not self._held((f.dev, f.ino))]
+        probes = await asyncio.to_thread(lambda: [probe(f, want_end=end) for f, end in fresh])
+        now = self.clock()
+        for p in probes:
+            self._adopt(p, now)
+
+    def _known(
+        self,
+        result: ScanResult,
+        problems_before: int,
+        changed: list[tuple[Found, TrackedFile, bool]],
+    ) -> tuple[list[Flushed], list[tuple[TrackedFile, str]]]:
+        """Note renames of files we hold (open or dormant); list dormant ones that changed."""
+        self.scan_count += 1
+        self._report_failures(result)
+        self.metrics.files_skipped += self._problems_count() - problems_before
+        self._last_found = result.found
+        grown: list[tuple[TrackedFile, str]] = []
+        for f, tracked, dormant in changed:
+            key = (f.dev, f.ino)
             if tracked.path != f.path:
                 log.info("%s: %s was renamed to %s", self.flow_id, tracked.path, f.path)
                 self.metrics.files_rotated += 1
+                if dormant:
+                    self.dormant_paths.pop(tracked.path, None)
+                    self.dormant_paths[f.path] = key
                 tracked.path = tracked.acks.path = f.path
                 # saved with its new name: checkpointTimeToLiveDays keeps the row of a file
                 # still at its path, and an idle file's row is not otherwise rewritten
                 tracked.acks.dirty = True
                 self._file_metrics(tracked).path = f.path
             tracked.gone = False
-            flushed += self.check_truncation(tracked, verify_head=True)
-        for f in found:
-            key = (f.dev, f.ino)
-            if key not in self.files:
-                self._open(f, now)
+            # a dormant file that changed is reopened; so is one renamed, so that its row is
+            # written under the new name (the flow writes checkpoints of open files)
+            if dormant and (
+                f.size != tracked.size or f.mtime != tracked.mtime or tracked.acks.dirty
+            ):
+                grown.append((tracked, f.path))
+        return [], grown
+
+    def _finish(self, result: ScanResult, seen: set[tuple[int, int]]) -> list[Flushed]:
+        """Files that left the pattern: drain the open ones, retire the dormant ones."""
         seen |= self.opened_in_scan
         self.opened_in_scan = set()
         for key, tracked in list(self.files.items()):
-            if key not in seen and not tracked.gone:
+            if key not in seen and not tracked.gone and not result.covers(tracked.path):
                 if _still_at(tracked.path, key):
-                    # glob reads an unreadable directory (EMFILE, ENFILE, EACCES) as an empty
-                    # one: a file still at the path it matched under has not left the pattern
+                    # a walk that missed a file still at the path it matched under (a listing
+                    # failure it could not see): the file has not left the pattern
                     self._missed_by_scan(tracked.path)
                     continue
                 tracked.gone = True
@@ -134,14 +297,57 @@ class FileSet:
                     self.flow_id,
                     tracked.path,
                 )
+        for key, tracked in list(self.dormant.items()):
+            if (
+                key not in seen
+                and not result.covers(tracked.path)
+                and not _still_at(tracked.path, key)
+            ):
+                # read to its end before it went dormant: nothing is left to drain
+                self.metrics.files_rotated += 1
+                self._file_metrics(tracked).rotated = True
+                self._drop_dormant(tracked)
+                self._retire(tracked, tracked.framer.next_offset)
+                log.info(
+                    "%s: %s left the pattern; it was read to its end", self.flow_id, tracked.path
+                )
         self.shadows &= seen
         for key in list(self.waiting_since):
             if key not in seen:
                 del self.waiting_since[key]
         waiting = self.waiting_since
-        self.waiting_paths = frozenset(f.path for f in found if (f.dev, f.ino) in waiting)
+        for key in [k for k in self._waiting_path if k not in waiting]:
+            del self._waiting_path[key]
+        self.waiting_paths = frozenset(self._waiting_path.values())
         self.first_scan = False
-        return flushed
+        return []
+
+    def _report_failures(self, result: ScanResult) -> None:
+        """A directory that cannot be listed is an error, never "the files below it are gone"."""
+        failing = {(d, exc.errno) for d, exc in result.failed}
+        self.metrics.scan_errors += len(result.failed)
+        for directory, exc in result.failed:
+            if (directory, exc.errno) not in self._failing:
+                log.error(
+                    "%s: cannot list %s: %s; keeping the files known below it, retrying every scan",
+                    self.flow_id,
+                    directory or ".",
+                    exc.strerror or exc,
+                )
+        for directory, _errno in self._failing - failing:
+            log.info("%s: %s can be listed again", self.flow_id, directory or ".")
+        self._failing = failing
+
+    def _problems_count(self) -> int:
+        problems = self.problems
+        return len(problems.not_regular) + len(problems.unreadable) + len(problems.refused)
+
+    def _held(self, key: tuple[int, int]) -> bool:
+        """Open, or closed while idle: either way ours, never to be identified again."""
+        return key in self.files or key in self.dormant
+
+    def _want_end(self) -> bool:
+        return self.first_scan and self.flow.initial_position == "END_OF_FILE"
 
     def _missed_by_scan(self, path: str) -> None:
         self.metrics.read_errors += 1
@@ -185,28 +391,31 @@ class FileSet:
             if records:
                 out.append(Flushed(tracked.acks, records))
             self._retire(tracked, tracked.framer.next_offset)
-        key = (tracked.file_id.dev, tracked.file_id.ino)
-        del self.files[key]
+        key = _key(tracked)
+        self._forget_open(tracked)
         tracked.close()
         self.restart_at_zero.add(key)
         if copy is not None:
             self.shadows.discard((copy.dev, copy.ino))
             self.opened_in_scan.add((copy.dev, copy.ino))
-            self._open(copy, self.clock())
+            self._adopt(probe(copy, want_end=False), self.clock())
         return out
 
     def _find_copy(self, fp: tuple[int, bytes], exclude: tuple[int, int]) -> Found | None:
-        for f in scan(self.flow.file_pattern):
+        # the last walk's files: a copy made since is found by the next scan, by its head
+        for f in self._last_found:
             key = (f.dev, f.ino)
-            if key == exclude or key in self.files:
+            if key == exclude or key in self.files or key in self.dormant:
                 continue
             try:
                 fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
             except OSError:
                 continue
             try:
-                if head_matches(fd, fp[0], fp[1]):
+                if os.fstat(fd).st_ino == f.ino and head_matches(fd, fp[0], fp[1]):
                     return f
+            except OSError:
+                continue
             finally:
                 os.close(fd)
         return None
@@ -219,15 +428,26 @@ class FileSet:
     def _remember(self, fid: FileId, offset: int) -> None:
         if fid not in self.offsets:
             self.by_inode.setdefault(fid.inode, []).append(fid)
-            self.by_fp_len.setdefault(fid.fp_len, {}).setdefault(fid.fp_hash, []).append(fid)
+            self.by_head.add(fid.fp_len, fid.fp_hash, fid)
         self.offsets[fid] = offset
 
-    def _open(self, f: Found, now: float) -> None:
+    def _adopt(self, p: Probe, now: float) -> None:
+        """Decide who a probed file is and where to start; keep its descriptor or close it."""
+        f = p.found
         key = (f.dev, f.ino)
-        try:
-            # O_NONBLOCK: a path replaced by a FIFO after the scan must not block the flow
-            fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-        except OSError as exc:
+        if p.error is not None or p.st is None:
+            exc = p.error
+            if exc is not None and exc.errno in (errno.EMFILE, errno.ENFILE):
+                self.metrics.read_errors += 1
+                if self._emfile_scan != self.scan_count:  # once a scan, not once a file
+                    self._emfile_scan = self.scan_count
+                    log.error(
+                        "%s: cannot open %s: %s (retrying; raise LimitNOFILE)",
+                        self.flow_id,
+                        f.path,
+                        exc.strerror,
+                    )
+                return
             if f.path not in self.problems.unreadable:
                 self.problems.unreadable.add(f.path)
                 self.metrics.read_errors += 1
@@ -235,24 +455,21 @@ class FileSet:
                     "%s: cannot open %s: %s (will retry every scan)",
                     self.flow_id,
                     f.path,
-                    exc.strerror,
+                    exc.strerror if exc is not None else "?",
                 )
             return
         self.problems.unreadable.discard(f.path)
-        try:
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != key or not stat.S_ISREG(st.st_mode):
-                os.close(fd)  # replaced between scan and open (maybe by a FIFO): next scan
-                return
-            decided = self._identify(fd, st.st_size, key, now)
-        except OSError:
-            os.close(fd)
+        st = p.st
+        if (st.st_dev, st.st_ino) != key or not stat.S_ISREG(st.st_mode) or self._held(key):
+            os.close(p.fd)  # replaced between scan and open (maybe by a FIFO): next scan
             return
+        decided = self._identify(p, key, now)
         if decided is None:
-            os.close(fd)  # too short to tell who it is yet, or a copy of a file being read
+            os.close(p.fd)  # too short to tell who it is yet, or a copy of a file being read
             return
         fid, start, floor = decided
         self.waiting_since.pop(key, None)
+        self._waiting_path.pop(key, None)
         self.shadows.discard(key)
         acks = FileAcks(self.flow_id, fid, f.path, start, floor=floor)
         acks.dirty = True  # record where we start, so a restart does not re-decide it
@@ -263,21 +480,26 @@ class FileSet:
             multiline=self._multiline,
             skip_header_lines=self.flow.skip_header_lines,
         )
-        tracked = TrackedFile(f.path, fd, acks, framer, size=st.st_size, mtime=st.st_mtime, now=now)
+        tracked = TrackedFile(
+            f.path, p.fd, acks, framer, size=st.st_size, mtime=st.st_mtime, now=now
+        )
         self.files[key] = tracked
+        self.open_heads.add(fid.fp_len, fid.fp_hash, key)
         self.metrics.files[str(fid)] = FileMetrics(
             f.path, str(fid), size=st.st_size, read_offset=start, checkpoint_offset=start
         )
         log.info("%s: tailing %s from offset %d", self.flow_id, f.path, start)
 
     def _identify(
-        self, fd: int, size: int, key: tuple[int, int], now: float
+        self, p: Probe, key: tuple[int, int], now: float
     ) -> tuple[FileId, int, FileAcks | None] | None:
         """Who the file is and where to start, or None (wait, or a copy of a live file)."""
+        assert p.st is not None
+        size = p.st.st_size
         fresh = key in self.restart_at_zero
         if not fresh:
             for fid in self.by_inode.get(key, ()):
-                if head_matches(fd, fid.fp_len, fid.fp_hash):
+                if p.digest_at(fid.fp_len) == fid.fp_hash:
                     offset = self.offsets[fid]
                     if offset <= size:
                         self._forget_ended()
@@ -290,44 +512,96 @@ class FileSet:
                     )
                     fresh = True
         first_seen = self.waiting_since.setdefault(key, now)
+        self._waiting_path[key] = p.found.path
         idle = self.identify_partial_now or (
             now - first_seen >= self.flow.partial_line_flush_millis / 1000
         )
-        fp = fingerprint(fd, force=idle)
+        fp = fingerprint_of(p.head, force=idle)
         if fp is None:
             return None
         fid = FileId(key[0], key[1], fp[0], fp[1])
         self.restart_at_zero.discard(key)
         if fresh:
             return fid, 0, None
-        for other in self.files.values():
-            ofid = other.file_id
-            if ofid.inode != key and head_matches(fd, ofid.fp_len, ofid.fp_hash):
+        for other in self.open_heads.lookup(p.head, p.digests, p.digest_at):
+            if other != key:
                 self.shadows.add(key)
                 return None  # a copy of a file still open: the original is read (or drained) first
-        prior = [known for known in self._same_head(fd, size) if self.offsets[known] <= size]
+        prior = [known for known in self._same_head(p) if self.offsets[known] <= size]
         if prior:
             best = max(prior, key=lambda known: self.offsets[known])
             self._forget_ended()
             return fid, self.offsets[best], self.ended.get(best)
-        if self.first_scan and self.flow.initial_position == "END_OF_FILE":
-            return fid, _last_line_end(fd, size), None
+        if p.end is not None:  # probed for the flow's first scan with END_OF_FILE
+            return fid, p.end, None
         return fid, 0, None
 
     def _forget_ended(self) -> None:
+        if len(self.ended) > 64 and self.scan_count == self._ended_swept:
+            return  # swept once this scan already: keeps adopting many files linear
+        self._ended_swept = self.scan_count
         for fid in [f for f, acks in self.ended.items() if not acks.pending]:
             del self.ended[fid]
 
-    def _same_head(self, fd: int, size: int) -> list[FileId]:
+    def _same_head(self, p: Probe) -> list[FileId]:
         """Known identities (checkpointed or ended) whose head this file starts with."""
-        out: list[FileId] = []
-        for length, table in self.by_fp_len.items():
-            if length > size:
-                continue
-            ids = table.get(digest(os.pread(fd, length, 0)))
-            if ids:
-                out += ids
-        return out
+        return self.by_head.lookup(p.head, p.digests, p.digest_at)
+
+    # --- idle files -------------------------------------------------------------------------------
+
+    def make_dormant(self, tracked: TrackedFile) -> None:
+        """Close an idle file read to its end; ``rescan`` reopens it by identity when it changes."""
+        key = _key(tracked)
+        if self.files.get(key) is not tracked or tracked.acks.dirty:
+            return  # a checkpoint not yet written: the flow writes it for open files only
+        del self.files[key]
+        tracked.close()
+        self.dormant[key] = tracked
+        self.dormant_paths[tracked.path] = key
+        log.debug("%s: closed idle %s (reopened when it changes)", self.flow_id, tracked.path)
+
+    def _reawaken(self, tracked: TrackedFile, fd: int) -> None:
+        key = _key(tracked)
+        if fd < 0 or self.dormant.get(key) is not tracked:
+            if fd >= 0:
+                os.close(fd)
+            return
+        self._drop_dormant(tracked)
+        self.open_heads.add(tracked.file_id.fp_len, tracked.file_id.fp_hash, key)
+        tracked.fd = fd
+        self.files[key] = tracked
+        with contextlib.suppress(OSError):
+            tracked.refresh_size()
+
+    def _drop_dormant(self, tracked: TrackedFile) -> None:
+        key = _key(tracked)
+        self.dormant.pop(key, None)
+        self.open_heads.remove(tracked.file_id.fp_len, tracked.file_id.fp_hash, key)
+        if self.dormant_paths.get(tracked.path) == key:
+            del self.dormant_paths[tracked.path]
+
+    def _forget_open(self, tracked: TrackedFile) -> None:
+        key = _key(tracked)
+        if self.files.get(key) is tracked:
+            del self.files[key]
+        self.open_heads.remove(tracked.file_id.fp_len, tracked.file_id.fp_hash, key)
+
+    async def reopen_paths(self, paths: set[str]) -> list[Flushed]:
+        """Dormant files written to (an inotify event): reopen them now, not at the next scan."""
+        todo = [
+            (t, t.path)
+            for t in (self.dormant.get(self.dormant_paths.get(p, (-1, -1))) for p in paths)
+            if t is not None
+        ]
+        flushed: list[Flushed] = []
+        if not todo:
+            return flushed
+        fds = await asyncio.to_thread(_reopen_all, todo)
+        for (tracked, _path), fd in zip(todo, fds, strict=True):
+            self._reawaken(tracked, fd)
+            if self.files.get(_key(tracked)) is tracked and _suspect(tracked):
+                flushed += self.check_truncation(tracked, verify_head=True)
+        return flushed
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -343,16 +617,30 @@ class FileSet:
                     tracked.refresh_size()
         return sorted(self.files.values(), key=lambda t: shipping_order(t.mtime, t.path))
 
+    def readable_touched(self, paths: set[str]) -> list[TrackedFile]:
+        """Open files, oldest modification first, fstat'ing only those at ``paths``, those rotated
+        away (no directory event covers a write to them) and those with bytes to read."""
+        for tracked in self.files.values():
+            if tracked.gone or tracked.path in paths or tracked.size != tracked.offset:
+                with contextlib.suppress(OSError):
+                    tracked.refresh_size()
+        return sorted(self.files.values(), key=lambda t: shipping_order(t.mtime, t.path))
+
+    async def readable_async(self) -> list[TrackedFile]:
+        """``readable(refresh=True)``; with many files, the fstat and sort in a worker thread."""
+        if len(self.files) <= SLICE:
+            return self.readable(refresh=True)
+        return await asyncio.to_thread(self.readable, refresh=True)
+
     def close_drained(self, tracked: TrackedFile) -> None:
         """A rotated-away file read to EOF and idle: close it and remember where it ended."""
-        key = (tracked.file_id.dev, tracked.file_id.ino)
         self._retire(tracked, tracked.framer.next_offset)
-        self.files.pop(key, None)
+        self._forget_open(tracked)
         tracked.close()
         log.info("%s: finished %s", self.flow_id, tracked.path)
 
     def _file_metrics(self, tracked: TrackedFile) -> FileMetrics:
-        key = str(tracked.file_id)
+        key = tracked.metrics_key
         fm = self.metrics.files.get(key)
         if fm is None:
             fm = self.metrics.files[key] = FileMetrics(tracked.path, key)
@@ -362,6 +650,18 @@ class FileSet:
         for tracked in self.files.values():
             tracked.close()
         self.files.clear()
+        self.dormant.clear()
+
+
+def fd_budget() -> int:
+    """Descriptors one flow may hold: half the soft RLIMIT_NOFILE, less a reserve for the rest."""
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):  # pragma: no cover - not on Linux
+        return 512
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(64, (soft - 256) // 2)
 
 
 def _still_at(path: str, key: tuple[int, int]) -> bool:
@@ -373,14 +673,44 @@ def _still_at(path: str, key: tuple[int, int]) -> bool:
     return (st.st_dev, st.st_ino) == key
 
 
-def _last_line_end(fd: int, size: int) -> int:
-    """Offset just after the last newline before ``size`` (END_OF_FILE skips only whole records)."""
-    pos = size
-    while pos > 0:
-        step = min(pos, 64 * 1024)
-        chunk = os.pread(fd, step, pos - step)
-        nl = chunk.rfind(b"\n")
-        if nl >= 0:
-            return pos - step + nl + 1
-        pos -= step
-    return 0
+def _key(tracked: TrackedFile) -> tuple[int, int]:
+    return tracked.file_id.dev, tracked.file_id.ino
+
+
+def _suspect(tracked: TrackedFile) -> bool:
+    """Might the file have been truncated or rewritten? (Blocking: run in a worker thread.)"""
+    try:
+        size = tracked.refresh_size()
+        fid = tracked.file_id
+        suspect = size < tracked.framer.next_offset or not head_matches(
+            tracked.fd, fid.fp_len, fid.fp_hash
+        )
+    except OSError:
+        return False
+    tracked.verified = (size, tracked.mtime)  # a later scan that stats the same skips the check
+    return suspect
+
+
+def _suspects(files: list[TrackedFile]) -> list[TrackedFile]:
+    return [t for t in files if _suspect(t)]
+
+
+def _reopen_all(todo: list[tuple[TrackedFile, str]]) -> list[int]:
+    return [_reopen(t, p) for t, p in todo]
+
+
+def _reopen(tracked: TrackedFile, path: str) -> int:
+    """A descriptor on ``path`` if it still is the dormant file's inode, else -1. (Blocking.)"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return -1
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        return -1
+    if (st.st_dev, st.st_ino) != _key(tracked) or not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return -1
+    return fd

@@ -43,10 +43,11 @@ class Sizes:
     backlog_seconds: float = 20.0
     idle_files: int = 1000
     rate: int = 10_000  # lines/s for P6
+    discovery_counts: tuple[int, ...] = (1000, 10_000, 100_000)  # D1 (issue 12)
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(200_000, 100_000, 100_000_000, 10.0, 6.0, 8.0, 1000, 10_000)
+        return cls(200_000, 100_000, 100_000_000, 10.0, 6.0, 8.0, 1000, 10_000, (1000, 3000))
 
 
 @dataclass
@@ -302,7 +303,17 @@ def p7(ctx: Context) -> dict[str, float]:
     return {"idle CPU %": 100 * cpu / wall, "window s": wall}
 
 
-SCENARIOS = {"P1": p1, "P2": p2, "P4": p4_backlog, "P6": p6, "P7": p7}
+def d1(ctx: Context) -> dict[str, float]:
+    """Discovery at scale: bench_discovery.py at each of ``discovery_counts`` files."""
+    from bench_discovery import measure
+
+    out: dict[str, float] = {}
+    for count in ctx.sizes.discovery_counts:
+        out.update({f"{key} @{count}": value for key, value in measure(ctx.work, count).items()})
+    return out
+
+
+SCENARIOS = {"P1": p1, "P2": p2, "P4": p4_backlog, "P6": p6, "P7": p7, "D1": d1}
 
 
 def cpu_count() -> int:
