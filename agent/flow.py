@@ -272,6 +272,7 @@ class Flow:
                     framed, n = tracked.read(READ_CHUNK, now)
                 except Truncated:
                     self._emit_flushed(files.check_truncation(tracked, verify_head=True))
+                    self._reread_now()
                     continue
                 except OSError as exc:
                     self.metrics.read_errors += 1
@@ -334,6 +335,7 @@ class Flow:
                 return
             if size < tracked.offset:
                 self._emit_flushed(self.files.check_truncation(tracked, verify_head=False))
+                self._reread_now()
                 return
             fm = self.metrics.files.get(str(tracked.file_id))
             if fm is not None:
@@ -343,6 +345,12 @@ class Flow:
             self._emit(tracked.acks, tracked.framer.flush(), 0)
         if tracked.gone and idle and tracked.unread_bytes() == 0:
             self.files.close_drained(tracked)
+
+    def _reread_now(self) -> None:
+        """After a truncation: its copy (opened by it) and the refilled file are read at once,
+        not at the next wake-up or the next periodic rescan."""
+        self._rescan_requested = True
+        self._wake_reader.set()
 
     def _emit_flushed(self, flushed: list[Flushed]) -> None:
         for f in flushed:

@@ -9,7 +9,16 @@ Decisions, in the order they are taken for a file seen at a matching path:
   while the original still holds the same bytes;
 - a new inode whose head equals a file that ended (truncated, deleted, or from a checkpoint):
   the copy continues from where that file was read to;
+- a new inode whose head equals a *truncated* file that was read further than the copy is long
+  (lines written between logrotate's copy and its truncate were read from the live file): the
+  copy is a prefix of what was read, so it starts at its end and nothing in it is sent again.
+  The file's held tail (an unterminated last line) is flushed from the original then, since the
+  copy does not hold all of it. Truncation is the evidence that it is a copy (seen while
+  running, or after a restart as an inode whose head no longer matches its checkpoint): a file
+  that merely starts like an old, longer one (a header line) is a new file, read from 0;
 - otherwise a new file: from 0, or from the end on the flow's very first scan with END_OF_FILE.
+New files of one scan are judged originals first (known inodes, then the longest), so that of
+a file and its copy, the copy is the shadow.
 A file no longer at a matching path (rotated away, deleted) is drained to EOF through its open
 descriptor before it is closed, with no time limit while it holds unread bytes.
 """
@@ -77,6 +86,9 @@ class FileSet:
         # ``run --once`` ends with this pass: a file whose only line is unterminated cannot wait
         # for partialLineFlushMillis to be told apart; it is identified by the bytes it has.
         self.identify_partial_now = False
+        # identities whose file was truncated or rewritten: a copy of one may be shorter than
+        # what was read of it (the copytruncate window), and is then a prefix of what was read
+        self.truncated: set[FileId] = set()
         self.problems = ScanProblems(set(), set())
         self._next_missed_warning = float("-inf")
         self._multiline = (
@@ -113,7 +125,10 @@ class FileSet:
                 self._file_metrics(tracked).path = f.path
             tracked.gone = False
             flushed += self.check_truncation(tracked, verify_head=True)
-        for f in found:
+        # The original before its copy, so that the copy is the one judged a shadow: files
+        # known by inode first (a restart between logrotate's copy and its truncate), then the
+        # longest (a copy holds at most what the original held).
+        for f in sorted(found, key=lambda f: ((f.dev, f.ino) not in self.by_inode, -f.size)):
             key = (f.dev, f.ino)
             if key not in self.files:
                 self._open(f, now)
@@ -177,7 +192,8 @@ class FileSet:
         fp = (tracked.file_id.fp_len, tracked.file_id.fp_hash)
         copy = self._find_copy(fp, exclude=(tracked.file_id.dev, tracked.file_id.ino))
         out: list[Flushed] = []
-        if copy is not None:
+        self.truncated.add(tracked.file_id)
+        if copy is not None and copy.size >= tracked.framer.next_offset:
             # the copy holds the held tail too: continue there from the last complete record
             self._retire(tracked, tracked.framer.consumed)
         else:
@@ -277,18 +293,21 @@ class FileSet:
         fresh = key in self.restart_at_zero
         if not fresh:
             for fid in self.by_inode.get(key, ()):
-                if head_matches(fd, fid.fp_len, fid.fp_hash):
-                    offset = self.offsets[fid]
-                    if offset <= size:
-                        self._forget_ended()
-                        return fid, offset, self.ended.get(fid)
-                    self.metrics.files_truncated += 1
-                    log.warning(
-                        "%s: %s is shorter than its checkpoint; reading it from 0",
-                        self.flow_id,
-                        fid,
-                    )
-                    fresh = True
+                if not head_matches(fd, fid.fp_len, fid.fp_hash):
+                    self.truncated.add(fid)  # rewritten (copytruncate while we were away)
+                    continue
+                offset = self.offsets[fid]
+                if offset <= size:
+                    self._forget_ended()
+                    return fid, offset, self.ended.get(fid)
+                self.truncated.add(fid)
+                self.metrics.files_truncated += 1
+                log.warning(
+                    "%s: %s is shorter than its checkpoint; reading it from 0",
+                    self.flow_id,
+                    fid,
+                )
+                fresh = True
         first_seen = self.waiting_since.setdefault(key, now)
         idle = self.identify_partial_now or (
             now - first_seen >= self.flow.partial_line_flush_millis / 1000
@@ -305,11 +324,27 @@ class FileSet:
             if ofid.inode != key and head_matches(fd, ofid.fp_len, ofid.fp_hash):
                 self.shadows.add(key)
                 return None  # a copy of a file still open: the original is read (or drained) first
-        prior = [known for known in self._same_head(fd, size) if self.offsets[known] <= size]
+        prior = [
+            known
+            for known in self._same_head(fd, size)
+            if self.offsets[known] <= size or known in self.truncated
+        ]
         if prior:
             best = max(prior, key=lambda known: self.offsets[known])
+            start = self.offsets[best]
+            if start > size:
+                log.info(
+                    "%s: %s is a copy of %s, which was read past the copy's end (%d > %d): "
+                    "none of it is sent again",
+                    self.flow_id,
+                    fid,
+                    best,
+                    start,
+                    size,
+                )
+                start = size
             self._forget_ended()
-            return fid, self.offsets[best], self.ended.get(best)
+            return fid, start, self.ended.get(best)
         if self.first_scan and self.flow.initial_position == "END_OF_FILE":
             return fid, _last_line_end(fd, size), None
         return fid, 0, None
