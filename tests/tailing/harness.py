@@ -115,7 +115,7 @@ class FlowHarness:
         return {tracked.path for tracked in flow.files.readable()}
 
     def settled(self) -> bool:
-        """Every open file read to its current end and nothing read is still unacknowledged."""
+        """Every open file read exactly to its current end, nothing read still unacknowledged."""
         flow = self.flow
         if flow is None or flow.files is None:
             return True
@@ -126,7 +126,7 @@ class FlowHarness:
                 size = os.fstat(tracked.fd).st_size
             except OSError:
                 continue
-            if tracked.offset < size:
+            if tracked.offset != size:  # more to read, or truncated and not yet noticed
                 return False
         return True
 
