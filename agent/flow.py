@@ -713,6 +713,10 @@ class Flow:
         return result
 
     def _dirty_acks(self) -> list[FileAcks]:
+        if self.files is not None and self.files.reported:
+            # losses reported at start: stored as such, so the next start does not repeat them
+            self._acks_seen.update(self.files.reported)
+            self.files.reported.clear()
         dirty = [a for a in self._acks_seen if a.dirty]
         if self.files is not None:
             dirty += [

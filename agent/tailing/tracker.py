@@ -20,7 +20,9 @@ Decisions, in the order they are taken for a file seen at a matching path:
 New files of one scan are judged originals first (known inodes, then the longest), so that of
 a file and its copy, the copy is the shadow.
 A file no longer at a matching path (rotated away, deleted) is drained to EOF through its open
-descriptor before it is closed, with no time limit while it holds unread bytes.
+descriptor before it is closed, with no time limit while it holds unread bytes. What a file
+truncated without a copy, replaced, or gone at start took with it unread is logged and counted
+(:mod:`agent.tailing.losses`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from agent.records import Checkpoint, FileId
 from agent.tailing.discovery import Found, ScanProblems, scan, shipping_order
 from agent.tailing.framing import Framed, Framer
 from agent.tailing.identity import digest, fingerprint, head_matches
+from agent.tailing.losses import judge_checkpoints, lost
 from agent.tailing.tailer import FileAcks, TrackedFile
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,10 @@ class FileSet:
         self.opened_in_scan: set[tuple[int, int]] = set()  # copies opened off the scan's list
         for c in checkpoints:
             self._remember(c.file, c.offset)
+        # judged once, after the first scan: which of them went before they were read to the end
+        self.checkpointed = checkpoints
+        self.continued: dict[FileId, int] = {}  # identities a copy continued -> the copy's size
+        self.reported: list[FileAcks] = []  # rows to store once a loss is reported (flow takes)
         self.shadows: set[tuple[int, int]] = set()
         self.waiting_since: dict[tuple[int, int], float] = {}
         # their paths, read by the watcher's thread (a set swapped whole, never mutated in place)
@@ -150,6 +157,16 @@ class FileSet:
                     tracked.path,
                 )
         self.shadows &= seen
+        if self.checkpointed:
+            self.reported += judge_checkpoints(
+                self.metrics,
+                self.checkpointed,
+                resumed={t.file_id for t in self.files.values()},
+                present=seen,
+                replaced=self.truncated,
+                continued=self.continued,
+            )
+            self.checkpointed = []
         for key in list(self.waiting_since):
             if key not in seen:
                 del self.waiting_since[key]
@@ -172,6 +189,7 @@ class FileSet:
 
     def check_truncation(self, tracked: TrackedFile, *, verify_head: bool) -> list[Flushed]:
         """Restart a truncated file at 0 (its copy, if any, continues from our position)."""
+        held = tracked.acks.size  # the most it was seen to hold (refill bytes not counted)
         try:
             size = tracked.refresh_size()
             rewritten = verify_head and not head_matches(
@@ -193,6 +211,12 @@ class FileSet:
         copy = self._find_copy(fp, exclude=(tracked.file_id.dev, tracked.file_id.ino))
         out: list[Flushed] = []
         self.truncated.add(tracked.file_id)
+        read_to = tracked.framer.next_offset
+        if copy is None:
+            lost(self.metrics, tracked.path, size=held, read_to=read_to, how="was truncated")
+        else:
+            how = "was truncated after logrotate's copy (written between the copy and the truncate)"
+            lost(self.metrics, tracked.path, size=held, read_to=max(read_to, copy.size), how=how)
         if copy is not None and copy.size >= tracked.framer.next_offset:
             # the copy holds the held tail too: continue there from the last complete record
             self._retire(tracked, tracked.framer.consumed)
@@ -270,7 +294,7 @@ class FileSet:
         fid, start, floor = decided
         self.waiting_since.pop(key, None)
         self.shadows.discard(key)
-        acks = FileAcks(self.flow_id, fid, f.path, start, floor=floor)
+        acks = FileAcks(self.flow_id, fid, f.path, start, floor=floor, size=st.st_size)
         acks.dirty = True  # record where we start, so a restart does not re-decide it
         framer = Framer(
             start=start,
@@ -343,6 +367,7 @@ class FileSet:
                     size,
                 )
                 start = size
+            self.continued[best] = size
             self._forget_ended()
             return fid, start, self.ended.get(best)
         if self.first_scan and self.flow.initial_position == "END_OF_FILE":
