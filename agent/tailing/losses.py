@@ -12,7 +12,7 @@ Bytes written after the size was last seen are unknowable too: the number is the
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from agent.metrics import FlowMetrics
 from agent.records import Checkpoint, FileId
@@ -60,24 +60,30 @@ def judge_checkpoints(
     present: set[tuple[int, int]],
     replaced: set[FileId],
     continued: dict[FileId, int],
+    still_at: Callable[[str, tuple[int, int]], bool],
 ) -> list[FileAcks]:
     """After the first scan: the checkpointed files that went while the agent was away.
 
     ``resumed``: identities open again; ``present``: inodes the scan found; ``replaced``: identities
     whose inode now holds other bytes; ``continued``: identities a copy continues, with the copy's
-    size (a copytruncate while the agent was away: only what the copy lacks is lost).
+    size (a copytruncate while the agent was away: only what the copy lacks is lost);
+    ``still_at``: is the inode still at the checkpoint's path (a scan that could not read a
+    directory finds nothing there, and a file it missed is not gone).
     Returns the rows to store so that a loss is reported once, not at every start.
     """
     rows: list[FileAcks] = []
     for c in checkpoints:
         fid = c.file
-        if fid in resumed or (fid.inode in present and fid not in replaced):
-            continue  # still there: open, or waiting to be (too short, unreadable for now)
+        if fid in resumed:
+            continue
+        there = fid.inode in present or still_at(c.path, fid.inode)
+        if there and fid not in replaced:
+            continue  # still there: waiting to be opened (too short, unreadable for now)
         copy_size = continued.get(fid)
         if copy_size is not None:
             how = "was truncated after logrotate's copy (written between the copy and the truncate)"
             read_to = max(c.offset, copy_size)
-        elif fid.inode in present:
+        elif there:
             how = "was truncated or replaced while the agent was stopped"
             read_to = c.offset
         else:

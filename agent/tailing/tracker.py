@@ -165,6 +165,7 @@ class FileSet:
                 present=seen,
                 replaced=self.truncated,
                 continued=self.continued,
+                still_at=_still_at,
             )
             self.checkpointed = []
         for key in list(self.waiting_since):
