@@ -32,10 +32,13 @@ from pathlib import Path
 from agent.errors import StoreError
 from agent.records import Checkpoint
 from agent.store.sqlite import (
+    CHECKPOINT_COLUMNS,
     CHECKPOINTS_TABLE,
     UPSERT_CHECKPOINT,
+    checkpoint_columns,
     checkpoint_from_row,
     checkpoint_rows,
+    migrate_checkpoints,
     refuse_link,
 )
 
@@ -108,8 +111,15 @@ class CheckpointDB:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(CHECKPOINTS_TABLE)  # the store's layout: one for both homes
+            migrated = False
+            if "size" not in checkpoint_columns(self._db):  # a database from before the column
+                self._db.execute("BEGIN IMMEDIATE")
+                migrated = migrate_checkpoints(self._db)
+                self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the checkpoint database {self.path}: {exc}") from exc
+        if migrated:
+            log.info("%s: checkpoints now record each file's last size (migrated)", self.path)
         self._closed = False
         self._next_backup = 0.0
         self.backup()
@@ -172,8 +182,7 @@ class CheckpointDB:
         try:
             with self._lock:
                 rows = self._db.execute(
-                    "SELECT dev, ino, fp_len, fp_hash, path, offset FROM file_checkpoints "
-                    "WHERE flow = ?",
+                    f"SELECT {CHECKPOINT_COLUMNS} FROM file_checkpoints WHERE flow = ?",
                     (flow,),
                 ).fetchall()
         except sqlite3.Error as exc:

@@ -365,7 +365,8 @@ PROBLEM_COUNTERS = (
     "records_truncated",
     "bytes_discarded",
     "files_truncated",
-    "files_deleted_unread_bytes",
+    "files_lost",
+    "unread_bytes_lost",
     "processing_errors",
     "record_send_errors",
 )

@@ -321,6 +321,7 @@ class Flow:
                     framed, n = tracked.read(READ_CHUNK, now)
                 except Truncated:
                     self._emit_flushed(files.check_truncation(tracked, verify_head=True))
+                    self._reread_now()
                     continue
                 except OSError as exc:
                     self.metrics.read_errors += 1
@@ -385,6 +386,7 @@ class Flow:
                 return
             if size < tracked.offset:
                 self._emit_flushed(self.files.check_truncation(tracked, verify_head=False))
+                self._reread_now()
                 return
             fm = self.metrics.files.get(tracked.metrics_key)
             if fm is not None:
@@ -404,6 +406,12 @@ class Flow:
             )
         ):
             self.files.make_dormant(tracked)  # reopened by identity when it changes
+
+    def _reread_now(self) -> None:
+        """After a truncation: its copy (opened by it) and the refilled file are read at once,
+        not at the next wake-up or the next periodic rescan."""
+        self._rescan_requested = True
+        self._wake_reader.set()
 
     def _emit_flushed(self, flushed: list[Flushed]) -> None:
         for f in flushed:
@@ -766,6 +774,10 @@ class Flow:
         return result
 
     def _dirty_acks(self) -> list[FileAcks]:
+        if self.files is not None and self.files.reported:
+            # losses reported at start: stored as such, so the next start does not repeat them
+            self._acks_seen.update(self.files.reported)
+            self.files.reported.clear()
         dirty = [a for a in self._acks_seen if a.dirty]
         if self.files is not None:
             dirty += [

@@ -142,7 +142,10 @@ class FlowMetrics:
     in_flight_records: int = 0
     files_rotated: int = 0
     files_truncated: int = 0
-    files_deleted_unread_bytes: int = 0
+    # files that went (truncated without a copy, replaced, gone at start) before they were read
+    # to their end, and the bytes they held beyond what was read (when known)
+    files_lost: int = 0
+    unread_bytes_lost: int = 0
     read_errors: int = 0
     files_skipped: int = 0  # matching paths that cannot be tailed: not regular, dangling, loops
     # directories of the pattern that could not be listed (EMFILE, EACCES...): the files known

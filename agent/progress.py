@@ -1,8 +1,9 @@
 """The AWS agent's progress log lines, word for word (scripts in the field grep them), plus per-file lag.
 
 Every ``log.statusReportingPeriodSeconds``: the overall progress line, how far tailing is behind
-(WARN at 40 MiB, INFO at 20 MiB, else DEBUG, as AWS), and per flow its tailer progress and "behind"
-line; then one line per file that is behind, with its age.
+(WARN at 40 MiB, INFO at 20 MiB, else DEBUG, as AWS), and per flow its tailer progress, a WARN
+line with the bytes lost unread once any file went before it was read to its end (ours), and its
+"behind" line; then one line per file that is behind, with its age.
 """
 
 from __future__ import annotations
@@ -87,12 +88,22 @@ def file_lag_lines(m: FlowMetrics) -> list[str]:
     return out
 
 
+def lost_line(m: FlowMetrics) -> str:
+    """Not an AWS line (it has none): what files took with them when they went unread."""
+    return (
+        f"FileTailer[{m.flow_id}]: {m.unread_bytes_lost} bytes unread were lost with "
+        f"{m.files_lost} file(s) truncated, replaced or gone before they were read to their end."
+    )
+
+
 def report(metrics: AgentMetrics) -> None:
     """Log one round of progress lines."""
     log.info(progress_line(metrics))
     log.log(behind_level(metrics.lag_bytes), agent_behind_line(metrics))
     for m in metrics.flows.values():
         log.info(tailer_progress_line(m))
+        if m.files_lost:
+            log.warning(lost_line(m))
         level = behind_level(m.lag_bytes)
         log.log(level, tailer_behind_line(m))
         for line in file_lag_lines(m):

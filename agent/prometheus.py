@@ -49,6 +49,16 @@ FLOW_COUNTERS = (
     ("retries", "retries", "Send retries after a failure"),
     ("files_rotated", "file_rotations", "Rotations seen (renames, files leaving the pattern)"),
     ("files_truncated", "file_truncations", "Truncations seen (copytruncate)"),
+    (
+        "files_lost",
+        "files_lost",
+        "Files truncated, replaced or gone before they were read to their end",
+    ),
+    (
+        "unread_bytes_lost",
+        "unread_bytes_lost",
+        "Bytes such files held beyond what was read (where known)",
+    ),
     ("read_errors", "read_errors", "Failed reads of a file"),
     ("files_skipped", "files_skipped", "Matching paths not tailed: not regular, dangling, loops"),
     ("scan_errors", "scan_errors", "Directory listings that failed (EMFILE, EACCES...)"),

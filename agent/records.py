@@ -37,6 +37,9 @@ class Checkpoint:
     file: FileId
     path: str
     offset: int
+    # the file's size when last seen, so that bytes a file took with it when it went before it
+    # was read to its end can be counted; None when unknown (a row from before it was stored)
+    size: int | None = None
 
 
 class AckSource(Protocol):

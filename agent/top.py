@@ -130,10 +130,23 @@ def render(snap: dict[str, Any]) -> RenderableType:
     caps = [printable(line) for line in capacity_lines(snap)]
     if caps:
         parts.append(Text("capacity (busiest second of the last minute):\n  " + "\n  ".join(caps)))
+    losses = lost_lines(snap)
+    if losses:
+        parts.append(Text("lost before they were read:\n  " + "\n  ".join(losses), style="red"))
     if errors:
         shown = "\n  ".join(printable(e) for e in errors)
         parts.append(Text("last errors:\n  " + shown, style="red"))
     return Group(*parts)
+
+
+def lost_lines(snap: dict[str, Any]) -> list[str]:
+    """Per flow: files truncated, replaced or gone before they were read to their end."""
+    return [
+        f"{f['destination']}: {f['unread_bytes_lost']} bytes unread in {f['files_lost']} file(s)"
+        " (truncated, replaced or gone before they were read to their end; see the log)"
+        for f in snap["flows"]
+        if f.get("files_lost")
+    ]
 
 
 def print_status(snap: dict[str, Any], console: Console | None = None) -> None:

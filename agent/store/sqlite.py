@@ -63,8 +63,10 @@ CHECKPOINTS_TABLE = """CREATE TABLE IF NOT EXISTS file_checkpoints (
     path TEXT NOT NULL,
     offset INTEGER NOT NULL,
     updated REAL NOT NULL,
+    size INTEGER,
     PRIMARY KEY (flow, dev, ino, fp_len, fp_hash)
 )"""
+CHECKPOINT_COLUMNS = "dev, ino, fp_len, fp_hash, path, offset, size"
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
@@ -88,11 +90,22 @@ _SCHEMA = (
 )
 
 UPSERT_CHECKPOINT = """
-INSERT INTO file_checkpoints (flow, dev, ino, fp_len, fp_hash, path, offset, updated)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO file_checkpoints (flow, dev, ino, fp_len, fp_hash, path, offset, updated, size)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (flow, dev, ino, fp_len, fp_hash)
-DO UPDATE SET path = excluded.path, offset = excluded.offset, updated = excluded.updated
+DO UPDATE SET path = excluded.path, offset = excluded.offset, updated = excluded.updated,
+    size = excluded.size
 """
+
+
+def migrate_checkpoints(db: sqlite3.Connection) -> bool:
+    """Add the ``size`` column to a checkpoint table from before it existed (in place; rows keep
+    their offsets, their size is unknown until the agent sees the file again). True if it did."""
+    columns = checkpoint_columns(db)
+    if not columns or "size" in columns:
+        return False
+    db.execute("ALTER TABLE file_checkpoints ADD COLUMN size INTEGER")
+    return True
 
 
 def shard_table(stream_id: int, index: int) -> str:
@@ -283,8 +296,16 @@ def _prepare(db: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
         db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         if version < SCHEMA_VERSION:
             write(db, lambda: _create_schema(db), path)
+        elif "size" not in checkpoint_columns(db) and write(  # from before the size column
+            db, lambda: migrate_checkpoints(db), path
+        ):
+            log.info("%s: checkpoints now record each file's last size (migrated)", path)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open the stream store {path}: {exc}") from exc
+
+
+def checkpoint_columns(db: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in db.execute("PRAGMA table_info(file_checkpoints)")}
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
@@ -319,15 +340,23 @@ def checkpoint_rows(checkpoints: Iterable[Checkpoint], now: float) -> list[tuple
             c.path,
             c.offset,
             now,
+            c.size,
         )
         for c in checkpoints
     ]
 
 
-def checkpoint_from_row(flow: str, row: tuple[int, int, int, bytes, str, int]) -> Checkpoint:
-    dev, ino, fp_len, fp_hash, path, offset = row
+def checkpoint_from_row(
+    flow: str, row: tuple[int, int, int, bytes, str, int, int | None]
+) -> Checkpoint:
+    """A row of ``SELECT {CHECKPOINT_COLUMNS}``."""
+    dev, ino, fp_len, fp_hash, path, offset, size = row
     return Checkpoint(
-        flow, FileId(to_unsigned(dev), to_unsigned(ino), fp_len, bytes(fp_hash)), path, offset
+        flow,
+        FileId(to_unsigned(dev), to_unsigned(ino), fp_len, bytes(fp_hash)),
+        path,
+        offset,
+        size,
     )
 
 

@@ -37,6 +37,7 @@ from agent.store.model import (
     valid_stream_name,
 )
 from agent.store.sqlite import (
+    CHECKPOINT_COLUMNS,
     DB_NAME,
     UPSERT_CHECKPOINT,
     checkpoint_from_row,
@@ -410,7 +411,7 @@ class StreamStore:
     def load_checkpoints(self, flow: str) -> list[Checkpoint]:
         """Every checkpoint a flow committed with its records."""
         rows = self._fetch(
-            "SELECT dev, ino, fp_len, fp_hash, path, offset FROM file_checkpoints WHERE flow = ?",
+            f"SELECT {CHECKPOINT_COLUMNS} FROM file_checkpoints WHERE flow = ?",
             (flow,),
         )
         return [checkpoint_from_row(flow, row) for row in rows]

@@ -36,6 +36,7 @@ class FileAcks:
         "flow",
         "path",
         "pending",
+        "size",
         "start",
     )
 
@@ -47,8 +48,10 @@ class FileAcks:
         checkpoint: int,
         *,
         floor: FileAcks | None = None,
+        size: int | None = None,
     ) -> None:
         self.flow = flow
+        self.size = size  # the file's size when last seen: stored with the checkpoint
         self.file_id = file_id
         self.path = path
         self.checkpoint = checkpoint
@@ -113,7 +116,8 @@ class FileAcks:
         return offset
 
     def row(self, *, preview: bool = False) -> Checkpoint:
-        return Checkpoint(self.flow, self.file_id, self.path, self.stored_offset(preview=preview))
+        offset = self.stored_offset(preview=preview)
+        return Checkpoint(self.flow, self.file_id, self.path, offset, self.size)
 
     @property
     def in_flight(self) -> int:
@@ -185,10 +189,12 @@ class TrackedFile:
                 self.stat_at = now
             if self.size <= offset:
                 return [], 0
-        data = os.pread(self.fd, min(max_bytes, max(self.size - offset, MIN_READ)), offset)
+        known = self.size
+        data = os.pread(self.fd, min(max_bytes, max(known - offset, MIN_READ)), offset)
         if not data:
             return [], 0
-        fid = self.acks.file_id
+        acks = self.acks
+        fid = acks.file_id
         if not head_matches(self.fd, fid.fp_len, fid.fp_hash):
             # Truncated and written again since we last looked (at offset 0 too: between the
             # open that fingerprinted the file and this first read): these bytes are not ours.
@@ -198,6 +204,13 @@ class TrackedFile:
         end = offset + len(data)
         if end > self.size:
             self.size = end
+        # The head still matched after the read, so the size known before it was this file's
+        # (not a refill's after a truncation): how much it held, stored with the checkpoint so
+        # that bytes a file took with it when it went unread are known, after a restart too.
+        known = max(known, end)
+        if acks.size is None or known > acks.size:
+            acks.size = known
+            acks.dirty = True
         return self.framer.feed(data, offset), len(data)
 
     def unread_bytes(self) -> int:

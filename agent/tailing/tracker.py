@@ -9,9 +9,20 @@ Decisions, in the order they are taken for a file seen at a matching path:
   while the original still holds the same bytes;
 - a new inode whose head equals a file that ended (truncated, deleted, or from a checkpoint):
   the copy continues from where that file was read to;
+- a new inode whose head equals a *truncated* file that was read further than the copy is long
+  (lines written between logrotate's copy and its truncate were read from the live file): the
+  copy is a prefix of what was read, so it starts at its end and nothing in it is sent again.
+  The file's held tail (an unterminated last line) is flushed from the original then, since the
+  copy does not hold all of it. Truncation is the evidence that it is a copy (seen while
+  running, or after a restart as an inode whose head no longer matches its checkpoint): a file
+  that merely starts like an old, longer one (a header line) is a new file, read from 0;
 - otherwise a new file: from 0, or from the end on the flow's very first scan with END_OF_FILE.
+New files of one scan are judged originals first (known inodes, then the longest), so that of
+a file and its copy, the copy is the shadow.
 A file no longer at a matching path (rotated away, deleted) is drained to EOF through its open
-descriptor before it is closed, with no time limit while it holds unread bytes.
+descriptor before it is closed, with no time limit while it holds unread bytes. What a file
+truncated without a copy, replaced, or gone at start took with it unread is logged and counted
+(:mod:`agent.tailing.losses`).
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from agent.tailing.discovery import (
 )
 from agent.tailing.framing import Framed, Framer
 from agent.tailing.identity import HeadIndex, fingerprint_of, head_matches
+from agent.tailing.losses import judge_checkpoints, lost
 from agent.tailing.probe import SLICE, Probe, probe, probe_many
 from agent.tailing.tailer import FileAcks, TrackedFile
 
@@ -96,6 +108,10 @@ class FileSet:
         self.opened_in_scan: set[tuple[int, int]] = set()  # copies opened off the scan's list
         for c in checkpoints:
             self._remember(c.file, c.offset)
+        # judged once, after the first scan: which of them went before they were read to the end
+        self.checkpointed = checkpoints
+        self.continued: dict[FileId, int] = {}  # identities a copy continued -> the copy's size
+        self.reported: list[FileAcks] = []  # rows to store once a loss is reported (flow takes)
         self.shadows: set[tuple[int, int]] = set()
         self.waiting_since: dict[tuple[int, int], float] = {}
         # their paths, read by the watcher's thread (a set swapped whole, never mutated in place)
@@ -104,6 +120,9 @@ class FileSet:
         # ``run --once`` ends with this pass: a file whose only line is unterminated cannot wait
         # for partialLineFlushMillis to be told apart; it is identified by the bytes it has.
         self.identify_partial_now = False
+        # identities whose file was truncated or rewritten: a copy of one may be shorter than
+        # what was read of it (the copytruncate window), and is then a prefix of what was read
+        self.truncated: set[FileId] = set()
         self.problems = ScanProblems(set(), set())
         self._next_missed_warning = float("-inf")
         self._multiline = (
@@ -159,6 +178,10 @@ class FileSet:
                 if self.files.get(_key(tracked)) is tracked:
                     flushed += self.check_truncation(tracked, verify_head=True)
         new = self._within_budget(await asyncio.to_thread(self._new_files, result))
+        # The original before its copy, so that the copy is the one judged a shadow: files
+        # known by inode first (a restart between logrotate's copy and its truncate), then the
+        # longest (a copy holds at most what the original held).
+        new.sort(key=lambda f: ((f.dev, f.ino) not in self.by_inode, -f.size))
         want_end = self._want_end()
         for i in range(0, len(new), SLICE):
             probes = await asyncio.to_thread(probe_many, new[i : i + SLICE], want_end=want_end)
@@ -312,6 +335,17 @@ class FileSet:
                     "%s: %s left the pattern; it was read to its end", self.flow_id, tracked.path
                 )
         self.shadows &= seen
+        if self.checkpointed:
+            self.reported += judge_checkpoints(
+                self.metrics,
+                self.checkpointed,
+                resumed={t.file_id for t in self.files.values()},
+                present=seen,
+                replaced=self.truncated,
+                continued=self.continued,
+                still_at=_still_at,
+            )
+            self.checkpointed = []
         for key in list(self.waiting_since):
             if key not in seen:
                 del self.waiting_since[key]
@@ -363,6 +397,7 @@ class FileSet:
 
     def check_truncation(self, tracked: TrackedFile, *, verify_head: bool) -> list[Flushed]:
         """Restart a truncated file at 0 (its copy, if any, continues from our position)."""
+        held = tracked.acks.size  # the most it was seen to hold (refill bytes not counted)
         try:
             size = tracked.refresh_size()
             rewritten = verify_head and not head_matches(
@@ -383,7 +418,14 @@ class FileSet:
         fp = (tracked.file_id.fp_len, tracked.file_id.fp_hash)
         copy = self._find_copy(fp, exclude=(tracked.file_id.dev, tracked.file_id.ino))
         out: list[Flushed] = []
-        if copy is not None:
+        self.truncated.add(tracked.file_id)
+        read_to = tracked.framer.next_offset
+        if copy is None:
+            lost(self.metrics, tracked.path, size=held, read_to=read_to, how="was truncated")
+        else:
+            how = "was truncated after logrotate's copy (written between the copy and the truncate)"
+            lost(self.metrics, tracked.path, size=held, read_to=max(read_to, copy.size), how=how)
+        if copy is not None and copy.size >= tracked.framer.next_offset:
             # the copy holds the held tail too: continue there from the last complete record
             self._retire(tracked, tracked.framer.consumed)
         else:
@@ -471,7 +513,7 @@ class FileSet:
         self.waiting_since.pop(key, None)
         self._waiting_path.pop(key, None)
         self.shadows.discard(key)
-        acks = FileAcks(self.flow_id, fid, f.path, start, floor=floor)
+        acks = FileAcks(self.flow_id, fid, f.path, start, floor=floor, size=st.st_size)
         acks.dirty = True  # record where we start, so a restart does not re-decide it
         framer = Framer(
             start=start,
@@ -499,18 +541,21 @@ class FileSet:
         fresh = key in self.restart_at_zero
         if not fresh:
             for fid in self.by_inode.get(key, ()):
-                if p.digest_at(fid.fp_len) == fid.fp_hash:
-                    offset = self.offsets[fid]
-                    if offset <= size:
-                        self._forget_ended()
-                        return fid, offset, self.ended.get(fid)
-                    self.metrics.files_truncated += 1
-                    log.warning(
-                        "%s: %s is shorter than its checkpoint; reading it from 0",
-                        self.flow_id,
-                        fid,
-                    )
-                    fresh = True
+                if p.digest_at(fid.fp_len) != fid.fp_hash:
+                    self.truncated.add(fid)  # rewritten (copytruncate while we were away)
+                    continue
+                offset = self.offsets[fid]
+                if offset <= size:
+                    self._forget_ended()
+                    return fid, offset, self.ended.get(fid)
+                self.truncated.add(fid)
+                self.metrics.files_truncated += 1
+                log.warning(
+                    "%s: %s is shorter than its checkpoint; reading it from 0",
+                    self.flow_id,
+                    fid,
+                )
+                fresh = True
         first_seen = self.waiting_since.setdefault(key, now)
         self._waiting_path[key] = p.found.path
         idle = self.identify_partial_now or (
@@ -527,11 +572,28 @@ class FileSet:
             if other != key:
                 self.shadows.add(key)
                 return None  # a copy of a file still open: the original is read (or drained) first
-        prior = [known for known in self._same_head(p) if self.offsets[known] <= size]
+        prior = [
+            known
+            for known in self._same_head(p)
+            if self.offsets[known] <= size or known in self.truncated
+        ]
         if prior:
             best = max(prior, key=lambda known: self.offsets[known])
+            start = self.offsets[best]
+            if start > size:
+                log.info(
+                    "%s: %s is a copy of %s, which was read past the copy's end (%d > %d): "
+                    "none of it is sent again",
+                    self.flow_id,
+                    fid,
+                    best,
+                    start,
+                    size,
+                )
+                start = size
+            self.continued[best] = size
             self._forget_ended()
-            return fid, self.offsets[best], self.ended.get(best)
+            return fid, start, self.ended.get(best)
         if p.end is not None:  # probed for the flow's first scan with END_OF_FILE
             return fid, p.end, None
         return fid, 0, None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -106,6 +107,28 @@ class FlowHarness:
             records = list(store.read("test"))
         records.sort(key=lambda r: int(r.sequence_number))
         return [r.data for r in records]
+
+    def open_paths(self) -> set[str]:
+        flow = self.flow
+        if flow is None or flow.files is None:
+            return set()
+        return {tracked.path for tracked in flow.files.readable()}
+
+    def settled(self) -> bool:
+        """Every open file read exactly to its current end, nothing read still unacknowledged."""
+        flow = self.flow
+        if flow is None or flow.files is None:
+            return True
+        if flow.metrics.in_flight_records:
+            return False
+        for tracked in flow.files.readable():
+            try:
+                size = os.fstat(tracked.fd).st_size
+            except OSError:
+                continue
+            if tracked.offset != size:  # more to read, or truncated and not yet noticed
+                return False
+        return True
 
     def run_for(self, seconds: float) -> None:
         self.loop.run_until_complete(asyncio.sleep(seconds))

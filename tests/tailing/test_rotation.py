@@ -94,6 +94,83 @@ class TestRotation:
         harness.run_for(0.5)
         assert sorted(delivered(harness)) == sorted(expected)
 
+    @pytest.mark.parametrize("copy_ends_mid_line", [False, True])
+    def test_copy_shorter_than_what_was_read_sends_nothing_again(
+        self, tmp_path: Path, logs: Path, copy_ends_mid_line: bool
+    ) -> None:
+        """Lines written between the copy and the truncate were read: the copy is a prefix of them.
+
+        Also when the copy ends inside a line the agent later read whole from the live file: no
+        fragment of it is sent from the copy.
+        """
+        # the unfinished line must still be held when it is completed (no idle flush meanwhile)
+        flow = fast_flow(str(logs / "app.log*"), partial_line_flush_millis=60_000)
+        harness = FlowHarness(tmp_path, flow)
+        try:
+            self._copy_shorter(harness, logs, copy_ends_mid_line)
+        finally:
+            harness.close()
+
+    @staticmethod
+    def _copy_shorter(harness: FlowHarness, logs: Path, copy_ends_mid_line: bool) -> None:
+        live = logs / "app.log"
+        append(live, lines("a", 0, 50))
+        if copy_ends_mid_line:
+            append(live, [b"half"])
+        harness.start()
+        assert harness.wait_until(lambda: len(delivered(harness)) == 50)
+        shutil.copyfile(live, logs / "app.log.1")
+        append(live, [b"-done\n", *lines("a", 50, 5)])
+        assert harness.wait_until(lambda: len(delivered(harness)) == 56)
+        os.truncate(live, 0)
+        append(live, lines("b", 0, 3))
+        assert harness.wait_until(lambda: len(delivered(harness)) >= 59)
+        assert harness.wait_until(harness.settled)
+        head = b"half-done\n" if copy_ends_mid_line else b"-done\n"
+        assert delivered(harness) == [
+            *lines("a", 0, 50),
+            head,
+            *lines("a", 50, 5),
+            *lines("b", 0, 3),
+        ]
+
+    def test_held_tail_the_copy_lacks_is_sent_from_the_original(
+        self, harness: FlowHarness, logs: Path
+    ) -> None:
+        """An unterminated line written after the copy and read (held) before the truncate is sent."""
+        live = logs / "app.log"
+        append(live, lines("a", 0, 10))
+        harness.start()
+        assert harness.wait_until(lambda: len(delivered(harness)) == 10)
+        shutil.copyfile(live, logs / "app.log.1")
+        append(live, [b"no-newline-yet"])
+        flow = harness.flow
+        assert flow is not None and flow.files is not None
+        files = flow.files
+        assert harness.wait_until(lambda: any(t.framer.has_pending() for t in files.readable()))
+        os.truncate(live, 0)  # before the idle flush: the tail is held, and the copy lacks it
+        assert harness.wait_until(lambda: len(delivered(harness)) == 11)
+        assert harness.wait_until(harness.settled)
+        assert delivered(harness) == [*lines("a", 0, 10), b"no-newline-yet"]
+
+    def test_new_file_starting_like_a_longer_old_one_is_read_from_zero(
+        self, tmp_path: Path, logs: Path
+    ) -> None:
+        """Only a truncated file's copy counts as a prefix: a same-header new file is new."""
+        h = FlowHarness(tmp_path, fast_flow(str(logs / "app.csv")))
+        live = logs / "app.csv"
+        append(live, [b"time,level,message\n"])
+        h.start()
+        assert h.wait_until(lambda: str(live) in h.open_paths())  # identified by its header
+        append(live, lines("old", 0, 40))
+        assert h.wait_until(lambda: len(h.memory.records) == 41)
+        os.rename(live, logs / "app.csv.1")  # out of the pattern: drained and closed
+        assert h.wait_until(lambda: not h.open_paths())
+        append(live, [b"time,level,message\n", *lines("new", 0, 3)])
+        assert h.wait_until(lambda: len(h.memory.records) == 45)
+        assert h.memory.records[41:] == [b"time,level,message\n", *lines("new", 0, 3)]
+        h.close()
+
     def test_truncation_restarts_at_zero(self, harness: FlowHarness, logs: Path) -> None:
         """A truncated file is read again from 0 and the truncation is counted."""
         live = logs / "app.log"
