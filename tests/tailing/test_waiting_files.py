@@ -8,6 +8,7 @@ rotated file. Driven step by step on one FileSet (the flow's read loop without t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from pathlib import Path
@@ -119,6 +120,8 @@ def test_waiting_descriptors_stay_within_the_flows_budget(logs: Path) -> None:
     reader.files.max_open = 4
     reader.step()
     reader.step()
+    assert reader.held() == 4 and len(reader.files.backlog) == 6
+    asyncio.run(reader.files.adopt_backlog())  # the backlog's turn: no room for more waiting
     assert reader.held() == 4
     reader.files.close()
     assert reader.held() == 0
