@@ -61,6 +61,19 @@ def probe(found: Found, *, want_end: bool) -> Probe:
     return Probe(found, fd, st, head, natural_digests(head), end, None)
 
 
+def probe_held(found: Found, fd: int) -> Probe:
+    """``probe`` through a descriptor already held (a file that left the pattern has no path).
+
+    The descriptor stays the caller's on error too (it closes it once, wherever it ends).
+    """
+    try:
+        st = os.fstat(fd)
+        head = os.pread(fd, FINGERPRINT_BYTES, 0)
+    except OSError as exc:
+        return Probe(found, fd, None, b"", {}, None, exc)
+    return Probe(found, fd, st, head, natural_digests(head), None, None)
+
+
 def probe_many(found: list[Found], *, want_end: bool) -> list[Probe]:
     return [probe(f, want_end=want_end) for f in found]
 

@@ -20,8 +20,12 @@ Decisions, in the order they are taken for a file seen at a matching path:
 New files of one scan are judged originals first (known inodes, then the longest), so that of
 a file and its copy, the copy is the shadow.
 A file no longer at a matching path (rotated away, deleted) is drained to EOF through its open
-descriptor before it is closed, with no time limit while it holds unread bytes. What a file
-truncated without a copy, replaced, or gone at start took with it unread is logged and counted
+descriptor before it is closed, with no time limit while it holds unread bytes. That includes a
+file seen while too short to identify (empty, or no complete line yet): its descriptor is kept
+while it waits, and if it leaves the pattern it is identified by whatever head it has then, and
+drained — its writer may still write to it after a rename out of the pattern (logrotate olddir
+with ``create``: the server writes to the old file until it reopens). What a file truncated
+without a copy, replaced, or gone at start took with it unread is logged and counted
 (:mod:`agent.tailing.losses`).
 """
 
@@ -53,7 +57,7 @@ from agent.tailing.discovery import (
 from agent.tailing.framing import Framed, Framer
 from agent.tailing.identity import HeadIndex, fingerprint_of, head_matches
 from agent.tailing.losses import judge_checkpoints, lost
-from agent.tailing.probe import SLICE, Probe, probe, probe_many
+from agent.tailing.probe import SLICE, Probe, probe, probe_held, probe_many
 from agent.tailing.tailer import FileAcks, TrackedFile
 
 log = logging.getLogger(__name__)
@@ -114,6 +118,11 @@ class FileSet:
         self.reported: list[FileAcks] = []  # rows to store once a loss is reported (flow takes)
         self.shadows: set[tuple[int, int]] = set()
         self.waiting_since: dict[tuple[int, int], float] = {}
+        # the descriptors of files waiting to be identified (within ``max_open``): one that leaves
+        # the pattern is still drained through it; and those that left, since when (to give up
+        # on one that stays empty)
+        self.waiting_fds: dict[tuple[int, int], tuple[Found, int]] = {}
+        self.left_waiting: list[tuple[Found, int, float]] = []
         # their paths, read by the watcher's thread (a set swapped whole, never mutated in place)
         self.waiting_paths: frozenset[str] = frozenset()
         self.restart_at_zero: set[tuple[int, int]] = set()
@@ -149,7 +158,10 @@ class FileSet:
         new = self._within_budget(self._new_files(result))
         for p in probe_many(new, want_end=self._want_end()):
             self._adopt(p, now)
-        return flushed + self._finish(result, seen)
+        flushed += self._finish(result, seen)
+        left, self.left_waiting = self.left_waiting, []
+        self._adopt_left(left, _probe_left(left))
+        return flushed
 
     async def rescan_async(self) -> list[Flushed]:
         """``rescan`` with every walk, stat and read in a worker thread, in slices.
@@ -188,7 +200,11 @@ class FileSet:
             now = self.clock()
             for p in probes:
                 self._adopt(p, now)
-        return flushed + self._finish(result, seen)
+        flushed += self._finish(result, seen)
+        if self.left_waiting:
+            left, self.left_waiting = self.left_waiting, []
+            self._adopt_left(left, await asyncio.to_thread(_probe_left, left))
+        return flushed
 
     def _sort_walk(
         self, result: ScanResult
@@ -334,6 +350,12 @@ class FileSet:
                 log.info(
                     "%s: %s left the pattern; it was read to its end", self.flow_id, tracked.path
                 )
+        for key in [k for k in self.waiting_fds if k not in seen]:
+            found, fd = self.waiting_fds[key]
+            if result.covers(found.path) or _still_at(found.path, key):
+                continue  # not listed, yet still there: it has not left the pattern
+            del self.waiting_fds[key]
+            self.left_waiting.append((found, fd, self.clock()))
         self.shadows &= seen
         if self.checkpointed:
             self.reported += judge_checkpoints(
@@ -473,8 +495,11 @@ class FileSet:
             self.by_head.add(fid.fp_len, fid.fp_hash, fid)
         self.offsets[fid] = offset
 
-    def _adopt(self, p: Probe, now: float) -> None:
-        """Decide who a probed file is and where to start; keep its descriptor or close it."""
+    def _adopt(self, p: Probe, now: float, *, force: bool = False) -> None:
+        """Decide who a probed file is and where to start; keep its descriptor or close it.
+
+        ``force``: identify it by whatever head it has (a waiting file that left the pattern).
+        """
         f = p.found
         key = (f.dev, f.ino)
         if p.error is not None or p.st is None:
@@ -505,9 +530,21 @@ class FileSet:
         if (st.st_dev, st.st_ino) != key or not stat.S_ISREG(st.st_mode) or self._held(key):
             os.close(p.fd)  # replaced between scan and open (maybe by a FIFO): next scan
             return
-        decided = self._identify(p, key, now)
+        decided = self._identify(p, key, now, force=force)
+        before = self.waiting_fds.pop(key, None)
+        if before is not None:
+            os.close(before[1])  # this probe's descriptor replaces it
         if decided is None:
-            os.close(p.fd)  # too short to tell who it is yet, or a copy of a file being read
+            if (
+                not force
+                and key not in self.shadows
+                and len(self.files) + len(self.waiting_fds) < self.max_open
+            ):
+                # too short to tell who it is yet: held, so that it is drained if it leaves
+                # the pattern before it can be identified
+                self.waiting_fds[key] = (f, p.fd)
+            else:
+                os.close(p.fd)  # a copy of a file being read (or no descriptor to spare)
             return
         fid, start, floor = decided
         self.waiting_since.pop(key, None)
@@ -533,7 +570,7 @@ class FileSet:
         log.info("%s: tailing %s from offset %d", self.flow_id, f.path, start)
 
     def _identify(
-        self, p: Probe, key: tuple[int, int], now: float
+        self, p: Probe, key: tuple[int, int], now: float, *, force: bool = False
     ) -> tuple[FileId, int, FileAcks | None] | None:
         """Who the file is and where to start, or None (wait, or a copy of a live file)."""
         assert p.st is not None
@@ -558,8 +595,10 @@ class FileSet:
                 fresh = True
         first_seen = self.waiting_since.setdefault(key, now)
         self._waiting_path[key] = p.found.path
-        idle = self.identify_partial_now or (
-            now - first_seen >= self.flow.partial_line_flush_millis / 1000
+        idle = (
+            force
+            or self.identify_partial_now
+            or (now - first_seen >= self.flow.partial_line_flush_millis / 1000)
         )
         fp = fingerprint_of(p.head, force=idle)
         if fp is None:
@@ -597,6 +636,38 @@ class FileSet:
         if p.end is not None:  # probed for the flow's first scan with END_OF_FILE
             return fid, p.end, None
         return fid, 0, None
+
+    def _adopt_left(self, left: list[tuple[Found, int, float]], probes: list[Probe]) -> None:
+        """Waiting files that left the pattern: drain them like any rotated file, once they have
+        a byte to be identified by. One deleted while empty, or still empty after the time a
+        rotated file is given to go idle, had nothing to lose: closed."""
+        now = self.clock()
+        grace = max(self.flow.partial_line_flush_millis / 1000, 1.0)
+        for (found, fd, left_at), p in zip(left, probes, strict=True):
+            key = (found.dev, found.ino)
+            st = p.st
+            if st is None or self._held(key):
+                os.close(fd)
+                continue
+            if not p.head:
+                if st.st_nlink == 0 or now - left_at >= grace:
+                    os.close(fd)
+                    log.debug("%s: %s left the pattern empty", self.flow_id, found.path)
+                else:
+                    self.left_waiting.append((found, fd, left_at))  # its writer may still write
+                continue
+            self._adopt(p, now, force=True)
+            tracked = self.files.get(key)
+            if tracked is None:
+                continue  # a copy of a file still read: the original holds its bytes
+            tracked.gone = True
+            self.metrics.files_rotated += 1
+            self._file_metrics(tracked).rotated = True
+            log.info(
+                "%s: %s left the pattern before it could be identified; draining it",
+                self.flow_id,
+                found.path,
+            )
 
     def _forget_ended(self) -> None:
         if len(self.ended) > 64 and self.scan_count == self._ended_swept:
@@ -713,6 +784,12 @@ class FileSet:
             tracked.close()
         self.files.clear()
         self.dormant.clear()
+        for _found, fd in self.waiting_fds.values():
+            os.close(fd)
+        for _found, fd, _left_at in self.left_waiting:
+            os.close(fd)
+        self.waiting_fds.clear()
+        self.left_waiting.clear()
 
 
 def fd_budget() -> int:
@@ -751,6 +828,10 @@ def _suspect(tracked: TrackedFile) -> bool:
         return False
     tracked.verified = (size, tracked.mtime)  # a later scan that stats the same skips the check
     return suspect
+
+
+def _probe_left(left: list[tuple[Found, int, float]]) -> list[Probe]:
+    return [probe_held(found, fd) for found, fd, _left_at in left]
 
 
 def _suspects(files: list[TrackedFile]) -> list[TrackedFile]:

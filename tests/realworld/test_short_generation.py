@@ -30,11 +30,6 @@ def stored(store: Path) -> list[bytes]:
         return []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found in issue 11 §2: an empty file that leaves the pattern is never read, though "
-    "its writer may still write to it (tracker._open closes a file it cannot identify yet)",
-)
 def test_an_empty_generation_written_after_it_left_the_pattern_is_read(tmp_path: Path) -> None:
     logs, old = tmp_path / "logs", tmp_path / "old"
     logs.mkdir()
