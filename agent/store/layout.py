@@ -21,9 +21,10 @@ PLACEMENT_CACHE = 1 << 17  # keys whose shard is remembered, per stream
 class StreamLayout:
     """A stream's tables and insert statements, and the placement of keys on its shards."""
 
-    __slots__ = ("_placed", "bounds", "info", "inserts", "shard_ids", "tables")
+    __slots__ = ("_placed", "bounds", "info", "inserts", "shard_ids", "stream_id", "tables")
 
     def __init__(self, stream_id: int, info: StreamInfo) -> None:
+        self.stream_id = stream_id
         self.info = info
         self.tables = tuple(shard_table(stream_id, i) for i in range(info.shard_count))
         self.inserts = tuple(insert_chunk(t) for t in self.tables)
