@@ -23,6 +23,7 @@ from agent.endpoint import http2
 log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 64 * 1024
+ONE_WRITE_BYTES = 256 * 1024  # bodies up to this are copied behind the head, sent as one write
 REASONS = {
     100: "Continue",
     200: "OK",
@@ -174,6 +175,10 @@ class HttpServer:
                     writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     await writer.drain()
                 writer.write(b"0\r\n\r\n")
+            elif len(response.body) <= ONE_WRITE_BYTES:
+                # head and body in one segment: one send, and a client that reads the head
+                # first is not left waiting for a second segment
+                writer.write(_head(response.status, headers, len(response.body)) + response.body)
             else:
                 writer.write(_head(response.status, headers, len(response.body)))
                 writer.write(response.body)
