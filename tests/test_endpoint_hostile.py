@@ -6,6 +6,8 @@ records the agent believed delivered landing in another stream.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import socket
@@ -300,3 +302,64 @@ def test_a_body_of_millions_of_empty_values_is_refused_before_parsing(tmp_path: 
         peer.stop()
     assert grown < 100, f"peak memory grew {grown:.0f} MiB"
     assert answer.startswith(b"HTTP/1.1 400 ") and b"SerializationException" in answer
+
+
+def post_json(port: int, operation: str, body: object) -> tuple[int, dict[str, Any]]:
+    """One AWS JSON 1.1 call of ``operation`` with ``body`` as given (no SDK to reshape it)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(
+            "POST",
+            "/",
+            json.dumps(body).encode(),
+            {
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": f"Kinesis_20131202.{operation}",
+            },
+        )
+        answer = conn.getresponse()
+        return answer.status, json.loads(answer.read())
+    finally:
+        conn.close()
+
+
+def test_put_records_entries_of_the_wrong_shape_get_400_and_store_nothing(
+    endpoint: KinesisEndpoint,
+) -> None:
+    """PutRecords' fast path takes the entries as they parse: anything but an object holding a
+    string key and base64 data must fall through to the checks that name it, never to a 500
+    (that botocore retries) or a stored record."""
+    kinesis = aws_client("kinesis", endpoint.url)
+    kinesis.create_stream(StreamName="s", ShardCount=1)
+    good = {"PartitionKey": "k", "Data": "YQ=="}
+    for bad in (
+        1,
+        "x",
+        [],
+        None,
+        {"PartitionKey": 5, "Data": "YQ=="},
+        {"PartitionKey": ["k"], "Data": "YQ=="},
+        {"PartitionKey": "k", "Data": 5},
+        {"PartitionKey": "k", "Data": ["YQ=="]},
+        {"PartitionKey": "k", "Data": "YQ"},
+        {"PartitionKey": "", "Data": "YQ=="},
+        {"Data": "YQ=="},
+        {**good, "ExplicitHashKey": "not a number"},  # a third field: the checked way
+    ):
+        status, answer = post_json(
+            endpoint.port, "PutRecords", {"StreamName": "s", "Records": [good, bad]}
+        )
+        assert status == 400, (bad, answer)
+        assert answer["__type"] in (
+            "ValidationException",
+            "SerializationException",
+            "InvalidArgumentException",
+        ), answer
+    # an entry with the optional fields as well goes the checked way, and is stored
+    status, answer = post_json(
+        endpoint.port,
+        "PutRecords",
+        {"StreamName": "s", "Records": [good, {**good, "SequenceNumberForOrdering": "1"}]},
+    )
+    assert (status, answer["FailedRecordCount"]) == (200, 0), answer
+    assert all_records(kinesis, "s") == [b"a", b"a"]

@@ -95,16 +95,17 @@ def _entry(entry: object, where: str) -> tuple[str, bytes, int | None]:
     return key, data, explicit
 
 
-def _fast_entries(records: list[Any]) -> tuple[list[str], list[bytes]] | None:
-    """Keys and data of plain entries (PartitionKey and Data only, all well formed), else None."""
-    if not all(type(e) is dict and len(e) == 2 for e in records):
-        return None
+def _fast_entries(records: list[Any]) -> tuple[list[str], list[bytes], int] | None:
+    """Keys, data and total bytes of plain entries (PartitionKey and Data only, all well
+    formed), else None: the slow path then checks each entry and names the first bad one."""
     try:
+        # a non-object entry raises TypeError on lookup; join, TypeError unless all keys are str
         keys = [e["PartitionKey"] for e in records]
         texts = [e["Data"] for e in records]
-    except KeyError:
+        key_bytes = len("".join(keys).encode())
+    except (KeyError, TypeError):
         return None
-    if not all(type(k) is str for k in keys):
+    if sum(map(len, records)) != 2 * len(records):  # an entry with more than the two
         return None
     lengths = list(map(len, keys))
     if min(lengths) < 1 or max(lengths) > MAX_PARTITION_KEY_CHARS:
@@ -117,7 +118,7 @@ def _fast_entries(records: list[Any]) -> tuple[list[str], list[bytes]] | None:
         len(d) + len(k.encode()) > MAX_RECORD_BYTES for k, d in zip(keys, datas, strict=True)
     ):
         return None  # the slow path names the record
-    return keys, datas
+    return keys, datas, key_bytes + sum(map(len, datas))
 
 
 def _too_big(where: str, size: int) -> str:
@@ -181,8 +182,7 @@ def put_records(call: Call) -> dict[str, Any] | Raw:
     describe(call.api, name)
     fast = _fast_entries(records) if call.api.limits is None else None
     if fast is not None:
-        keys, datas = fast
-        size = sum(map(len, datas)) + sum(len(k.encode()) for k in keys)
+        keys, datas, size = fast
     else:
         entries = [_entry(e, f"records.{i + 1}.member") for i, e in enumerate(records)]
         size = sum(len(d) + len(k.encode()) for k, d, _h in entries)
