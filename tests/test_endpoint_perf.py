@@ -1,0 +1,86 @@
+"""What the endpoint's speed-ups must keep: a stream changed elsewhere is seen, the WAL is checkpointed.
+
+The endpoint keeps a stream's layout (and its cache of where partition keys land) across calls
+and checks it against the database with one read; its own commits leave WAL checkpoints to a
+connection beside them (tests/bench/bench_endpoint.py measures the gain).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.endpoint.server import KinesisEndpoint
+from agent.store import admin
+from agent.store.sqlite import DB_NAME
+from agent.store.store import StreamStore
+from tests.endpoint_helpers import endpoint_thread
+from tests.peers.helpers import aws_client
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path) -> Iterator[KinesisEndpoint]:
+    with endpoint_thread(tmp_path) as started:
+        yield started
+
+
+def shards_of(answer: dict[str, object]) -> set[str]:
+    return {r["ShardId"] for r in answer["Records"]}  # type: ignore[attr-defined]
+
+
+def test_a_stream_recreated_or_changed_elsewhere_is_seen_by_the_next_call(
+    tmp_path: Path, endpoint: KinesisEndpoint
+) -> None:
+    kinesis = aws_client("kinesis", endpoint.url)
+    kinesis.create_stream(StreamName="s", ShardCount=1)
+    entries = [{"Data": b"x", "PartitionKey": str(i)} for i in range(64)]
+    assert shards_of(kinesis.put_records(StreamName="s", Records=entries)) == {
+        "shardId-000000000000"
+    }
+    assert endpoint.api is not None
+    layout = endpoint.api.store._streams["s"]
+    kinesis.put_records(StreamName="s", Records=entries)
+    assert endpoint.api.store._streams["s"] is layout  # kept: its placements are remembered
+
+    other = StreamStore.open(tmp_path)  # `kinesis-agent serve` beside us, or the agent
+    try:
+        admin.delete_stream(other, "s")
+        admin.create_stream(other, "s", 4, 24)
+        answer = kinesis.put_records(StreamName="s", Records=entries)
+        assert len(shards_of(answer)) == 4  # the new layout, not the cached one-shard stream
+        admin.set_retention(other, "s", 48)
+    finally:
+        other.close()
+    summary = kinesis.describe_stream_summary(StreamName="s")["StreamDescriptionSummary"]
+    assert (summary["OpenShardCount"], summary["RetentionPeriodHours"]) == (4, 48)
+
+
+def test_the_endpoint_checkpoints_the_wal_beside_its_commits(
+    tmp_path: Path, endpoint: KinesisEndpoint
+) -> None:
+    """Its connection does not checkpoint (SQLite's autocheckpoint is off there), so unless the
+    endpoint's own checkpointer runs, the WAL only grows and the database file never fills."""
+    kinesis = aws_client("kinesis", endpoint.url)
+    kinesis.create_stream(StreamName="s", ShardCount=2)
+    db = tmp_path / DB_NAME
+    before = db.stat().st_size
+    entries = [{"Data": b"y" * 1000, "PartitionKey": str(i)} for i in range(500)]
+    for _ in range(4):
+        kinesis.put_records(StreamName="s", Records=entries)
+    deadline = time.monotonic() + 10
+    while db.stat().st_size < before + 2_000_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert db.stat().st_size >= before + 2_000_000, "the WAL was never checkpointed"
+    # and everything is readable from the database file alone, without the WAL
+    with sqlite3.connect(f"file:{db}?immutable=1", uri=True) as raw:
+        tables = [n for (n,) in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        counts = [
+            raw.execute(f"SELECT total(count) FROM {t}").fetchone()[0]
+            for t in tables
+            if t.startswith("records_")
+        ]
+    assert sum(counts) == 2000
