@@ -7,6 +7,7 @@ connection beside them (tests/bench/bench_endpoint.py measures the gain).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.endpoint.records import _records_json_general, records_json
 from agent.endpoint.server import KinesisEndpoint
 from agent.store import admin
+from agent.store.model import format_sequence
 from agent.store.sqlite import DB_NAME
 from agent.store.store import StreamStore
 from tests.endpoint_helpers import endpoint_thread
@@ -84,3 +87,36 @@ def test_the_endpoint_checkpoints_the_wal_beside_its_commits(
             if t.startswith("records_")
         ]
     assert sum(counts) == 2000
+
+
+def test_records_render_as_the_general_json_would(tmp_path: Path) -> None:
+    """GetRecords renders a slice's shared parts once (the sequence numbers' leading digits,
+    plain ASCII keys as they are); the JSON must be exactly what the record-by-record way
+    writes: keys needing escapes, and counters that gain a digit inside a slice, included."""
+    keys = ["k", 'quo"te', "back\\slash", "tab\there", "é", "\u2028", "~", " ", "!#[]"]
+    with StreamStore.open(tmp_path) as store:
+        store.ensure_stream("s", 1, 24)
+        batches = ((0, 5, True), (5, 7, False), (12, 88, True), (100, 50, False))
+        for start, count, plain in (*batches, (150, 850, True), (1000, 1, False)):
+            store.put_columns(
+                "s",
+                [f"key{start + i}" if plain else keys[i % len(keys)] for i in range(count)],
+                [bytes([i % 256]) * (i % 7) for i in range(count)],
+            )
+        table = admin.shard_table_of(store, "s", 0)
+        rendered: list[str] = []
+        expected: list[str] = []
+        after = 0
+        while True:
+            page = admin.read_shard(store, table, after, 37, 10_000_000)
+            if not page.slices:
+                break
+            rendered += records_json(page)
+            expected += [r for piece in page.slices for r in _records_json_general(piece)]
+            assert page.last is not None
+            after = page.last
+    assert len(rendered) == 1001
+    assert rendered == expected
+    records = [json.loads(r) for r in rendered]
+    assert [r["SequenceNumber"] for r in records] == [format_sequence(c) for c in range(1, 1002)]
+    assert [r["PartitionKey"] for r in records[4:7]] == ["key4", "k", 'quo"te']
