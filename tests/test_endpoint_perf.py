@@ -120,3 +120,32 @@ def test_records_render_as_the_general_json_would(tmp_path: Path) -> None:
     records = [json.loads(r) for r in rendered]
     assert [r["SequenceNumber"] for r in records] == [format_sequence(c) for c in range(1, 1002)]
     assert [r["PartitionKey"] for r in records[4:7]] == ["key4", "k", 'quo"te']
+
+
+def test_put_records_answers_the_sequence_numbers_get_records_reads(
+    endpoint: KinesisEndpoint,
+) -> None:
+    """PutRecords renders its answers' sequence numbers from machine-size counters too: they
+    must be the ones stored, across counters that gain a digit within a call and not."""
+    kinesis = aws_client("kinesis", endpoint.url)
+    kinesis.create_stream(StreamName="s", ShardCount=2)
+    answered: dict[bytes, str] = {}
+    for start, count in ((0, 5), (5, 500), (505, 500), (1005, 500)):
+        entries = [{"Data": b"%d" % i, "PartitionKey": str(i)} for i in range(start, start + count)]
+        answer = kinesis.put_records(StreamName="s", Records=entries)
+        assert answer["FailedRecordCount"] == 0
+        answered.update(
+            (e["Data"], r["SequenceNumber"])
+            for e, r in zip(entries, answer["Records"], strict=True)
+        )
+    assert sorted(answered.values(), key=int) == [format_sequence(c) for c in range(1, 1506)]
+    read: dict[bytes, str] = {}
+    for shard in ("shardId-000000000000", "shardId-000000000001"):
+        it = kinesis.get_shard_iterator(
+            StreamName="s", ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        read.update(
+            (r["Data"], r["SequenceNumber"])
+            for r in kinesis.get_records(ShardIterator=it)["Records"]
+        )
+    assert read == answered

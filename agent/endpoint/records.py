@@ -200,13 +200,22 @@ def put_records(call: Call) -> dict[str, Any] | Raw:
         except StreamNotFound:
             raise not_found(f"Stream {name} under account {call.api.account} not found.") from None
         shard_ids, placement, first = result.columns()
-        base = SEQUENCE_BASE + first
-        answers_json = ",".join(
-            [
-                f'{{"SequenceNumber":"{base + i}","ShardId":"{shard_ids[p]}"}}'
-                for i, p in enumerate(placement)
-            ]
-        )
+        digits = len(str(first))
+        if digits == len(str(first + len(placement) - 1)):
+            # as in records_json: the counters are machine-size, their shared "4900…" once
+            head = f'{{"SequenceNumber":"{str(SEQUENCE_BASE)[: SEQUENCE_DIGITS - digits]}'
+            tails = [f'","ShardId":"{shard}"}}' for shard in shard_ids]
+            answers_json = ",".join(
+                [f"{head}{c}{tails[p]}" for c, p in enumerate(placement, first)]
+            )
+        else:
+            base = SEQUENCE_BASE + first
+            answers_json = ",".join(
+                [
+                    f'{{"SequenceNumber":"{base + i}","ShardId":"{shard_ids[p]}"}}'
+                    for i, p in enumerate(placement)
+                ]
+            )
         return Raw(
             f'{{"FailedRecordCount":0,"Records":[{answers_json}],"EncryptionType":"NONE"}}'.encode()
         )
