@@ -9,7 +9,8 @@ kinesalite, as bench_kinesis.py does), on a fresh 4-shard stream, all on 127.0.0
 - PutRecords: one boto3 loop, 500 records of 200 B per call, one call at a time; records/s and
   the serving process's CPU-seconds per record (utime + stime from /proc/<pid>/stat). The
   stand-in answers every PutRecords at once with a canned 500-entry success: the client's own
-  ceiling.
+  ceiling. It also answers every GetRecords with a canned page of 10,000 200-byte records, so
+  the drain has a client ceiling too (``--drain-kinesalite`` records of it).
 - GetRecords: a stream filled beforehand (the store directly, kinesalite through PutRecords),
   drained shard by shard with Limit 10,000; records/s and server CPU-seconds per record.
   kinesalite slows as it fills and takes minutes to fill with 1,000,000 records, so its drain is
@@ -125,14 +126,25 @@ def latency(endpoint: str, stream: str, count: int) -> tuple[float, float]:
 
 
 STANDIN = r"""
-import asyncio, json, sys
+import asyncio, base64, json, sys
 sys.path.insert(0, sys.argv[1])
 from agent.endpoint.http import HttpServer, Response
 entry = {"ShardId": "shardId-000000000000", "SequenceNumber": "4" * 56}
 canned = json.dumps({"FailedRecordCount": 0, "Records": [entry] * 500}).encode()
+record = {"SequenceNumber": "4" * 56, "ApproximateArrivalTimestamp": 1700000000.123,
+          "Data": base64.b64encode(b"x" * 200).decode(), "PartitionKey": "123"}
+answers = {
+    "ListShards": json.dumps({"Shards": [{"ShardId": entry["ShardId"]}]}).encode(),
+    "GetShardIterator": json.dumps({"ShardIterator": "AAAA"}).encode(),
+    "GetRecords": json.dumps({"Records": [record] * 10_000, "NextShardIterator": "AAAA",
+                              "MillisBehindLatest": 0}).encode(),
+}
 headers = [("Content-Type", "application/x-amz-json-1.1")]
 async def handle(request):
-    return Response(200, canned if request.method == "POST" else b"ok", headers)
+    if request.method != "POST":
+        return Response(200, b"ok", headers)
+    operation = request.headers.get("x-amz-target", "").rpartition(".")[2]
+    return Response(200, answers.get(operation, canned), headers)
 async def main():
     server = HttpServer(handle, "127.0.0.1", 0)
     await server.start()
@@ -198,6 +210,12 @@ def main() -> int:
             out[f"{kind} put CPU us/rec"] = cpu / args.put * 1e6
         finally:
             peer.stop()
+    peer, _store = fresh("standin", work)
+    try:
+        seconds, got = drain(peer.endpoint, "b", args.drain_kinesalite)
+        out["standin get rec/s"] = got / seconds
+    finally:
+        peer.stop()
     for kind, n in (("store", args.drain), ("kinesalite", args.drain_kinesalite)):
         peer, store = fresh(kind, work)
         try:
@@ -266,6 +284,11 @@ def report(m: dict[str, float], args: argparse.Namespace) -> None:
             f"GetRecords drain rec/s: store ({args.drain:,}) / kinesalite ({args.drain_kinesalite:,})",
             ratio("store get rec/s", "kinesalite get rec/s"),
             ">= 4",
+        ),
+        (
+            "GetRecords drain rec/s: store / stand-in (the client's ceiling)",
+            ratio("store get rec/s", "standin get rec/s"),
+            "(context)",
         ),
         ("put -> get p99 ms (store)", m["store latency p99 ms"], "<= 50"),
     ]
