@@ -19,6 +19,31 @@ def write_config(path: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
+def local_flow_config(
+    tmp: Path, pattern: Path, stream: str, settings: dict[str, Any] | None = None, **flow: Any
+) -> Path:
+    """``tmp/agent.json``: one flow over ``pattern`` from its start into the one-shard local
+    stream ``stream`` under ``tmp/streams``, checkpoints in ``tmp/cp.db``; ``settings`` are more
+    top-level keys, ``flow`` more keys of the flow."""
+    return write_config(
+        tmp / "agent.json",
+        {
+            "checkpointFile": str(tmp / "cp.db"),
+            "localStore.directory": str(tmp / "streams"),
+            "localStore.shardCount": 1,
+            **(settings or {}),
+            "flows": [
+                {
+                    "filePattern": str(pattern),
+                    "localStream": stream,
+                    "initialPosition": "START_OF_FILE",
+                    **flow,
+                }
+            ],
+        },
+    )
+
+
 def start_agent(
     config: Path, *args: str, log: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.e2e_helpers import stored_lines
+from tests.e2e_helpers import local_flow_config, stored_lines
 from tests.peers.webservers import START
 from tests.realworld.rotation import MODES, Logrotate, lines_on_disk, plain_rotated
 from tests.realworld.traffic import (
@@ -33,7 +33,7 @@ from tests.realworld.traffic import (
     parse_combined,
     window_mismatches,
 )
-from tests.reliability.common import kill, start, stop, wait_for, write_config
+from tests.reliability.common import kill, start, stop, wait_for
 
 STREAM = "web"
 HEADER = (
@@ -96,26 +96,14 @@ RESULTS: list[RealTally] = []  # every run in this process, for the summary tabl
 
 
 def agent_config(tmp: Path, logs: Path) -> Path:
-    return write_config(
-        tmp / "agent.json",
-        {
-            "checkpointFile": str(tmp / "cp.db"),
-            "localStore.directory": str(tmp / "streams"),
-            "localStore.shardCount": 1,
-            "cloudwatch.emitMetrics": False,
-            "flows": [
-                {
-                    "filePattern": str(logs / "access.log*"),
-                    "localStream": STREAM,
-                    "initialPosition": "START_OF_FILE",
-                    "maxBufferAgeMillis": 1000,
-                    "maxTimeBetweenFileTrackerRefreshMillis": 200,
-                    "dataProcessingOptions": [
-                        {"optionName": "LOGTOJSON", "logFormat": "COMBINEDAPACHELOG"}
-                    ],
-                }
-            ],
-        },
+    return local_flow_config(
+        tmp,
+        logs / "access.log*",
+        STREAM,
+        {"cloudwatch.emitMetrics": False},
+        maxBufferAgeMillis=1000,
+        maxTimeBetweenFileTrackerRefreshMillis=200,
+        dataProcessingOptions=[{"optionName": "LOGTOJSON", "logFormat": "COMBINEDAPACHELOG"}],
     )
 
 

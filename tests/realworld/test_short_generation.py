@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import stored_lines
-from tests.reliability.common import start, stop, wait_for, write_config
+from tests.e2e_helpers import local_flow_config, stored_lines
+from tests.reliability.common import start, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -37,23 +37,13 @@ def test_an_empty_generation_written_after_it_left_the_pattern_is_read(tmp_path:
     live = logs / "access.log"
     first = [f"first generation {i:04d} {'x' * 60}\n".encode() for i in range(40)]  # > 1 KiB
     live.write_bytes(b"".join(first))
-    config = write_config(
-        tmp_path / "agent.json",
-        {
-            "checkpointFile": str(tmp_path / "cp.db"),
-            "localStore.directory": str(tmp_path / "streams"),
-            "localStore.shardCount": 1,
-            "cloudwatch.emitMetrics": False,
-            "flows": [
-                {
-                    "filePattern": str(logs / "access.log*"),
-                    "localStream": "s",
-                    "initialPosition": "START_OF_FILE",
-                    "maxBufferAgeMillis": 1000,
-                    "maxTimeBetweenFileTrackerRefreshMillis": 100,
-                }
-            ],
-        },
+    config = local_flow_config(
+        tmp_path,
+        logs / "access.log*",
+        "s",
+        {"cloudwatch.emitMetrics": False},
+        maxBufferAgeMillis=1000,
+        maxTimeBetweenFileTrackerRefreshMillis=100,
     )
     log = tmp_path / "agent.log"
     proc = start(config, log)

@@ -17,11 +17,11 @@ import pytest
 
 from tests.e2e_helpers import (
     kill_agent,
+    local_flow_config,
     start_agent,
     stop_agent,
     stored_lines,
     wait_for,
-    write_config,
 )
 
 
@@ -43,22 +43,7 @@ def test_copytruncate_with_lines_after_the_copy_sends_each_line_once(
     logs = tmp_path / "logs"
     logs.mkdir()
     store = tmp_path / "streams"
-    config = write_config(
-        tmp_path / "agent.json",
-        {
-            "checkpointFile": str(tmp_path / "cp.db"),
-            "localStore.directory": str(store),
-            "localStore.shardCount": 1,
-            "flows": [
-                {
-                    "filePattern": str(logs / "app.log*"),
-                    "localStream": "r",
-                    "initialPosition": "START_OF_FILE",
-                    "maxBufferAgeMillis": 1000,
-                }
-            ],
-        },
-    )
+    config = local_flow_config(tmp_path, logs / "app.log*", "r", maxBufferAgeMillis=1000)
     live = logs / "app.log"
     agent_log = tmp_path / "agent.log"
     append(live, lines(1, 1000))

@@ -18,11 +18,11 @@ from agent.metrics import FlowMetrics
 from agent.tailing.tracker import FileSet
 from tests.e2e_helpers import (
     kill_agent,
+    local_flow_config,
     start_agent,
     stop_agent,
     stored_lines,
     wait_for,
-    write_config,
 )
 from tests.tailing.harness import FlowHarness, fast_flow
 
@@ -41,22 +41,12 @@ class TestSymlinkLoops:
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(tmp_path / "notify.sock"))
         pings: list[float] = []
-        config = write_config(
-            tmp_path / "agent.json",
-            {
-                "checkpointFile": str(tmp_path / "cp.db"),
-                "localStore.directory": str(store),
-                "localStore.shardCount": 1,
-                "flows": [
-                    {
-                        "filePattern": str(logs / "**" / "*.log"),
-                        "localStream": "loops",
-                        "initialPosition": "START_OF_FILE",
-                        "maxBufferAgeMillis": 1000,
-                        "maxTimeBetweenFileTrackerRefreshMillis": 1000,
-                    }
-                ],
-            },
+        config = local_flow_config(
+            tmp_path,
+            logs / "**" / "*.log",
+            "loops",
+            maxBufferAgeMillis=1000,
+            maxTimeBetweenFileTrackerRefreshMillis=1000,
         )
         env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"}
         proc = start_agent(config, log=tmp_path / "agent.log", env=env)
@@ -229,21 +219,7 @@ class TestDescriptorBudget:
         for i in range(600):
             (logs / f"f{i:03d}.log").write_bytes(f"file {i}\n".encode())
         store = tmp_path / "streams"
-        config = write_config(
-            tmp_path / "agent.json",
-            {
-                "checkpointFile": str(tmp_path / "cp.db"),
-                "localStore.directory": str(store),
-                "localStore.shardCount": 1,
-                "flows": [
-                    {
-                        "filePattern": str(logs / "*.log"),
-                        "localStream": "many",
-                        "initialPosition": "START_OF_FILE",
-                    }
-                ],
-            },
-        )
+        config = local_flow_config(tmp_path, logs / "*.log", "many")
 
         def low_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
