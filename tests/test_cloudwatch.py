@@ -27,7 +27,7 @@ from agent.cloudwatch import (
 )
 from agent.config import AgentConfig, FlowConfig, load_config, parse_config
 from agent.errors import MetricsNotSent
-from agent.metrics import AgentMetrics
+from agent.metrics import AgentMetrics, FlowMetrics
 from tests.obs_helpers import AGENT, SAFE_ENV, agent_env, local_config, write_log
 from tests.peers.servers import Peer
 
@@ -67,6 +67,14 @@ def _metrics(*destinations: str) -> AgentMetrics:
     for d in destinations:
         metrics.flow(f"flow-{d}", d)
     return metrics
+
+
+def _kinesis_emitter(put: Recorder) -> tuple[FlowMetrics, CloudWatchEmitter]:
+    """An emitter over the one Kinesis flow ``k`` that sends through ``put``, and that flow's
+    metrics for the test to feed."""
+    metrics = _metrics("KinesisStream:k")
+    emitter = CloudWatchEmitter(_config(KINESIS), metrics, put=put)
+    return metrics.flows["flow-KinesisStream:k"], emitter
 
 
 class TestWhenToEmit:
@@ -128,10 +136,8 @@ class TestEmitter:
 
     def test_stuck_flow_gauge(self) -> None:
         """ConsecutiveProcessingErrors: one sample per period of the failed attempts in a row."""
-        metrics = _metrics("KinesisStream:k")
-        k = metrics.flows["flow-KinesisStream:k"]
         put = Recorder()
-        emitter = CloudWatchEmitter(_config(KINESIS), metrics, put=put)
+        k, emitter = _kinesis_emitter(put)
         k.consecutive_errors = 7
         asyncio.run(emitter.flush())
         k.consecutive_errors = 0
@@ -168,11 +174,9 @@ class TestEmitter:
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
         """A put that may have landed is not sent again: sums never exceed what was shipped."""
-        metrics = _metrics("KinesisStream:k")
-        k = metrics.flows["flow-KinesisStream:k"]
         put = Recorder()
         put.lose = 1
-        emitter = CloudWatchEmitter(_config(KINESIS), metrics, put=put)
+        k, emitter = _kinesis_emitter(put)
         k.send_call(attempted=3000, sent=3000, sent_bytes=300, failed=0, service_error=False)
         assert not asyncio.run(emitter.flush())
         k.send_call(attempted=2000, sent=2000, sent_bytes=200, failed=0, service_error=False)
@@ -186,11 +190,9 @@ class TestEmitter:
 
     def test_failure_keeps_datums_for_the_next_period(self) -> None:
         """A send that stored nothing loses nothing: the sets merge with the next period's."""
-        metrics = _metrics("KinesisStream:k")
-        k = metrics.flows["flow-KinesisStream:k"]
         put = Recorder()
         put.fail = 1
-        emitter = CloudWatchEmitter(_config(KINESIS), metrics, put=put)
+        k, emitter = _kinesis_emitter(put)
         k.send_call(attempted=10, sent=10, sent_bytes=100, failed=0, service_error=False)
         assert not asyncio.run(emitter.flush())
         k.send_call(attempted=5, sent=5, sent_bytes=50, failed=0, service_error=False)
