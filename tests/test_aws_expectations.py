@@ -22,7 +22,10 @@ from tests.peers.servers import TEST_ENV, Peer
 PUT_RECORDS = "Kinesis_20131202.PutRecords"
 
 
-def kinesis_config(tmp: Path, endpoint: str, stream: str, **global_keys: Any) -> Path:
+def kinesis_config(
+    tmp: Path, endpoint: str, stream: str, flow: dict[str, Any] | None = None, **global_keys: Any
+) -> Path:
+    """One Kinesis flow over tmp/logs/*.log; ``flow`` are more keys of the flow."""
     doc = {
         "checkpointFile": str(tmp / "checkpoints.db"),
         "kinesis.endpoint": endpoint,
@@ -34,6 +37,7 @@ def kinesis_config(tmp: Path, endpoint: str, stream: str, **global_keys: Any) ->
                 "kinesisStream": stream,
                 "initialPosition": "START_OF_FILE",
                 "maxBufferAgeMillis": 1000,
+                **(flow or {}),
             }
         ],
     }
@@ -91,7 +95,8 @@ class TestUserAgentOnTheWire:
             assert "b'" not in ua
 
 
-def local_config(tmp: Path) -> Path:
+def local_config(tmp: Path, **flow: Any) -> Path:
+    """One flow over tmp/logs/*.log into the local stream ``s``; ``flow`` are more keys of it."""
     doc = {
         "checkpointFile": str(tmp / "state" / "checkpoints.db"),
         "localStore.directory": str(tmp / "state" / "streams"),
@@ -100,6 +105,7 @@ def local_config(tmp: Path) -> Path:
                 "filePattern": str(tmp / "logs" / "*.log"),
                 "localStream": "s",
                 "initialPosition": "START_OF_FILE",
+                **flow,
             }
         ],
     }
@@ -149,10 +155,12 @@ class TestKinesisTruncation:
         (tmp_path / "logs").mkdir()
         small = [b'{"user": "u1", "n": 1}\n', b'{"user": "u2", "n": 2}\n']
         (tmp_path / "logs" / "app.log").write_bytes(small[0] + b"x" * (2 * MIB) + b"\n" + small[1])
-        config = kinesis_config(tmp_path, kinesalite.endpoint, stream)
-        doc = json.loads(config.read_text())
-        doc["flows"][0].update(flow, truncatedRecordTerminator=CUT.decode())
-        config.write_text(json.dumps(doc))
+        config = kinesis_config(
+            tmp_path,
+            kinesalite.endpoint,
+            stream,
+            {**flow, "truncatedRecordTerminator": CUT.decode()},
+        )
         run_once(config)
         stored = [kd for recs in read_stream(kinesalite.endpoint, stream).values() for kd in recs]
         big = [(k, d) for k, d in stored if len(d) > 1000]
@@ -187,14 +195,16 @@ class TestKinesisTruncation:
         line = head + b"p" * (MIB - 100 - len(head) - 3) + b'"}\n'
         assert len(line) + 200 > MIB and len(line) < MIB - 1
         (tmp_path / "logs" / "app.log").write_bytes(line)
-        config = kinesis_config(tmp_path, kinesalite.endpoint, stream)
-        doc = json.loads(config.read_text())
-        doc["flows"][0].update(
-            partitionKeyOption="FIELD",
-            partitionKeyField="user",
-            truncatedRecordTerminator=CUT.decode(),
+        config = kinesis_config(
+            tmp_path,
+            kinesalite.endpoint,
+            stream,
+            {
+                "partitionKeyOption": "FIELD",
+                "partitionKeyField": "user",
+                "truncatedRecordTerminator": CUT.decode(),
+            },
         )
-        config.write_text(json.dumps(doc))
         done = run_once(config)
         [(key, data)] = [
             kd for recs in read_stream(kinesalite.endpoint, stream).values() for kd in recs
@@ -251,10 +261,7 @@ class TestLocalStoreTruncation:
         data + key = 1,048,576 bytes, ending with the terminator."""
         (tmp_path / "logs").mkdir()
         (tmp_path / "logs" / "app.log").write_bytes(b"a\n" + b"x" * (2 * MIB) + b"\nb\n")
-        config = local_config(tmp_path)
-        doc = json.loads(config.read_text())
-        doc["flows"][0].update(flow, truncatedRecordTerminator=CUT.decode())
-        config.write_text(json.dumps(doc))
+        config = local_config(tmp_path, **flow, truncatedRecordTerminator=CUT.decode())
         run_once(config)
         with StreamStore.open(tmp_path / "state" / "streams", create=False) as store:
             stored = {r.data[:3]: r for r in store.read("s")}
@@ -269,14 +276,12 @@ class TestLocalStoreTruncation:
         head = b'{"user": "' + user.encode() + b'", "pad": "'
         line = head + b"p" * (MIB - 100 - len(head) - 3) + b'"}\n'
         (tmp_path / "logs" / "app.log").write_bytes(line)
-        config = local_config(tmp_path)
-        doc = json.loads(config.read_text())
-        doc["flows"][0].update(
+        config = local_config(
+            tmp_path,
             partitionKeyOption="FIELD",
             partitionKeyField="user",
             truncatedRecordTerminator=CUT.decode(),
         )
-        config.write_text(json.dumps(doc))
         done = run_once(config)
         with StreamStore.open(tmp_path / "state" / "streams", create=False) as store:
             [record] = list(store.read("s"))
