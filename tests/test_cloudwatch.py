@@ -77,6 +77,19 @@ def _kinesis_emitter(put: Recorder) -> tuple[FlowMetrics, CloudWatchEmitter]:
     return metrics.flows["flow-KinesisStream:k"], emitter
 
 
+def _run_once(cfg: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``kinesis-agent run --once``, which must exit 0 (its stderr is the message if not)."""
+    proc = subprocess.run(
+        [*AGENT, "run", "-c", str(cfg), "--once"],
+        capture_output=True,
+        text=True,
+        env=agent_env(),
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 class TestWhenToEmit:
     def test_local_only_without_endpoint_stays_quiet(self) -> None:
         """The embedded-store install has no AWS account: no calls unless an endpoint is set."""
@@ -253,14 +266,7 @@ class TestBufferTime:
         """The real command accepts 25 (it exited 78 before) and warns once, naming the key."""
         write_log(tmp_path / "logs" / "app.log", 3, 20)
         cfg = local_config(tmp_path, **{"cloudwatch.metricsBufferTimeMillis": 25})
-        proc = subprocess.run(
-            [*AGENT, "run", "-c", str(cfg), "--once"],
-            capture_output=True,
-            text=True,
-            env=agent_env(),
-            timeout=60,
-        )
-        assert proc.returncode == 0, proc.stderr
+        proc = _run_once(cfg, timeout=60)
         assert proc.stderr.count("cloudwatch.metricsBufferTimeMillis: 25 is outside") == 1
 
 
@@ -284,14 +290,7 @@ def test_run_once_publishes_what_it_shipped(tmp_path: Path, moto: Peer) -> None:
     config = load_config(str(cfg))
     [flow] = config.flows
     started = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    proc = subprocess.run(
-        [*AGENT, "run", "-c", str(cfg), "--once"],
-        capture_output=True,
-        text=True,
-        env=agent_env(),
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+    _run_once(cfg, timeout=120)
     client = boto3.client(
         "cloudwatch",
         endpoint_url=moto_endpoint,
@@ -419,13 +418,6 @@ def test_unreachable_cloudwatch_does_not_affect_shipping(tmp_path: Path) -> None
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     write_log(tmp_path / "logs" / "app.log", 50, 20)
     cfg = local_config(tmp_path, **{"cloudwatch.endpoint": dead})
-    proc = subprocess.run(
-        [*AGENT, "run", "-c", str(cfg), "--once"],
-        capture_output=True,
-        text=True,
-        env=agent_env(),
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = _run_once(cfg, timeout=60)
     assert "50 records sent successfully" in proc.stderr
     assert proc.stderr.count("cannot publish CloudWatch metrics") == 1
