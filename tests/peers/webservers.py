@@ -176,14 +176,20 @@ CustomLog {root}/logs/access.log combined
 """
 
 
-def start_nginx() -> WebServer:
-    exe = shutil.which("nginx") or "/usr/sbin/nginx"
+def _site(kind: str, program: str, package: str, scratch: str) -> tuple[str, Path, int]:
+    """The server's executable, a private root with logs/, html/index.html and ``scratch``/,
+    and a free port on both loopbacks."""
+    exe = shutil.which(program) or f"/usr/sbin/{program}"
     if not os.path.exists(exe):
-        raise PeerError("nginx not installed: scripts/bootstrap-system.sh installs nginx-light")
-    root = private_dir("kinesis-agent-nginx-")
-    make_dirs(root / "logs", root / "html", root / "tmp")
+        raise PeerError(f"{program} not installed: scripts/bootstrap-system.sh installs {package}")
+    root = private_dir(f"kinesis-agent-{kind}-")
+    make_dirs(root / "logs", root / "html", root / scratch)
     (root / "html" / "index.html").write_bytes(INDEX)
-    port = free_dual_port()
+    return exe, root, free_dual_port()
+
+
+def start_nginx() -> WebServer:
+    exe, root, port = _site("nginx", "nginx", "nginx-light", "tmp")
     conf = root / "nginx.conf"
     conf.write_text(_nginx_conf(root, port))
     # -e: the error log before the config is read (the default /var/log/nginx is root's)
@@ -192,13 +198,7 @@ def start_nginx() -> WebServer:
 
 
 def start_apache() -> WebServer:
-    exe = shutil.which("apache2") or "/usr/sbin/apache2"
-    if not os.path.exists(exe):
-        raise PeerError("apache2 not installed: scripts/bootstrap-system.sh installs apache2-bin")
-    root = private_dir("kinesis-agent-apache-")
-    make_dirs(root / "logs", root / "html", root / "run")
-    (root / "html" / "index.html").write_bytes(INDEX)
-    port = free_dual_port()
+    exe, root, port = _site("apache", "apache2", "apache2-bin", "run")
     conf = root / "httpd.conf"
     conf.write_text(_apache_conf(root, port))
     command = [exe, "-d", str(root), "-f", str(conf), "-D", "FOREGROUND"]
