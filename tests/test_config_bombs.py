@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import start_agent, stop_agent, stored_lines, wait_for, write_config
+from tests.e2e_helpers import (
+    local_flow_config,
+    start_agent,
+    stop_agent,
+    stored_lines,
+    wait_for,
+)
 from tests.test_config_json import BOMBS
 
 pytestmark = pytest.mark.slow
@@ -92,21 +98,7 @@ def test_sighup_with_a_bomb_keeps_the_running_configuration(tmp_path: Path) -> N
     and the flow keeps shipping every line exactly once."""
     logs = tmp_path / "logs"
     logs.mkdir()
-    config = write_config(
-        tmp_path / "agent.json",
-        {
-            "localStore.directory": str(tmp_path / "streams"),
-            "localStore.shardCount": 1,
-            "flows": [
-                {
-                    "filePattern": str(logs / "*.log"),
-                    "localStream": "app",
-                    "initialPosition": "START_OF_FILE",
-                    "maxBufferAgeMillis": 1000,
-                }
-            ],
-        },
-    )
+    config = local_flow_config(tmp_path, logs / "*.log", "app", maxBufferAgeMillis=1000)
     agent_log = tmp_path / "agent.log"
     (logs / "app.log").write_bytes(b"line 0\n")
     proc = start_agent(config, log=agent_log)
