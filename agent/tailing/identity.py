@@ -23,15 +23,7 @@ def fingerprint(fd: int, *, force: bool = False) -> tuple[int, bytes] | None:
     The head is the first KiB, or, for a shorter file, everything up to its last complete line.
     ``force`` (an idle file whose only line never ends) takes whatever bytes there are.
     """
-    head = os.pread(fd, FINGERPRINT_BYTES, 0)
-    if len(head) >= FINGERPRINT_BYTES:
-        return FINGERPRINT_BYTES, digest(head)
-    end = head.rfind(b"\n") + 1
-    if end == 0:
-        if force and head:
-            return len(head), digest(head)
-        return None
-    return end, digest(head[:end])
+    return fingerprint_of(os.pread(fd, FINGERPRINT_BYTES, 0), force=force)
 
 
 def head_matches(fd: int, fp_len: int, fp_hash: bytes) -> bool:
