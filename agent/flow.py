@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import threading
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
+from agent import gcpolicy
 from agent.batching import Batcher
 from agent.checkpoints import CheckpointDB
 from agent.config import AgentConfig, FlowConfig
@@ -44,9 +44,6 @@ IDLE_POLL_WITH_INOTIFY = 1.0
 # With inotify, every file is fstat'ed this often (a safety net for missed events); between, only
 # the files events name. Keeps a thousand idle files from costing a thousand fstats a second.
 STAT_ALL_WITH_INOTIFY = 10.0
-# Records in flight are many small tracked objects: with CPython's default gen-0 threshold (700)
-# the cyclic collector rescanned them so often that it cost ~1 us per record shipped.
-GC_GEN0_THRESHOLD = 50_000
 # A transactional sink (the embedded store) commits every batch that is ready in one transaction,
 # up to these limits: the 500-record cap is Kinesis's API limit, and a commit has a fixed cost.
 GROUP_COMMIT_RECORDS = 50_000
@@ -158,7 +155,7 @@ class Flow:
 
     async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:
         self._loop = asyncio.get_running_loop()
-        _tune_gc()
+        gcpolicy.tune()
         self.files = FileSet(
             self.config,
             await asyncio.to_thread(self.load_checkpoints),
@@ -277,8 +274,10 @@ class Flow:
                 for tracked in ordered:
                     tracked.stat_at = now  # sizes are fresh: no second fstat in this pass
             yielded = time.monotonic()
-            for index, tracked in enumerate(ordered):
-                if index % 64 == 63 and time.monotonic() - yielded >= PASS_SLICE:
+            for tracked in ordered:
+                # checked at every file: a read gives up the GIL twice (pread, head check), and
+                # taking it back behind a busy worker thread costs up to the switch interval
+                if time.monotonic() - yielded >= PASS_SLICE:
                     await asyncio.sleep(0)  # a pass over many files leaves the loop its turns
                     yielded = time.monotonic()
                     if files.files.get((tracked.file_id.dev, tracked.file_id.ino)) is not tracked:
@@ -829,12 +828,6 @@ def _cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _tune_gc() -> None:
-    gen0, gen1, gen2 = gc.get_threshold()
-    if 0 < gen0 < GC_GEN0_THRESHOLD:
-        gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

@@ -7,7 +7,7 @@ from collections import deque
 
 from agent.records import Checkpoint, FileId, Record
 from agent.tailing.framing import Framed, Framer
-from agent.tailing.identity import head_matches
+from agent.tailing.identity import digest, head_matches
 
 MIN_READ = 64 * 1024  # bytes asked for at least, when the file is known to have grown
 
@@ -195,7 +195,13 @@ class TrackedFile:
             return [], 0
         acks = self.acks
         fid = acks.file_id
-        if not head_matches(self.fd, fid.fp_len, fid.fp_hash):
+        if offset == 0 and len(data) >= fid.fp_len:
+            # read from the start: the bytes read hold the head themselves, no second pread
+            # (each system call on the event loop gives up the GIL, and may wait to get it back)
+            ours = digest(data[: fid.fp_len]) == fid.fp_hash
+        else:
+            ours = head_matches(self.fd, fid.fp_len, fid.fp_hash)
+        if not ours:
             # Truncated and written again since we last looked (at offset 0 too: between the
             # open that fingerprinted the file and this first read): these bytes are not ours.
             # Checked after the read, so a rewrite during the read is caught as well.

@@ -42,6 +42,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent import gcpolicy
 from agent.config import FlowConfig
 from agent.metrics import FileMetrics, FlowMetrics
 from agent.records import Checkpoint, FileId
@@ -133,6 +134,7 @@ class FileSet:
         # what was read of it (the copytruncate window), and is then a prefix of what was read
         self.truncated: set[FileId] = set()
         self.problems = ScanProblems(set(), set())
+        self._freezer = gcpolicy.FreezeOnGrowth()  # thousands of files known: out of GC's sight
         self._next_missed_warning = float("-inf")
         self._multiline = (
             re.compile(flow.multi_line_start_pattern.encode())
@@ -200,6 +202,7 @@ class FileSet:
             now = self.clock()
             for p in probes:
                 self._adopt(p, now)
+            self._grown()
         flushed += self._finish(result, seen)
         if self.left_waiting:
             left, self.left_waiting = self.left_waiting, []
@@ -282,6 +285,11 @@ class FileSet:
         now = self.clock()
         for p in probes:
             self._adopt(p, now)
+        self._grown()
+
+    def _grown(self) -> None:
+        """Files were adopted: past a thousand more, what they hold leaves the collector's view."""
+        self._freezer.observe(len(self.files) + len(self.dormant))
 
     def _known(
         self,
