@@ -166,3 +166,38 @@ class TestForgetFinishedFiles:
         assert metrics.forget_finished_files(now_wall=200.0, idle=300.0) == 0
         assert metrics.forget_finished_files(now_wall=400.0, idle=300.0) == 1
         assert set(m.files) == {"lagging", "live"}
+
+
+class TestProgressOffTheLoop:
+    def test_files_are_summed_in_a_worker_thread_with_the_same_lines(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The periodic report's pass over every file (100,000 of them held the event loop for
+        ~270 ms) runs in a worker thread; the lines are those ``report`` logs."""
+        import asyncio
+        import threading
+
+        metrics = _agent([25 * MIB, 0, 3 * MIB])
+        threads: list[str] = []
+        real = progress.flow_lag
+
+        def spy(files: list[FileMetrics]) -> progress.FlowLag:
+            threads.append(threading.current_thread().name)
+            return real(files)
+
+        caplog.set_level(logging.DEBUG, logger="agent.progress")
+        progress.report(metrics)
+        expected = [r.getMessage() for r in caplog.records if "Uptime" not in r.getMessage()]
+        caplog.clear()
+        monkeypatch.setattr(progress, "flow_lag", spy)
+
+        async def one_round() -> None:
+            task = asyncio.create_task(progress.run(metrics, 0.01))
+            while not any("Uptime" in r.getMessage() for r in caplog.records):
+                await asyncio.sleep(0.01)
+            task.cancel()
+
+        asyncio.run(asyncio.wait_for(one_round(), 10))
+        assert threads and all(name != threading.main_thread().name for name in threads)
+        got = [r.getMessage() for r in caplog.records if "Uptime" not in r.getMessage()]
+        assert got[: len(expected)] == expected

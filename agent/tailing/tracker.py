@@ -63,6 +63,9 @@ from agent.tailing.tailer import FileAcks, TrackedFile
 
 log = logging.getLogger(__name__)
 
+# Files adopted in one slice past which each is logged at debug level and the slice in one line.
+QUIET_BURST = 64
+
 
 @dataclass(slots=True)
 class Flushed:
@@ -135,6 +138,7 @@ class FileSet:
         self.truncated: set[FileId] = set()
         self.problems = ScanProblems(set(), set())
         self._freezer = gcpolicy.FreezeOnGrowth()  # thousands of files known: out of GC's sight
+        self._adopt_level = logging.INFO  # DEBUG while a burst of files is adopted
         self._next_missed_warning = float("-inf")
         self._multiline = (
             re.compile(flow.multi_line_start_pattern.encode())
@@ -191,7 +195,13 @@ class FileSet:
             for tracked in suspects:
                 if self.files.get(_key(tracked)) is tracked:
                     flushed += self.check_truncation(tracked, verify_head=True)
-        new = self._within_budget(await asyncio.to_thread(self._new_files, result))
+        new = await asyncio.to_thread(self._new_files, result)
+        room = self._room_for(len(new))
+        if len(new) > room:  # a hundred thousand files waiting for descriptors: listed off the loop
+            self.backlog = await asyncio.to_thread(self._backlog_of, new[room:])
+        else:
+            self.backlog = []
+        new = new[:room]
         # The original before its copy, so that the copy is the one judged a shadow: files
         # known by inode first (a restart between logrotate's copy and its truncate), then the
         # longest (a copy holds at most what the original held).
@@ -199,10 +209,7 @@ class FileSet:
         want_end = self._want_end()
         for i in range(0, len(new), SLICE):
             probes = await asyncio.to_thread(probe_many, new[i : i + SLICE], want_end=want_end)
-            now = self.clock()
-            for p in probes:
-                self._adopt(p, now)
-            self._grown()
+            self._adopt_all(probes)
         flushed += self._finish(result, seen)
         if self.left_waiting:
             left, self.left_waiting = self.left_waiting, []
@@ -246,15 +253,24 @@ class FileSet:
         (dormant, reopened when they change); files with unread bytes are never closed, so
         past that the newest files wait their turn, oldest first.
         """
-        room = self.max_open - len(self.files)
-        if len(new) > room:
-            room += self.shed(len(new) - room)
-        room = max(0, room)
-        want_end = self._want_end()
-        # a file of the first scan keeps its END_OF_FILE start however long it waits
-        before = {(f.dev, f.ino): end for f, end in self.backlog}
-        self.backlog = [(f, before.get((f.dev, f.ino), want_end)) for f in new[room:]]
+        room = self._room_for(len(new))
+        self.backlog = self._backlog_of(new[room:])
         return new[:room]
+
+    def _room_for(self, wanted: int) -> int:
+        """How many new files may be opened now, closing idle ones for them: a slice at a time
+        (each close is a system call on the loop; the backlog's turns open the rest)."""
+        room = self.max_open - len(self.files)
+        if wanted > room:
+            room += self.shed(min(wanted - room, SLICE))
+        return max(0, room)
+
+    def _backlog_of(self, waiting: list[Found]) -> list[tuple[Found, bool]]:
+        """The files left waiting, each with its start (O(n): a worker thread's job at scale).
+        A file of the first scan keeps its END_OF_FILE start however long it waits."""
+        want_end = self._want_end()
+        before = {(f.dev, f.ino): end for f, end in self.backlog}
+        return [(f, before.get((f.dev, f.ino), want_end)) for f in waiting]
 
     def shed(self, count: int) -> int:
         """Close up to ``count`` idle files read to their end (least recently grown first)."""
@@ -268,8 +284,10 @@ class FileSet:
         ]
         if len(idle) > count:
             idle.sort(key=lambda t: t.last_growth)
+        fds: list[int] = []
         for tracked in idle[:count]:
-            self.make_dormant(tracked)
+            self.make_dormant(tracked, closing=fds)
+        _close_soon(fds)
         return min(count, len(idle))
 
     async def adopt_backlog(self) -> None:
@@ -282,13 +300,30 @@ class FileSet:
         batch, self.backlog = self.backlog[:room], self.backlog[room:]
         fresh = [(f, end) for f, end in batch if not self._held((f.dev, f.ino))]
         probes = await asyncio.to_thread(lambda: [probe(f, want_end=end) for f, end in fresh])
-        now = self.clock()
-        for p in probes:
-            self._adopt(p, now)
-        self._grown()
+        self._adopt_all(probes)
 
-    def _grown(self) -> None:
-        """Files were adopted: past a thousand more, what they hold leaves the collector's view."""
+    def _adopt_all(self, probes: list[Probe]) -> None:
+        """Adopt a slice of probed files. Past QUIET_BURST of them, each is logged at debug level
+        and the slice in one line: a log line is a write(2), and the loop's system calls are
+        where it waits for the GIL behind busy worker threads."""
+        now = self.clock()
+        quiet = len(probes) > QUIET_BURST
+        self._adopt_level = logging.DEBUG if quiet else logging.INFO
+        before = len(self.files)
+        try:
+            for p in probes:
+                self._adopt(p, now)
+        finally:
+            self._adopt_level = logging.INFO
+        if quiet:
+            log.info(
+                "%s: tailing %d more files (%d open, %d idle and closed; each at debug level)",
+                self.flow_id,
+                len(self.files) - before,
+                len(self.files),
+                len(self.dormant),
+            )
+        # past a thousand more files, what they hold leaves the collector's view
         self._freezer.observe(len(self.files) + len(self.dormant))
 
     def _known(
@@ -575,7 +610,7 @@ class FileSet:
         self.metrics.files[str(fid)] = FileMetrics(
             f.path, str(fid), size=st.st_size, read_offset=start, checkpoint_offset=start
         )
-        log.info("%s: tailing %s from offset %d", self.flow_id, f.path, start)
+        log.log(self._adopt_level, "%s: tailing %s from offset %d", self.flow_id, f.path, start)
 
     def _identify(
         self, p: Probe, key: tuple[int, int], now: float, *, force: bool = False
@@ -690,13 +725,19 @@ class FileSet:
 
     # --- idle files -------------------------------------------------------------------------------
 
-    def make_dormant(self, tracked: TrackedFile) -> None:
-        """Close an idle file read to its end; ``rescan`` reopens it by identity when it changes."""
+    def make_dormant(self, tracked: TrackedFile, *, closing: list[int] | None = None) -> None:
+        """Close an idle file read to its end; ``rescan`` reopens it by identity when it changes.
+        With ``closing``, its descriptor is put there for the caller to close (in bulk)."""
         key = _key(tracked)
         if self.files.get(key) is not tracked or tracked.acks.dirty:
             return  # a checkpoint not yet written: the flow writes it for open files only
         del self.files[key]
-        tracked.close()
+        if closing is not None:
+            if tracked.fd >= 0:
+                closing.append(tracked.fd)
+            tracked.fd = -1
+        else:
+            tracked.close()
         self.dormant[key] = tracked
         self.dormant_paths[tracked.path] = key
         log.debug("%s: closed idle %s (reopened when it changes)", self.flow_id, tracked.path)
@@ -809,6 +850,26 @@ def fd_budget() -> int:
     if soft == resource.RLIM_INFINITY:
         soft = 1 << 20
     return max(64, (soft - 256) // 2)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _close_soon(fds: list[int]) -> None:
+    """Close descriptors in a worker thread when a loop runs (hundreds of close(2) calls would
+    each give up the loop's GIL), else now. Nothing refers to them any more: their numbers are
+    not reused before they are closed."""
+    if not fds:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        _close_all(fds)
+        return
+    loop.run_in_executor(None, _close_all, fds)
 
 
 def _still_at(path: str, key: tuple[int, int]) -> bool:

@@ -1,0 +1,42 @@
+"""Closing idle files to make room for new ones is a system call each, on the event loop: a scan
+closes at most a slice of them, and the backlog's turns do the rest (issue 12 §1)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from agent.metrics import FlowMetrics
+from agent.tailing.probe import SLICE
+from agent.tailing.tracker import FileSet
+from tests.tailing.harness import fast_flow
+
+
+def test_a_scan_closes_at_most_a_slice_of_idle_files(tmp_path: Path) -> None:
+    first = SLICE + 88
+    for i in range(first):
+        (tmp_path / f"a{i:05d}.log").write_bytes(b"first %d\n" % i)
+    flow = fast_flow(str(tmp_path / "*.log"))
+    files = FileSet(flow, [], FlowMetrics(flow.flow_id, "test"), max_record_bytes=1 << 20,
+                    clock=lambda: 0.0)  # fmt: skip
+    files.max_open = first
+    try:
+        asyncio.run(files.rescan_async())
+        assert len(files.files) == first
+        for tracked in files.files.values():  # read to their end and checkpointed: idle
+            tracked.read(1 << 20, 0.0)
+            tracked.acks.dirty = False
+        for i in range(first):
+            (tmp_path / f"b{i:05d}.log").write_bytes(b"second %d\n" % i)
+        asyncio.run(files.rescan_async())
+        assert len(files.dormant) == SLICE  # not all ``first`` of them at once
+        assert len(files.files) == first
+        assert len(files.backlog) == first - SLICE
+        for _turn in range(10):
+            if not files.backlog:
+                break
+            asyncio.run(files.adopt_backlog())
+        assert not files.backlog
+        assert len(files.files) + len(files.dormant) == 2 * first  # every file known, once
+    finally:
+        files.close()
