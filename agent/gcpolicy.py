@@ -9,7 +9,8 @@ Its cost is the number of objects it examines. Two sources made pauses long:
   half a million objects and ~200 ms while a hundred thousand files were being discovered;
 - the files themselves: a hundred thousand tracked files are a few million long-lived objects,
   and each full collection examined all of them again (~250 ms), for nothing.
-So the thresholds keep the young generations to ~100k objects, and after discovery adopted many
+So the thresholds keep the young generations to ~150k objects (a first threshold as high as
+before, so records in flight cost no more, and a middle collection every second young one), and after discovery adopted many
 files at once, what exists is frozen (``gc.freeze``: moved out of the collector's view, an O(1)
 list splice). Frozen objects are still freed by reference counting; only a reference cycle among
 them would never be collected, and it takes a burst of new files (not each scan) to freeze.
@@ -20,8 +21,8 @@ from __future__ import annotations
 import gc
 
 # Objects allocated (net) between young collections, and young collections per middle one.
-GEN0_THRESHOLD = 20_000
-GEN1_THRESHOLD = 5
+GEN0_THRESHOLD = 50_000
+GEN1_THRESHOLD = 2
 # Files that became known (opened or closed idle) since the last freeze before freezing again.
 FREEZE_AFTER_FILES = 1024
 
