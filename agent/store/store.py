@@ -389,9 +389,16 @@ class StreamStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot configure the stream store {self.path}: {exc}") from exc
 
-    def checkpoint(self) -> tuple[int, int, int]:
-        """A PASSIVE checkpoint (writers go on meanwhile): (busy, WAL frames, frames copied)."""
-        ((busy, frames, copied),) = self._fetch("PRAGMA wal_checkpoint(PASSIVE)")
+    def checkpoint(self, *, truncate: bool = False) -> tuple[int, int, int]:
+        """A PASSIVE checkpoint (writers go on meanwhile): (busy, WAL frames, frames copied).
+
+        ``truncate``: a TRUNCATE one instead, which waits (this connection's busy timeout) for
+        the writer in progress, holds new writers off while it copies, and empties the WAL file.
+        Passive ones alone never shrink a WAL that writers append to without pause: SQLite
+        starts the WAL over only when a write transaction begins after a complete checkpoint.
+        """
+        mode = "TRUNCATE" if truncate else "PASSIVE"
+        ((busy, frames, copied),) = self._fetch(f"PRAGMA wal_checkpoint({mode})")
         return int(busy), int(frames), int(copied)
 
     # --- retention --------------------------------------------------------------------------------
