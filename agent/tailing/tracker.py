@@ -202,10 +202,6 @@ class FileSet:
         else:
             self.backlog = []
         new = new[:room]
-        # The original before its copy, so that the copy is the one judged a shadow: files
-        # known by inode first (a restart between logrotate's copy and its truncate), then the
-        # longest (a copy holds at most what the original held).
-        new.sort(key=lambda f: ((f.dev, f.ino) not in self.by_inode, -f.size))
         want_end = self._want_end()
         for i in range(0, len(new), SLICE):
             probes = await asyncio.to_thread(probe_many, new[i : i + SLICE], want_end=want_end)
@@ -244,7 +240,16 @@ class FileSet:
         return changed, seen, moved
 
     def _new_files(self, result: ScanResult) -> list[Found]:
-        return [f for f in result.found if not self._held((f.dev, f.ino))]
+        """The files found that we do not hold, the original before its copy, so that the copy
+        is the one judged a shadow: files known by inode first (a restart between logrotate's
+        copy and its truncate), then the longest (a copy holds at most what the original held).
+        Sorted before the descriptor budget cuts the list: the backlog's turns keep the order,
+        and a copy opened while its original waits would continue from the same checkpoint.
+        Only reads the tables: safe in a worker thread."""
+        by_inode = self.by_inode
+        new = [f for f in result.found if not self._held((f.dev, f.ino))]
+        new.sort(key=lambda f: ((f.dev, f.ino) not in by_inode, -f.size))
+        return new
 
     def _within_budget(self, new: list[Found]) -> list[Found]:
         """New files to open now; the rest wait in ``backlog`` until descriptors are free.
