@@ -62,7 +62,7 @@ def judge_checkpoints(
     continued: dict[FileId, int],
     still_at: Callable[[str, tuple[int, int]], bool],
 ) -> list[FileAcks]:
-    """After the first scan: the checkpointed files that went while the agent was away.
+    """After the first scan (and its backlog): the checkpointed files that went while away.
 
     ``resumed``: identities open again; ``present``: inodes the scan found; ``replaced``: identities
     whose inode now holds other bytes; ``continued``: identities a copy continues, with the copy's

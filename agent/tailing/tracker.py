@@ -116,8 +116,10 @@ class FileSet:
         self.opened_in_scan: set[tuple[int, int]] = set()  # copies opened off the scan's list
         for c in checkpoints:
             self._remember(c.file, c.offset)
-        # judged once, after the first scan: which of them went before they were read to the end
+        # judged once, when the files of the first scan are all opened (none waits for a
+        # descriptor): which of them went before they were read to the end
         self.checkpointed = checkpoints
+        self._resumed: set[FileId] = set()  # checkpointed identities opened again at their inode
         self.continued: dict[FileId, int] = {}  # identities a copy continued -> the copy's size
         self.reported: list[FileAcks] = []  # rows to store once a loss is reported (flow takes)
         self.shadows: set[tuple[int, int]] = set()
@@ -405,17 +407,20 @@ class FileSet:
             del self.waiting_fds[key]
             self.left_waiting.append((found, fd, self.clock()))
         self.shadows &= seen
-        if self.checkpointed:
+        if self.checkpointed and not self.backlog:
+            # judged once every file found has been opened: one waiting for a descriptor may
+            # be the checkpointed file itself, or the copy that continues a truncated one
             self.reported += judge_checkpoints(
                 self.metrics,
                 self.checkpointed,
-                resumed={t.file_id for t in self.files.values()},
+                resumed=self._resumed,
                 present=seen,
                 replaced=self.truncated,
                 continued=self.continued,
                 still_at=_still_at,
             )
             self.checkpointed = []
+            self._resumed = set()
         for key in list(self.waiting_since):
             if key not in seen:
                 del self.waiting_since[key]
@@ -631,6 +636,8 @@ class FileSet:
                     continue
                 offset = self.offsets[fid]
                 if offset <= size:
+                    if self.checkpointed:
+                        self._resumed.add(fid)  # may have ended by the time they are judged
                     self._forget_ended()
                     return fid, offset, self.ended.get(fid)
                 self.truncated.add(fid)

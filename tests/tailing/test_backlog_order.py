@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from agent.metrics import FlowMetrics
-from agent.records import Checkpoint
+from agent.records import Checkpoint, FileId
 from agent.tailing.identity import file_id, fingerprint
 from agent.tailing.tracker import FileSet
 from tests.tailing.harness import fast_flow
@@ -66,3 +66,46 @@ def test_a_copy_older_than_its_original_is_not_adopted_before_it_from_the_backlo
         got += _read_all(files)
     files.close()
     assert got == [*lines[50:], late]
+
+
+def test_a_copy_waiting_in_the_backlog_is_not_reported_lost_at_the_first_scan(
+    logs: Path,
+) -> None:
+    """Copytruncate while the agent was away: the truncated original is adopted, its copy waits
+    for a descriptor. The copy continues the checkpoint once it is adopted, so nothing is lost:
+    judging the checkpoints before the backlog was adopted reported the copy's bytes lost."""
+    lines = [f"line {i:04d} {'x' * 40}\n".encode() for i in range(100)]
+    live = logs / "app.log"
+    live.write_bytes(b"".join(lines))
+    fid = _fid(live)
+    half = sum(len(x) for x in lines[:50])
+    (logs / "app-1.log").write_bytes(b"".join(lines))  # logrotate's copy, then its truncate
+    fresh = b"the first line after the truncate\n"
+    live.write_bytes(fresh)
+    flow = fast_flow(str(logs / "app*.log"))
+    cp = Checkpoint(flow.flow_id, fid, str(live), half, size=len(b"".join(lines)))
+    metrics = FlowMetrics(flow.flow_id, "test")
+    files = FileSet(flow, [cp], metrics, max_record_bytes=1 << 20, clock=lambda: 0.0)
+    files.max_open = 1  # one descriptor: the copy waits in the backlog
+    asyncio.run(files.rescan_async())
+    got = _read_all(files)
+    files.max_open = 2  # a descriptor frees up: the backlog's turn
+    for _ in range(3):
+        asyncio.run(files.adopt_backlog())
+        got += _read_all(files)
+        asyncio.run(files.rescan_async())
+        got += _read_all(files)
+    files.close()
+    assert sorted(got) == sorted([*lines[50:], fresh])
+    assert (metrics.files_lost, metrics.unread_bytes_lost) == (0, 0)
+    assert files.reported == []
+
+
+def _fid(path: Path) -> FileId:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fp = fingerprint(fd)
+        assert fp is not None
+        return file_id(os.fstat(fd), fp)
+    finally:
+        os.close(fd)
