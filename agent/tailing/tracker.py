@@ -258,7 +258,7 @@ class FileSet:
 
         Descriptors are bounded (``max_open``): idle files read to their end are closed first
         (dormant, reopened when they change); files with unread bytes are never closed, so
-        past that the newest files wait their turn, oldest first.
+        past that the rest wait their turn, in the order ``_new_files`` gives.
         """
         room = self._room_for(len(new))
         self.backlog = self._backlog_of(new[room:])
