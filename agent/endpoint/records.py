@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Iterator
 from json.encoder import encode_basestring_ascii as json_string  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 
@@ -369,14 +370,7 @@ def records_json(page: admin.ShardPage) -> list[str]:
         mid = f'","ApproximateArrivalTimestamp":{piece.arrival!r},"Data":"'
         parts += [
             f'{head}{base + i}{mid}{_b64(data[d0:d1])}","PartitionKey":"{keys[k0:k1]}"}}'
-            for i, k0, k1, d0, d1 in zip(
-                piece.idx[lo:hi],
-                piece.key_starts[lo:hi],
-                piece.key_ends[lo:hi],
-                piece.data_starts[lo:hi],
-                piece.data_ends[lo:hi],
-                strict=True,
-            )
+            for i, k0, k1, d0, d1 in _rows(piece)
         ]
     return parts
 
@@ -385,17 +379,22 @@ def _records_json_general(piece: admin.ChunkSlice) -> list[str]:
     arrival = repr(piece.arrival)
     base = SEQUENCE_BASE + piece.base
     keys, data = piece.keys, piece.data
-    lo, hi = piece.lo, piece.hi
     return [
         f'{{"SequenceNumber":"{base + i}","ApproximateArrivalTimestamp":{arrival},'
         f'"Data":"{_b64(data[d0:d1])}",'
         f'"PartitionKey":{json_string(keys[k0:k1].decode())}}}'
-        for i, k0, k1, d0, d1 in zip(
-            piece.idx[lo:hi],
-            piece.key_starts[lo:hi],
-            piece.key_ends[lo:hi],
-            piece.data_starts[lo:hi],
-            piece.data_ends[lo:hi],
-            strict=True,
-        )
+        for i, k0, k1, d0, d1 in _rows(piece)
     ]
+
+
+def _rows(piece: admin.ChunkSlice) -> Iterator[tuple[int, int, int, int, int]]:
+    """Each record of the slice: its counter offset, and where its key and data lie."""
+    lo, hi = piece.lo, piece.hi
+    return zip(
+        piece.idx[lo:hi],
+        piece.key_starts[lo:hi],
+        piece.key_ends[lo:hi],
+        piece.data_starts[lo:hi],
+        piece.data_ends[lo:hi],
+        strict=True,
+    )
