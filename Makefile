@@ -24,7 +24,7 @@ $(NODE_PEERS): tests/peers/package.json
 setup: $(STAMP)
 
 run: setup
-	$(PY) -m agent.demo
+	$(PY) -m agent.cli.demo
 
 lint: setup
 	$(VENV)/bin/ruff check agent tests

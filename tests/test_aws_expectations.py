@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from agent.store.store import StreamStore
-from tests.e2e_helpers import stored_lines
 from tests.peers.faultproxy import FaultProxy
 from tests.peers.helpers import deaggregate, new_stream, read_stream
 from tests.peers.servers import TEST_ENV, Peer
+from tests.support.e2e import stored_lines
 
 PUT_RECORDS = "Kinesis_20131202.PutRecords"
 

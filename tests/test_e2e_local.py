@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import (
+from tests.support.e2e import (
     kill_agent,
     start_agent,
     stop_agent,

@@ -11,9 +11,9 @@ from typing import Any
 import pexpect
 from rich.console import Console
 
+from agent.observability.top import render
 from agent.printable import printable
-from agent.top import render
-from tests.obs_helpers import AGENT, agent_env, running_agent, snapshot_when, wait_for
+from tests.support.obs import AGENT, agent_env, running_agent, snapshot_when, wait_for
 
 CLEAR = "\x1b[2J"
 HOSTILE_NAMES = ("[/]z.log", f"{CLEAR}boom.log", "[bold]x.log", "a\rb.log", "\u202egol.txt.log")

@@ -10,7 +10,7 @@ from agent.records import Checkpoint, Record
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig, FlowConfig
-    from agent.metrics import FlowMetrics
+    from agent.observability.metrics import FlowMetrics
 
 
 @dataclass(slots=True)

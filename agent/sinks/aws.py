@@ -21,7 +21,7 @@ import botocore.session
 
 from agent.config import AgentConfig
 from agent.errors import FatalSinkError, RetryableSinkError, SinkError
-from agent.metrics import FlowMetrics
+from agent.observability.metrics import FlowMetrics
 from agent.records import Checkpoint, Record
 from agent.sinks import SendResult
 from agent.sinks.kpl import Aggregate

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from agent.metrics import FlowMetrics
+from agent.observability.metrics import FlowMetrics
 from agent.records import Record
 from agent.sinks.aws import AwsSink, make_client
 from agent.sinks.kpl import Aggregate, newline_aggregate

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from agent.metrics import FlowMetrics
+from agent.observability.metrics import FlowMetrics
 from agent.records import Record
 from agent.sinks.aws import AwsSink, make_client
 from agent.sinks.kpl import (

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from agent.errors import AgentError
-from agent.metrics import FlowMetrics
+from agent.observability.metrics import FlowMetrics
 from agent.records import Checkpoint, Record
 from agent.sinks import SendResult, Sink
 

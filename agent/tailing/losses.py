@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from agent.metrics import FlowMetrics
+from agent.observability.metrics import FlowMetrics
 from agent.records import Checkpoint, FileId
 from agent.tailing.tailer import FileAcks
 

@@ -42,10 +42,10 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent import gcpolicy
 from agent.config import FlowConfig
-from agent.metrics import FileMetrics, FlowMetrics
+from agent.observability.metrics import FileMetrics, FlowMetrics
 from agent.records import Checkpoint, FileId
+from agent.service import gcpolicy
 from agent.tailing.discovery import (
     Found,
     PathFilter,

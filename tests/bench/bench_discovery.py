@@ -2,7 +2,7 @@
 
 For each N: the time to ship every file, the event loop's worst lag (the agent's own measure,
 logged at exit), the longest gap between systemd watchdog pings (a fake NOTIFY_SOCKET, as in
-tests/test_systemd.py, with WATCHDOG_USEC=2 s: a ping a second), and with 1,000 files the idle
+tests/service/test_systemd.py, with WATCHDOG_USEC=2 s: a ping a second), and with 1,000 files the idle
 CPU of the daemon once everything is shipped. Goals: worst lag < 100 ms, gaps never past the
 watchdog, idle CPU < 1 % of a core.
 

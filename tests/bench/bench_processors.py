@@ -220,7 +220,7 @@ def bench_pipeline(workdir: Path, log: Path, count: int, size: int, *, profile_i
     try:
         import asyncio
 
-        import agent.daemon as daemon
+        import agent.service.daemon as daemon
         from agent.config import parse_config
     except ImportError as exc:
         print(f"pipeline: skipped ({exc})")

@@ -69,7 +69,7 @@ def _sample() -> None:
 
 
 def _install() -> None:
-    import agent.looplag as looplag
+    import agent.observability.looplag as looplag
 
     observe = looplag.LagMeter.observe
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.e2e_helpers import local_flow_config, stored_lines
 from tests.peers.webservers import START
 from tests.realworld.rotation import MODES, Logrotate, lines_on_disk, plain_rotated
 from tests.realworld.traffic import (
@@ -33,7 +32,8 @@ from tests.realworld.traffic import (
     parse_combined,
     window_mismatches,
 )
-from tests.reliability.common import kill, start, stop, wait_for
+from tests.support.e2e import local_flow_config, stored_lines
+from tests.support.reliability import kill, start, stop, wait_for
 
 STREAM = "web"
 HEADER = (

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import local_flow_config, stored_lines
-from tests.reliability.common import start, stop, wait_for
+from tests.support.e2e import local_flow_config, stored_lines
+from tests.support.reliability import start, stop, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.flow import CHECKPOINT_INTERVAL
+from agent.pipeline.flow import CHECKPOINT_INTERVAL
 from tests.peers.faultproxy import PASS, Fault, FaultProxy
 from tests.peers.helpers import new_stream
 from tests.peers.servers import PEERS_DIR, PeerError, ensure_kinesalite, free_port
-from tests.reliability.common import (
+from tests.support.reliability import (
     RssSampler,
     Tally,
     kill,
@@ -401,7 +401,7 @@ def flaky(tmp: Path, kinesalite_port: int, seconds: float) -> Tally:
 def crash_soak_local(tmp: Path, kills: int, seed: int = 7) -> Tally:
     """``kills`` SIGKILLs while three files grow and rotate, shipping into the embedded store:
     exactly once (records and checkpoints commit together)."""
-    from tests.e2e_helpers import stored_lines
+    from tests.support.e2e import stored_lines
 
     (tmp / "logs").mkdir()
     store = tmp / "streams"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import stored_lines
-from tests.reliability.common import start, stop, wait_for, write_config
+from tests.support.e2e import stored_lines
+from tests.support.reliability import start, stop, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_helpers import stored_lines
-from tests.reliability.common import append, numbered, start, stop, wait_for, write_config
+from tests.support.e2e import stored_lines
+from tests.support.reliability import append, numbered, start, stop, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -23,10 +23,10 @@ import pytest
 from agent.checkpoints import BACKUP_INTERVAL, CheckpointDB, DamagedCheckpoints
 from agent.errors import StoreError
 from agent.records import Checkpoint, FileId
-from tests.e2e_helpers import stored_lines
 from tests.peers.helpers import new_stream
 from tests.peers.servers import Peer
-from tests.reliability.common import (
+from tests.support.e2e import stored_lines
+from tests.support.reliability import (
     Tally,
     agent_env,
     append,

@@ -14,7 +14,7 @@ import pytest
 from agent.config import AgentConfig, load_config
 from tests.peers.helpers import new_stream
 from tests.peers.servers import Peer
-from tests.reliability.common import REPO, agent_env, append, numbered, write_config
+from tests.support.reliability import REPO, agent_env, append, numbered, write_config
 
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY-s1"
 ACCESS_KEY = "AKIAS1SECRETACCESSKEYID"
@@ -52,7 +52,7 @@ def test_secrets_never_in_the_config_repr(tmp_path: Path) -> None:
 def test_prometheus_listen_defaults_to_loopback() -> None:
     """metrics.prometheusListen is off by default (no listener at all); a bare port binds
     127.0.0.1, only an explicit host binds elsewhere."""
-    from agent.prometheus import parse_listen
+    from agent.observability.prometheus import parse_listen
 
     assert AgentConfig(flows=()).metrics_prometheus_listen is None
     assert parse_listen("9100") == ("127.0.0.1", 9100)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from agent.checkpoints import CheckpointDB
 from agent.config import AgentConfig, FlowConfig
-from agent.flow import Flow
-from agent.metrics import FlowMetrics
+from agent.observability.metrics import FlowMetrics
+from agent.pipeline.flow import Flow
 from agent.sinks import MemorySink, Sink
 
 

@@ -13,7 +13,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from agent.metrics import FlowMetrics
+from agent.observability.metrics import FlowMetrics
 from agent.records import Checkpoint, FileId
 from agent.tailing.identity import file_id, fingerprint
 from agent.tailing.tracker import FileSet

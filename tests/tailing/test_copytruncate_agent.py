@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import (
+from tests.support.e2e import (
     kill_agent,
     local_flow_config,
     start_agent,

@@ -75,7 +75,7 @@ def test_fatal_errors_mark_the_flow_failing_and_log_sparingly(
     sink = ScriptedSink([FatalSinkError("AccessDenied: no") for _ in range(30)])
     h = harness(tmp_path, logs, sink)
     states: list[tuple[str, str | None]] = []
-    with caplog.at_level(logging.ERROR, logger="agent.flow"):
+    with caplog.at_level(logging.ERROR, logger="agent.pipeline.flow"):
         h.start()
         try:
             assert h.flow is not None
@@ -144,9 +144,9 @@ def test_a_wake_up_during_a_checkpoint_save_is_not_lost(
     must see it at once, not after sleeping a checkpoint interval (a lost wake-up that cost every
     `run --once` into Kinesis a second)."""
     h = FlowHarness(tmp_path, fast_flow(str(logs / "app.log*")))
-    from agent import flow as flow_module
-    from agent.flow import Flow
-    from agent.metrics import FlowMetrics
+    from agent.observability.metrics import FlowMetrics
+    from agent.pipeline import flow as flow_module
+    from agent.pipeline.flow import Flow
 
     flow = Flow(h.agent, h.flow_config, h.memory, FlowMetrics("f", "LocalStream:test"), None)
     signalled = False

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import agent.tailing.identity as identity
-from agent.metrics import FlowMetrics
+from agent.observability.metrics import FlowMetrics
 from agent.tailing.discovery import walk
 from agent.tailing.tracker import FileSet
 from tests.tailing.harness import fast_flow

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.metrics import FlowMetrics
+from agent.observability.metrics import FlowMetrics
 from agent.tailing.tracker import FileSet
-from tests.e2e_helpers import (
+from tests.support.e2e import (
     kill_agent,
     local_flow_config,
     start_agent,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.metrics import FlowMetrics
+from agent.observability.metrics import FlowMetrics
 from agent.tailing.probe import SLICE
 from agent.tailing.tracker import QUIET_BURST, FileSet
 from tests.tailing.harness import fast_flow

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.sinks import MemorySink
-from tests.obs_helpers import local_config, running_agent, snapshot_when, wait_for, write_log
+from tests.support.obs import local_config, running_agent, snapshot_when, wait_for, write_log
 from tests.tailing.harness import FlowHarness, fast_flow
 
 

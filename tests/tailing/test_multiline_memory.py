@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.e2e_helpers import stored_lines
+from tests.support.e2e import stored_lines
 
 MIB = 1024 * 1024
 FILE_BYTES = 64 * MIB

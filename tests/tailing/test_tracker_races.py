@@ -12,7 +12,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from agent.metrics import FlowMetrics
+from agent.observability.metrics import FlowMetrics
 from agent.tailing.tailer import Truncated
 from agent.tailing.tracker import FileSet
 from tests.tailing.harness import fast_flow

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from agent.metrics import FlowMetrics
+from agent.observability.metrics import FlowMetrics
 from agent.tailing.tracker import FileSet
 from tests.tailing.harness import fast_flow
 

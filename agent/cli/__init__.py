@@ -1,0 +1,1 @@
+"""The command line: ``kinesis-agent`` and its subcommands, each registered from its own module."""

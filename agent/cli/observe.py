@@ -1,0 +1,62 @@
+"""``kinesis-agent status`` and ``top``: argument parsing only; the views live in agent/observability/top.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from agent.config import DEFAULT_CONFIG, load_config
+from agent.observability.status import fetch, socket_path
+
+
+def register(subparsers: Any) -> None:
+    where = argparse.ArgumentParser(add_help=False)
+    group = where.add_mutually_exclusive_group()
+    group.add_argument(
+        "-c",
+        "--config",
+        default=DEFAULT_CONFIG,
+        help=f"find the status socket from this agent.json (default {DEFAULT_CONFIG})",
+    )
+    group.add_argument("--socket", metavar="PATH", help="the status socket itself")
+
+    status = subparsers.add_parser(
+        "status",
+        parents=[where],
+        help="show the running agent: flows, files, rates, lag, errors",
+    )
+    status.add_argument("--json", action="store_true", help="print the raw JSON snapshot")
+    status.set_defaults(func=cmd_status)
+
+    top = subparsers.add_parser(
+        "top", parents=[where], help="live view of the running agent (q or Ctrl+C to quit)"
+    )
+    top.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between redraws (default 1)"
+    )
+    top.set_defaults(func=cmd_top)
+
+
+def _socket(args: argparse.Namespace) -> str:
+    if args.socket:
+        return str(args.socket)
+    return socket_path(load_config(args.config))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    snap = fetch(_socket(args))
+    if args.json:
+        print(json.dumps(snap, indent=2, sort_keys=True))
+        return 0
+    from agent.observability.top import print_status
+
+    print_status(snap)
+    return 0
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from agent.observability.top import run_top
+
+    path = _socket(args)
+    return run_top(lambda: fetch(path), interval=max(0.2, args.interval))

@@ -1,0 +1,1 @@
+"""One flow's way from files to a destination: reading, processing, batching, sending, checkpoints."""

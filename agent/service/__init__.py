@@ -1,0 +1,1 @@
+"""Running as a service: the daemon's life cycle, systemd, one instance per state, the local endpoint."""

@@ -1,0 +1,178 @@
+"""Backoff arithmetic and the resend loop, with a scripted fake sink and an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import pytest
+
+from agent.errors import FatalSinkError, RetryableSinkError
+from agent.observability.metrics import FlowMetrics
+from agent.records import Checkpoint, Record
+from agent.sinks import SendResult
+from agent.sinks.retry import Backoff, send_until_delivered
+
+
+def records(n: int) -> list[Record]:
+    return [Record(b"r%d\n" % i, None, i * 10, i * 10 + 10) for i in range(n)]
+
+
+class ScriptedSink:
+    """Fails entries as told, attempt by attempt; remembers what each attempt carried."""
+
+    transactional = False
+    max_record_bytes = 1024
+    max_batch_records = 500
+    max_batch_bytes = 1 << 20
+
+    def __init__(self, script: list[object]) -> None:
+        # each step: a set of positions to fail, or an exception to fail the whole call with
+        self.script = script
+        self.attempts: list[list[bytes]] = []
+        self.stored: list[bytes] = []
+
+    async def send(self, batch: Sequence[Record], checkpoints: Sequence[Checkpoint]) -> SendResult:
+        self.attempts.append([r.data for r in batch])
+        step = self.script.pop(0) if self.script else set()
+        if isinstance(step, BaseException):
+            return SendResult(retry=list(batch), error=step)
+        assert isinstance(step, set)
+        result = SendResult()
+        for i, r in enumerate(batch):
+            (result.retry if i in step else result.delivered).append(r)
+        self.stored.extend(r.data for r in result.delivered)
+        return result
+
+    async def aclose(self) -> None:
+        pass
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class TestBackoff:
+    def test_doubles_from_initial_to_the_cap(self) -> None:
+        """Without jitter the ceiling doubles each failure and stops at the maximum."""
+        b = Backoff(100, 1000, rand=lambda: 1.0)
+        assert [b.next_delay() for _ in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+
+    def test_jitter_keeps_at_least_half(self) -> None:
+        """Each delay is within [ceiling/2, ceiling]."""
+        b = Backoff(100, 10_000, rand=lambda: 0.0)
+        assert [b.next_delay() for _ in range(3)] == [0.05, 0.1, 0.2]
+
+    def test_reset_starts_over(self) -> None:
+        """After a success the next failure waits the initial delay again."""
+        b = Backoff(100, 10_000, rand=lambda: 1.0)
+        for _ in range(10):
+            b.next_delay()
+        b.reset()
+        assert b.next_delay() == 0.1
+
+    def test_never_gives_up_nor_overflows(self) -> None:
+        """Thousands of failures still give the cap, not an error."""
+        b = Backoff(100, 10_000, rand=lambda: 1.0)
+        for _ in range(5000):
+            delay = b.next_delay()
+        assert delay == 10.0
+
+    def test_rejects_nonsense(self) -> None:
+        """A maximum below the initial delay is a programming error."""
+        with pytest.raises(ValueError):
+            Backoff(100, 50)
+
+
+class TestSendUntilDelivered:
+    def run(self, sink: ScriptedSink, batch: list[Record], **kw: object) -> tuple[int, FakeTime]:
+        t = FakeTime()
+        attempts = asyncio.run(
+            send_until_delivered(
+                sink,
+                batch,
+                (),
+                Backoff(100, 10_000, rand=lambda: 1.0),
+                sleep=t.sleep,
+                clock=t.clock,
+                **kw,  # type: ignore[arg-type]
+            )
+        )
+        return attempts, t
+
+    def test_resends_only_failed_entries_in_order(self) -> None:
+        """Partial failures resend exactly the failed entries, in their original order."""
+        sink = ScriptedSink([{1, 3, 4}, {0}, set()])
+        batch = records(6)
+        attempts, t = self.run(sink, batch)
+        assert attempts == 3
+        assert sink.attempts[1] == [b"r1\n", b"r3\n", b"r4\n"]
+        assert sink.attempts[2] == [b"r1\n"]
+        assert sorted(sink.stored) == sorted(r.data for r in batch)
+        assert len(sink.stored) == 6
+        assert t.sleeps == [0.1, 0.2]
+
+    def test_whole_call_errors_resend_everything(self) -> None:
+        """A retryable error resends the whole batch after an exponential delay."""
+        sink = ScriptedSink([RetryableSinkError("503"), RetryableSinkError("503"), set()])
+        attempts, t = self.run(sink, records(3))
+        assert attempts == 3
+        assert sink.attempts[0] == sink.attempts[1] == sink.attempts[2]
+        assert t.sleeps == [0.1, 0.2]
+
+    def test_fatal_errors_wait_the_cap_and_mark_failing(self) -> None:
+        """Access denied retries at the maximum delay and the flow shows ``failing`` until it heals."""
+        metrics = FlowMetrics("f", "KinesisStream:s")
+        seen: list[str] = []
+        sink = ScriptedSink([FatalSinkError("denied"), FatalSinkError("denied"), set()])
+
+        def on_result(result: SendResult) -> None:
+            seen.append(metrics.status)
+
+        attempts, t = self.run(sink, records(2), metrics=metrics, on_result=on_result)
+        assert attempts == 3
+        assert all(5.0 <= s <= 10.0 for s in t.sleeps)
+        assert metrics.status == "running"
+        assert metrics.retries == 2
+        assert metrics.last_error is None
+
+    def test_fatal_errors_log_loudly_once_a_minute(self, caplog: pytest.LogCaptureFixture) -> None:
+        """An hour of access denied gives about one error line per minute, not one per attempt."""
+        script: list[object] = [FatalSinkError("denied") for _ in range(400)]
+        sink = ScriptedSink([*script, set()])
+        with caplog.at_level(logging.ERROR, logger="agent.sinks.retry"):
+            _, t = self.run(sink, records(1))
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        minutes = t.now / 60
+        assert len(errors) <= minutes + 1
+        assert len(errors) >= minutes / 2
+        assert "denied" in errors[0].getMessage()
+
+    def test_on_result_sees_every_attempt(self) -> None:
+        """Delivered records are reported as soon as each attempt returns."""
+        sink = ScriptedSink([{0}, set()])
+        delivered: list[list[bytes]] = []
+        self.run(
+            sink, records(3), on_result=lambda r: delivered.append([x.data for x in r.delivered])
+        )
+        assert delivered == [[b"r1\n", b"r2\n"], [b"r0\n"]]
+
+    def test_success_resets_the_backoff(self) -> None:
+        """A fully delivered batch leaves the shared backoff at its start."""
+        backoff = Backoff(100, 10_000, rand=lambda: 1.0)
+        t = FakeTime()
+        sink = ScriptedSink([{0}, {0}, set()])
+        asyncio.run(
+            send_until_delivered(sink, records(1), (), backoff, sleep=t.sleep, clock=t.clock)
+        )
+        assert backoff.failures == 0

@@ -1,0 +1,1 @@
+"""What tests share: starting the agent, writing configs, reading streams."""
