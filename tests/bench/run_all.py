@@ -1,6 +1,12 @@
 """`make bench`: the figures of issues 6 and 12 as one table of medians, each beside its reference.
 
     .venv/bin/python tests/bench/run_all.py [--runs 3] [--only P1,P7] [--quick] [--workdir DIR]
+    .venv/bin/python tests/bench/run_all.py --against /tmp/before [--only P1,P2]
+
+``--against TREE`` runs every scenario on the agent of this checkout and on the agent of TREE (another
+checkout, e.g. ``git worktree add /tmp/before <commit>``), in turn, run by run (A B A B), so both
+see the same machine; it prints each agent figure's median for both and their ratio. That is how a
+restructuring shows it kept the speed: same run, both commits.
 
 Every scenario runs ``--runs`` times from scratch (scenarios.py says what each measures); the
 references (rsyslog imfile → omfile, ``wc -l``) are measured in the same runs on the same files.
@@ -15,6 +21,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -155,7 +162,12 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(SCENARIOS), help="e.g. P1,P7")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--workdir", help="keep generated inputs here (default: a temp dir)")
+    parser.add_argument(
+        "--against", help="another checkout's root: run both agents in turn, print ratios"
+    )
     args = parser.parse_args()
+    if args.against:
+        return compare(args, Path(args.against).resolve())
     chosen = [s.strip().upper() for s in args.only.split(",") if s.strip()]
     sizes = Sizes.quick() if args.quick else Sizes()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ka-bench-"))
@@ -185,6 +197,66 @@ def main() -> int:
     print(
         table([list(r) for r in rows], ["figure", "agent", "reference (same run)", "target", "met"])
     )
+    return 0
+
+
+def _on_tree(tree: Path) -> None:
+    """Make the agent processes a scenario starts import ``agent`` from ``tree`` (and check they do)."""
+    os.environ["PYTHONPATH"] = str(tree)
+    where = subprocess.run(
+        [sys.executable, "-c", "import agent; print(agent.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not Path(where).resolve().is_relative_to(tree):
+        raise RuntimeError(f"agent imported from {where}, not from {tree}")
+
+
+def compare(args: argparse.Namespace, other: Path) -> int:
+    """A/B of two checkouts' agents, interleaved run by run; agent figures only."""
+    if not (other / "agent" / "__init__.py").is_file():
+        print(f"--against {other}: no agent/ package there", file=sys.stderr)
+        return 2
+    here = Path(__file__).resolve().parents[2]
+    chosen = [s.strip().upper() for s in args.only.split(",") if s.strip()]
+    sizes = Sizes.quick() if args.quick else Sizes()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="ka-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    ctx = Context(work, sizes)
+    saved, cwd = os.environ.get("PYTHONPATH"), os.getcwd()
+    os.chdir(work)  # `python -m agent` puts its cwd first on sys.path, before PYTHONPATH
+    out: list[list[str]] = []
+    try:
+        for name in chosen:
+            scenario: Callable[[Context], dict[str, float]] = SCENARIOS[name]
+            a_runs, b_runs = [], []
+            for i in range(args.runs):
+                for tree, runs in ((here, a_runs), (other, b_runs)):
+                    _on_tree(tree)
+                    runs.append(scenario(ctx))
+                    print(
+                        f"{name} run {i + 1} {tree}: "
+                        + ", ".join(f"{k} {_fmt(v)}" for k, v in runs[-1].items()),
+                        flush=True,
+                    )
+            a, b = medians(a_runs), medians(b_runs)
+            for key in a:
+                if not key.startswith(
+                    ("rsyslog", "wc ", "window", "budget")
+                ):  # references: same file
+                    ratio = a[key] / b[key] if b[key] else float("nan")
+                    out.append([f"{name} {key}", _fmt(a[key]), _fmt(b[key]), f"{ratio:.3f}"])
+    finally:
+        os.chdir(cwd)
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"\nmedians of {args.runs} interleaved runs; A = {here}, B = {other}")
+    print(table(out, ["figure", "A (this checkout)", "B (--against)", "A/B"]))
     return 0
 
 
