@@ -127,13 +127,13 @@ class TestDeb:
             "./usr/bin/kinesis-agent -> /opt/kinesis-agent/bin/kinesis-agent",
             f"./opt/kinesis-agent/bin/python{built.py_minor} -> /usr/bin/python{built.py_minor}",
             "./opt/kinesis-agent/bin/kinesis-agent",
-            f"./opt/kinesis-agent/lib/python{built.py_minor}/site-packages/agent/cli.py",
+            f"./opt/kinesis-agent/lib/python{built.py_minor}/site-packages/agent/cli/main.py",
             "./etc/agent.json",
             "./etc/agent.d/",
             "./lib/systemd/system/kinesis-agent.service",
         ]:
             assert path in entries
-        assert re.search(r"agent/__pycache__/cli\.cpython-\d+\.pyc", listing), "not byte-compiled"
+        assert re.search(r"agent/cli/__pycache__/main\.cpython-\d+\.pyc", listing), "not byte-compiled"
         assert all(" root/root " in line for line in listing.splitlines())
         # may hold awsSecretAccessKey: never world-readable, not even before postinst runs
         [config] = [line for line in listing.splitlines() if line.endswith(" ./etc/agent.json")]
@@ -180,7 +180,7 @@ class TestRpm:
         for path in [
             "/usr/bin/kinesis-agent",
             "/opt/kinesis-agent/bin/kinesis-agent",
-            f"/opt/kinesis-agent/lib/python{py_minor}/site-packages/agent/cli.py",
+            f"/opt/kinesis-agent/lib/python{py_minor}/site-packages/agent/cli/main.py",
             "/etc/agent.json",
             "/etc/agent.d",
             "/usr/lib/systemd/system/kinesis-agent.service",
