@@ -14,8 +14,9 @@ import contextlib
 import signal
 
 from agent.config import DEFAULT_CONFIG, AgentConfig, load_config
+from agent.config.listen import parse_endpoint_listen
 from agent.endpoint.limits import ShardLimits
-from agent.endpoint.server import KinesisEndpoint, parse_listen, serve_forever
+from agent.endpoint.server import KinesisEndpoint, serve_forever
 from agent.endpoint.sigv4 import KeyPair
 from agent.errors import ConfigError
 
@@ -48,7 +49,7 @@ def endpoint_from_config(
     if not listen:
         return None
     try:
-        parse_listen(listen)
+        parse_endpoint_listen(listen)
     except ValueError as exc:
         raise ConfigError("localStore.listen", str(exc)) from None
     return KinesisEndpoint(
@@ -95,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.store is not None:
         listen = args.listen or DEFAULT_LISTEN
         try:
-            parse_listen(listen)
+            parse_endpoint_listen(listen)
         except ValueError as exc:
             raise ConfigError("--listen", str(exc)) from None
         endpoint = KinesisEndpoint(
