@@ -48,29 +48,25 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AgentConfig:
 
 def _load(main_path: Path) -> AgentConfig:
     budget = ConfigBudget()
-    doc = read_config_file(main_path, budget)
-    if not isinstance(doc, dict):
-        raise ConfigError(
-            "",
-            f"the configuration must be a JSON object, not {typename(doc)}",
-            source=str(main_path),
-        )
+    doc = _read_object(main_path, budget, "the configuration must be a JSON object")
     sources = [str(main_path)]
     flow_docs = _flow_docs(doc, str(main_path))
     for extra in extra_config_files(main_path):
-        extra_doc = read_config_file(extra, budget)
-        if not isinstance(extra_doc, dict):
-            raise ConfigError(
-                "",
-                f"must be a JSON object with a 'flows' list, not {typename(extra_doc)}",
-                source=str(extra),
-            )
+        extra_doc = _read_object(extra, budget, "must be a JSON object with a 'flows' list")
         for key in extra_doc:
             if key != "flows":
                 raise ConfigError(key, "agent.d files may only contain 'flows'", source=str(extra))
         flow_docs += _flow_docs(extra_doc, str(extra))
         sources.append(str(extra))
     return parse_config(doc, flow_docs, source=str(main_path), sources=tuple(sources))
+
+
+def _read_object(path: Path, budget: ConfigBudget, expected: str) -> dict[str, Any]:
+    """The JSON object in ``path``; ``expected`` says what the file must be when it is not one."""
+    doc = read_config_file(path, budget)
+    if not isinstance(doc, dict):
+        raise ConfigError("", f"{expected}, not {typename(doc)}", source=str(path))
+    return doc
 
 
 def _flow_docs(doc: Mapping[str, Any], source: str | None) -> list[FlowDoc]:
