@@ -10,7 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
-from agent.config import DEFAULT_CONFIG, AgentConfig, load_config
+from agent.cli.options import PROG, add_config, report
+from agent.config import AgentConfig, load_config
 from agent.errors import EX_CONFIG, AgentError, ConfigError
 
 log = logging.getLogger("agent")
@@ -18,10 +19,10 @@ log = logging.getLogger("agent")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="kinesis-agent",
+        prog=PROG,
         description="Ship log files into Kinesis Data Streams, Firehose, or the embedded stream store.",
     )
-    parser.add_argument("--version", action="version", version=f"kinesis-agent {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument(
         "--log-level",
         default=os.environ.get("KINESIS_AGENT_LOG_LEVEL", "INFO"),
@@ -31,9 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the agent in the foreground")
-    run.add_argument(
-        "-c", "--config", default=DEFAULT_CONFIG, help=f"agent.json (default {DEFAULT_CONFIG})"
-    )
+    add_config(run)
     run.add_argument(
         "--once",
         action="store_true",
@@ -44,9 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check", help="validate the configuration and show what would be shipped"
     )
-    check.add_argument(
-        "-c", "--config", default=DEFAULT_CONFIG, help=f"agent.json (default {DEFAULT_CONFIG})"
-    )
+    add_config(check)
     check.add_argument(
         "--samples", type=int, default=3, help="records to show per flow (default 3)"
     )
@@ -65,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_stream_commands(sub)
 
-    from agent.service.serve import register as register_serve
+    from agent.cli.serve import register as register_serve
 
     register_serve(sub)
     return parser
@@ -165,19 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
         return result
-    except ConfigError as exc:
-        print(f"kinesis-agent: configuration error: {exc}", file=sys.stderr)
-        return EX_CONFIG
     except AgentError as exc:
-        print(f"kinesis-agent: {exc}", file=sys.stderr)
-        return 1
+        return report(exc)
     except ExceptionGroup as group:
         # a flow that cannot start (damaged state, unreachable store) fails the daemon's
         # TaskGroup: say what it was in one line, not with a traceback
         first = _first_agent_error(group)
         if first is None:
             raise
-        print(f"kinesis-agent: {first}", file=sys.stderr)
+        print(f"{PROG}: {first}", file=sys.stderr)
         return EX_CONFIG if isinstance(first, ConfigError) else 1
     except KeyboardInterrupt:
         return 130
