@@ -6,6 +6,8 @@ A port is plain decimal digits. The Prometheus parser used ``int()``, which also
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from agent.config import parse_config
@@ -22,9 +24,37 @@ NOT_PLAIN_DIGITS = [
     "0x10",
 ]
 FLOW = {"filePattern": "/l/*.log", "localStream": "a"}
+Parse = Callable[[str], tuple[str, int]]
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "expected"),
+    [
+        (parse_prometheus_listen, "9100", ("127.0.0.1", 9100)),
+        (parse_prometheus_listen, ":9100", ("127.0.0.1", 9100)),
+        (parse_prometheus_listen, "0.0.0.0:9100", ("0.0.0.0", 9100)),
+        (parse_prometheus_listen, "[::1]:9100", ("::1", 9100)),
+        (parse_prometheus_listen, "localhost:0", ("localhost", 0)),
+        (parse_endpoint_listen, "4568", ("127.0.0.1", 4568)),
+        (parse_endpoint_listen, ":4568", ("127.0.0.1", 4568)),
+        (parse_endpoint_listen, "[::1]:4568", ("::1", 4568)),
+        (parse_endpoint_listen, "localhost:", ("localhost", 4567)),
+        (parse_endpoint_listen, " 127.0.0.1:0 ", ("127.0.0.1", 0)),
+    ],
+)
+def test_forms(parse: Parse, text: str, expected: tuple[str, int]) -> None:
+    """A bare port means loopback; a host opens it further on purpose; the endpoint alone has a
+    default port (4567, kinesalite's) for an empty one."""
+    assert parse(text) == expected
 
 
 class TestPrometheusListen:
+    @pytest.mark.parametrize("text", ["", "host:", "99999", "[::1]9100", "x:y"])
+    def test_errors_name_the_key(self, text: str) -> None:
+        """A bad value is a config error at metrics.prometheusListen."""
+        with pytest.raises(ConfigError, match=r"metrics\.prometheusListen"):
+            parse_prometheus_listen(text)
+
     @pytest.mark.parametrize("text", NOT_PLAIN_DIGITS)
     def test_a_port_is_plain_decimal_digits(self, text: str) -> None:
         """``+9100`` and ``9_100`` are refused at metrics.prometheusListen, as ``99999`` is."""
@@ -44,21 +74,6 @@ class TestEndpointListen:
         """The same addresses are refused for the Kinesis endpoint, with the same words."""
         with pytest.raises(ValueError, match="expected a port 0-65535 in"):
             parse_endpoint_listen(text)
-
-    @pytest.mark.parametrize(
-        ("text", "expected"),
-        [
-            ("4568", ("127.0.0.1", 4568)),
-            (":4568", ("127.0.0.1", 4568)),
-            ("0.0.0.0:4568", ("0.0.0.0", 4568)),
-            ("[::1]:4568", ("::1", 4568)),
-            ("localhost:", ("localhost", 4567)),
-            (" 127.0.0.1:0 ", ("127.0.0.1", 0)),
-        ],
-    )
-    def test_forms(self, text: str, expected: tuple[str, int]) -> None:
-        """A bare port means loopback; an empty one the endpoint's default, 4567."""
-        assert parse_endpoint_listen(text) == expected
 
     def test_check_refuses_it_too(self) -> None:
         with pytest.raises(ConfigError, match=r"localStore\.listen"):
