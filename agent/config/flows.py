@@ -13,7 +13,7 @@ from agent.config.schema import FLOW_BY_NAME, GLOBAL_BY_NAME
 from agent.config.values import camel, read_keys, typename
 from agent.errors import ConfigError
 
-log = logging.getLogger("agent.config")
+log = logging.getLogger("agent.config")  # the package's one logger, named as before the split
 
 
 def parse_flow(raw: Any, path: str, source: str | None) -> FlowConfig:

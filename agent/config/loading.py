@@ -20,7 +20,7 @@ from agent.config.schema import FLOW_BY_NAME, GLOBAL_BY_NAME, GLOBAL_KEYS
 from agent.config.values import read_keys, typename
 from agent.errors import ConfigError
 
-log = logging.getLogger("agent.config")
+log = logging.getLogger("agent.config")  # the package's one logger, named as before the split
 
 # A flow document: the raw flow, its JSON path (``flows[0]``) and the file it came from.
 FlowDoc = tuple[Any, str, str]

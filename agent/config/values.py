@@ -15,7 +15,7 @@ from typing import Any
 from agent.config.schema import Key
 from agent.errors import ConfigError
 
-log = logging.getLogger("agent.config")
+log = logging.getLogger("agent.config")  # the package's one logger, named as before the split
 
 _STREAM_NAME = re.compile(r"[a-zA-Z0-9_.-]{1,128}")
 _TRUE = {"true", "yes", "t", "y", "1"}
