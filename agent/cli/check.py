@@ -1,4 +1,5 @@
-"""The parts of ``kinesis-agent check`` that look past the files: destinations and capacity.
+"""``kinesis-agent check``: the configuration, the files it matches, their first records after
+processing, and (past the files) the destinations and capacity.
 
 ``--test-destination`` asks each destination whether it exists and whether these credentials can
 describe it (DescribeStreamSummary, DescribeDeliveryStream, or the embedded store's catalogue).
@@ -7,14 +8,78 @@ Capacity advice needs observed rates, so it comes from the running agent's statu
 
 from __future__ import annotations
 
+import argparse
+import re
 from collections.abc import Callable
 from typing import Any
 
-from agent.config import AgentConfig, FlowConfig
+from agent.cli.options import add_config
+from agent.config import AgentConfig, FlowConfig, load_config
 from agent.observability.status import StatusUnavailable, fetch, socket_path
 from agent.printable import printable
 
 Describe = Callable[[AgentConfig, FlowConfig], str]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = sub.add_parser(
+        "check", help="validate the configuration and show what would be shipped"
+    )
+    add_config(check)
+    check.add_argument(
+        "--samples", type=int, default=3, help="records to show per flow (default 3)"
+    )
+    check.add_argument(
+        "--test-destination",
+        action="store_true",
+        help="also check that each stream / delivery stream exists and the credentials can describe it",
+    )
+    check.set_defaults(func=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from agent.processors import build_chain
+    from agent.tailing.discovery import scan, shipping_order
+    from agent.tailing.framing import Framer
+
+    config = load_config(args.config)
+    print(f"configuration OK: {', '.join(config.sources)} ({len(config.flows)} flow(s))")
+    for flow in config.flows:
+        print(f"\nflow {flow.flow_id} -> {flow.destination}")
+        files = sorted(scan(flow.file_pattern), key=lambda f: shipping_order(f.mtime, f.path))
+        if not files:
+            print(f"  no files match {flow.file_pattern} yet")
+            continue
+        for f in files:
+            print(f"  {printable(f.path)}  {f.size} bytes")  # names and records: never raw
+        chain = build_chain(flow.data_processing_options)
+        pattern = flow.multi_line_start_pattern
+        framer = Framer(
+            multiline=re.compile(pattern.encode()) if pattern else None,
+            skip_header_lines=flow.skip_header_lines,
+            terminator=flow.truncated_record_terminator.encode(),
+        )
+        newest = files[-1]
+        try:
+            with open(newest.path, "rb") as fh:
+                framed = framer.feed(fh.read(256 * 1024), 0)
+        except OSError as exc:
+            print(f"  cannot read {printable(newest.path)}: {exc.strerror}")
+            continue
+        print(f"  first records of {printable(newest.path)} after processing:")
+        shown = 0
+        for data, _start, _end in framed:
+            out = chain(data)
+            if out is None:
+                continue
+            text = out.decode("utf-8", "replace").rstrip("\n")
+            print("    " + printable(text, keep_layout=True))
+            shown += 1
+            if shown >= args.samples:
+                break
+        if not shown:
+            print("    (no complete record yet)")
+    return report(config, test_destination=args.test_destination)
 
 
 def _aws_client(config: AgentConfig, service: str) -> Any:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 from collections.abc import Sequence
 
 from agent import __version__
-from agent.config import DEFAULT_CONFIG, AgentConfig, load_config
+from agent.cli import check, observe, serve, stream
+from agent.cli.options import PROG, add_config, report
+from agent.config import load_config
 from agent.errors import EX_CONFIG, AgentError, ConfigError
 
 log = logging.getLogger("agent")
@@ -18,10 +19,10 @@ log = logging.getLogger("agent")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="kinesis-agent",
+        prog=PROG,
         description="Ship log files into Kinesis Data Streams, Firehose, or the embedded stream store.",
     )
-    parser.add_argument("--version", action="version", version=f"kinesis-agent {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument(
         "--log-level",
         default=os.environ.get("KINESIS_AGENT_LOG_LEVEL", "INFO"),
@@ -31,9 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the agent in the foreground")
-    run.add_argument(
-        "-c", "--config", default=DEFAULT_CONFIG, help=f"agent.json (default {DEFAULT_CONFIG})"
-    )
+    add_config(run)
     run.add_argument(
         "--once",
         action="store_true",
@@ -41,33 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser(
-        "check", help="validate the configuration and show what would be shipped"
-    )
-    check.add_argument(
-        "-c", "--config", default=DEFAULT_CONFIG, help=f"agent.json (default {DEFAULT_CONFIG})"
-    )
-    check.add_argument(
-        "--samples", type=int, default=3, help="records to show per flow (default 3)"
-    )
-    check.add_argument(
-        "--test-destination",
-        action="store_true",
-        help="also check that each stream / delivery stream exists and the credentials can describe it",
-    )
-    check.set_defaults(func=cmd_check)
-
-    from agent.cli import observe as commands_observe  # status, top
-
-    commands_observe.register(sub)
-
-    from agent.cli.stream import register as register_stream_commands
-
-    register_stream_commands(sub)
-
-    from agent.service.serve import register as register_serve
-
-    register_serve(sub)
+    # the other commands, in the order --help lists them, each from its own module
+    for command in (check, observe, stream, serve):
+        command.register(sub)
     return parser
 
 
@@ -88,63 +63,11 @@ def configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
 
 
-def _load(path: str) -> AgentConfig:
-    return load_config(path)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.service import daemon
 
-    config = _load(args.config)
+    config = load_config(args.config)
     return daemon.run(config, once=args.once, config_path=args.config)
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from agent.printable import printable
-    from agent.processors import build_chain
-    from agent.tailing.discovery import scan, shipping_order
-    from agent.tailing.framing import Framer
-
-    config = _load(args.config)
-    print(f"configuration OK: {', '.join(config.sources)} ({len(config.flows)} flow(s))")
-    for flow in config.flows:
-        print(f"\nflow {flow.flow_id} -> {flow.destination}")
-        files = sorted(scan(flow.file_pattern), key=lambda f: shipping_order(f.mtime, f.path))
-        if not files:
-            print(f"  no files match {flow.file_pattern} yet")
-            continue
-        for f in files:
-            print(f"  {printable(f.path)}  {f.size} bytes")  # names and records: never raw
-        chain = build_chain(flow.data_processing_options)
-        pattern = flow.multi_line_start_pattern
-        framer = Framer(
-            multiline=re.compile(pattern.encode()) if pattern else None,
-            skip_header_lines=flow.skip_header_lines,
-            terminator=flow.truncated_record_terminator.encode(),
-        )
-        newest = files[-1]
-        try:
-            with open(newest.path, "rb") as fh:
-                framed = framer.feed(fh.read(256 * 1024), 0)
-        except OSError as exc:
-            print(f"  cannot read {printable(newest.path)}: {exc.strerror}")
-            continue
-        print(f"  first records of {printable(newest.path)} after processing:")
-        shown = 0
-        for data, _start, _end in framed:
-            out = chain(data)
-            if out is None:
-                continue
-            text = out.decode("utf-8", "replace").rstrip("\n")
-            print("    " + printable(text, keep_layout=True))
-            shown += 1
-            if shown >= args.samples:
-                break
-        if not shown:
-            print("    (no complete record yet)")
-    from agent.cli import check as check_more  # destinations and capacity advice
-
-    return check_more.report(config, test_destination=args.test_destination)
 
 
 def _first_agent_error(group: BaseExceptionGroup[BaseException]) -> AgentError | None:
@@ -165,19 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
         return result
-    except ConfigError as exc:
-        print(f"kinesis-agent: configuration error: {exc}", file=sys.stderr)
-        return EX_CONFIG
     except AgentError as exc:
-        print(f"kinesis-agent: {exc}", file=sys.stderr)
-        return 1
+        return report(exc)
     except ExceptionGroup as group:
         # a flow that cannot start (damaged state, unreachable store) fails the daemon's
         # TaskGroup: say what it was in one line, not with a traceback
         first = _first_agent_error(group)
         if first is None:
             raise
-        print(f"kinesis-agent: {first}", file=sys.stderr)
+        print(f"{PROG}: {first}", file=sys.stderr)
         return EX_CONFIG if isinstance(first, ConfigError) else 1
     except KeyboardInterrupt:
         return 130

@@ -6,20 +6,20 @@ import argparse
 import json
 from typing import Any
 
+from agent.cli.options import config_or_path
 from agent.config import DEFAULT_CONFIG, load_config
 from agent.observability.status import fetch, socket_path
 
 
 def register(subparsers: Any) -> None:
     where = argparse.ArgumentParser(add_help=False)
-    group = where.add_mutually_exclusive_group()
-    group.add_argument(
-        "-c",
-        "--config",
-        default=DEFAULT_CONFIG,
-        help=f"find the status socket from this agent.json (default {DEFAULT_CONFIG})",
+    config_or_path(
+        where,
+        "--socket",
+        "the status socket itself",
+        f"find the status socket from this agent.json (default {DEFAULT_CONFIG})",
+        metavar="PATH",
     )
-    group.add_argument("--socket", metavar="PATH", help="the status socket itself")
 
     status = subparsers.add_parser(
         "status",

@@ -20,27 +20,28 @@ from typing import IO, Any
 
 import orjson
 
+from agent.cli.options import PROG, config_or_path, report
 from agent.config import DEFAULT_CONFIG, load_config
-from agent.errors import EX_CONFIG, ConfigError, StoreError
+from agent.errors import ConfigError, StoreError
 from agent.printable import printable
 from agent.store.model import LATEST, TRIM_HORIZON, Position, StoredRecord
 from agent.store.reader import FOLLOW_INTERVAL, StreamCursor
 from agent.store.store import StreamStore
 
-PROG = "kinesis-agent"
 WRITE_CHUNK = 512  # records per write to stdout
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``stream`` with its subcommands to the CLI's subparsers; returns the ``stream`` parser."""
     where = argparse.ArgumentParser(add_help=False)
-    group = where.add_mutually_exclusive_group()
-    group.add_argument(
-        "-c",
-        "--config",
-        help=f"read localStore.directory from this agent.json (default {DEFAULT_CONFIG})",
+    config_or_path(
+        where,
+        "--store",
+        "the store directory itself",
+        f"read localStore.directory from this agent.json (default {DEFAULT_CONFIG})",
+        metavar="DIR",
+        config_default=None,
     )
-    group.add_argument("--store", metavar="DIR", help="the store directory itself")
 
     stream: argparse.ArgumentParser = subparsers.add_parser(
         "stream",
@@ -133,12 +134,8 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     def run(args: argparse.Namespace) -> int:
         try:
             return command(args)
-        except ConfigError as exc:
-            print(f"{PROG}: configuration error: {exc}", file=sys.stderr)
-            return EX_CONFIG
-        except (StoreError, ValueError) as exc:
-            print(f"{PROG}: {exc}", file=sys.stderr)
-            return 1
+        except (ConfigError, StoreError, ValueError) as exc:
+            return report(exc)
         except KeyboardInterrupt:
             return 130
         except BrokenPipeError:

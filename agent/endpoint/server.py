@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
+from agent.config.listen import parse_endpoint_listen
 from agent.endpoint import fanout
 from agent.endpoint.api import CONTENT_TYPE, Api
 from agent.endpoint.http import HttpServer, Request, Response
@@ -29,7 +30,6 @@ from agent.store.store import StreamStore
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 4567  # kinesalite's, so tools written for it find us too
 WORKERS = 4
 CHECKPOINT_INTERVAL = 0.5  # seconds between the endpoint's WAL checkpoints while it changes
 # A WAL past this gets a TRUNCATE checkpoint: under writes without pause the passive ones copy
@@ -38,27 +38,6 @@ WAL_TRUNCATE_BYTES = WAL_SIZE_LIMIT
 # How long that checkpoint waits for a writer or reader in progress (it holds new writers off
 # meanwhile); busy, it is tried again at the next interval.
 CHECKPOINT_BUSY_TIMEOUT = 1.0
-
-
-def parse_listen(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``4567`` / ``:4567`` → loopback; ``host:port``; ``[v6]:port``; ValueError otherwise."""
-    text = value.strip()
-    host = "127.0.0.1"
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0 or not text[end + 1 :].startswith(":"):
-            raise ValueError(f"expected [host]:port, not {value!r}")
-        host, port_text = text[1:end], text[end + 2 :]
-    elif ":" in text:
-        given, port_text = text.rsplit(":", 1)
-        host = given or host
-    else:
-        port_text = text
-    if not port_text:
-        return host, default_port
-    if not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"expected a port 0-65535 in {value!r}")  # (isdigit() alone passes '²')
-    return host, int(port_text)
 
 
 class KinesisEndpoint:
@@ -75,7 +54,7 @@ class KinesisEndpoint:
         max_connections: int = 256,
     ) -> None:
         self.directory = Path(directory)
-        self.host, port = parse_listen(listen)
+        self.host, port = parse_endpoint_listen(listen)
         self._keys = keys
         self._limits = limits
         self._retention_hours = retention_hours

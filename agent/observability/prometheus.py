@@ -19,7 +19,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from agent.errors import ConfigError
+# parse_listen stays importable from here: the Prometheus listener is where the address is used
+from agent.config.listen import parse_prometheus_listen as parse_listen
 from agent.observability.listeners import ACCEPT_BATCH, ConnectionGuard
 from agent.observability.metrics import AgentMetrics
 
@@ -175,29 +176,6 @@ class AgentCollector(Collector):
         uptime = GaugeMetricFamily(f"{PREFIX}_uptime_seconds", "Seconds since the agent started")
         uptime.add_metric([], self.metrics.uptime_millis / 1000)
         yield uptime
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``9100`` / ``:9100`` → loopback; ``host:port``; ``[v6]:port``."""
-    text = value.strip()
-    host = "127.0.0.1"
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0 or not text[end + 1 :].startswith(":"):
-            raise ConfigError("metrics.prometheusListen", f"expected [host]:port, not {value!r}")
-        host, port_text = text[1:end], text[end + 2 :]
-    elif ":" in text:
-        given, port_text = text.rsplit(":", 1)
-        host = given or host
-    else:
-        port_text = text
-    try:
-        port = int(port_text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise ConfigError("metrics.prometheusListen", f"expected a port 0-65535 in {value!r}")
-    return host, port
 
 
 class PrometheusServer:

@@ -346,7 +346,7 @@ class TestBombs:
         def broken(*args: object, **kwargs: object) -> None:
             raise KeyError("surprise")
 
-        monkeypatch.setattr("agent.config.parse_config", broken)
+        monkeypatch.setattr("agent.config.loading.parse_config", broken)
         path = write(tmp_path / "agent.json", json.dumps({"flows": [FLOW]}))
         with pytest.raises(ConfigError, match="internal error KeyError: 'surprise'") as info:
             load_config(path)

@@ -1,4 +1,5 @@
-"""Prometheus exposition: the listen address, and a scrape of the real agent parsed by prometheus-client."""
+"""Prometheus exposition: a scrape of the real agent parsed by prometheus-client (the listen
+address is tested with the other listen addresses in tests/config/test_listen.py)."""
 
 from __future__ import annotations
 
@@ -13,35 +14,11 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.errors import ConfigError
-from agent.observability.prometheus import parse_listen
 from agent.observability.status import StatusUnavailable, fetch
 from tests.support.obs import local_config, running_agent, snapshot_when, wait_for, write_log
 
 LINES = 777
 WIDTH = 33
-
-
-class TestListen:
-    @pytest.mark.parametrize(
-        ("text", "expected"),
-        [
-            ("9100", ("127.0.0.1", 9100)),
-            (":9100", ("127.0.0.1", 9100)),
-            ("0.0.0.0:9100", ("0.0.0.0", 9100)),
-            ("[::1]:9100", ("::1", 9100)),
-            ("localhost:0", ("localhost", 0)),
-        ],
-    )
-    def test_forms(self, text: str, expected: tuple[str, int]) -> None:
-        """A bare port means loopback; a host opens it further on purpose."""
-        assert parse_listen(text) == expected
-
-    @pytest.mark.parametrize("text", ["", "host:", "99999", "[::1]9100", "x:y"])
-    def test_errors_name_the_key(self, text: str) -> None:
-        """A bad value is a config error at metrics.prometheusListen."""
-        with pytest.raises(ConfigError, match=r"metrics\.prometheusListen"):
-            parse_listen(text)
 
 
 def _free_port() -> int:
