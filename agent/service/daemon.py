@@ -24,7 +24,7 @@ from agent.records import FileId
 from agent.service.instance import InstanceLock
 from agent.service.systemd import Notifier
 from agent.sinks import Sink, open_sink
-from agent.store.sqlite import file_still_there
+from agent.sqlitedb import file_still_there
 
 if TYPE_CHECKING:
     from agent.endpoint.server import KinesisEndpoint

@@ -17,8 +17,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.errors import StoreError, StreamNotFound
+from agent.hashspace import even_ranges
 from agent.records import Checkpoint, FileId
-from agent.sinks.partition import even_ranges
+from agent.sqlitedb import (
+    CHECKPOINT_COLUMNS,
+    UPSERT_CHECKPOINT,
+    checkpoint_from_row,
+    checkpoint_rows,
+    expire_checkpoint_rows,
+    write,
+)
 from agent.store.chunks import pack_shards
 from agent.store.layout import PutResult, StreamLayout, check_keys
 from agent.store.model import (
@@ -36,19 +44,8 @@ from agent.store.model import (
     shard_index,
     valid_stream_name,
 )
-from agent.store.sqlite import (
-    CHECKPOINT_COLUMNS,
-    DB_NAME,
-    UPSERT_CHECKPOINT,
-    checkpoint_from_row,
-    checkpoint_rows,
-    connect,
-    create_shard_table,
-    expire_checkpoint_rows,
-    shard_table,
-    trim_chunk,
-    write,
-)
+from agent.store.reader import read_stream
+from agent.store.sqlite import DB_NAME, connect, create_shard_table, shard_table, trim_chunk
 
 log = logging.getLogger(__name__)
 
@@ -513,6 +510,4 @@ class StreamStore:
         limit: int | None = None,
     ) -> Iterator[StoredRecord]:
         """Records from ``position`` up to what is stored now, shard by shard in id order."""
-        from agent.store.reader import read_stream
-
         return read_stream(self, name, shard_id=shard_id, position=position, limit=limit)
