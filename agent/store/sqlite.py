@@ -260,25 +260,3 @@ def _prepare(db: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
 def _create_schema(db: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         db.execute(statement)
-
-
-def trim_chunk(db: sqlite3.Connection, table: str, cutoff: float, chunk: int) -> tuple[int, int]:
-    """Delete up to ``chunk`` of a shard's oldest chunk rows that arrived before ``cutoff``.
-
-    Returns (rows, records) deleted. The first young row bounds what may go, so the scan costs
-    what is deleted.
-    """
-    young = db.execute(
-        f"SELECT seq FROM {table} WHERE arrival >= ? ORDER BY seq LIMIT 1", (cutoff,)
-    ).fetchone()
-    horizon = young[0] if young else MAX_SEQUENCE
-    chunk_end = db.execute(
-        f"SELECT seq FROM {table} WHERE seq < ? ORDER BY seq LIMIT 1 OFFSET ?", (horizon, chunk)
-    ).fetchone()
-    if chunk_end is not None:
-        horizon = chunk_end[0]
-    ((records,),) = db.execute(
-        f"SELECT total(count) FROM {table} WHERE seq < ?", (horizon,)
-    ).fetchall()
-    rows = db.execute(f"DELETE FROM {table} WHERE seq < ?", (horizon,)).rowcount
-    return rows, int(records)
