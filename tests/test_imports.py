@@ -9,6 +9,7 @@ never run, and a type annotation naming a module above is not a dependency on it
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,10 +71,16 @@ def imports_of(path: Path, name: str, modules: set[str]) -> set[str]:
     return {m for m in found if m in modules and m != name}
 
 
-def import_graph() -> Graph:
+@functools.cache
+def _read_graph() -> tuple[tuple[str, frozenset[str]], ...]:
     paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     modules = set(paths)
-    return {name: imports_of(path, name, modules) for name, path in paths.items()}
+    return tuple((name, frozenset(imports_of(path, name, modules))) for name, path in paths.items())
+
+
+def import_graph() -> Graph:
+    """The import graph of agent/ (parsed once per test run; a fresh copy each call)."""
+    return {name: set(targets) for name, targets in _read_graph()}
 
 
 def find_cycle(graph: Graph) -> list[str] | None:
@@ -277,3 +284,41 @@ class TestFindCycle:
     def test_a_diamond_is_no_cycle(self) -> None:
         """Two ways to the same module are not a cycle."""
         assert find_cycle({"a": {"b", "c"}, "b": {"d"}, "c": {"d"}, "d": set()}) is None
+
+
+class TestImportsOf:
+    def test_relative_function_level_and_type_checking_imports(self, tmp_path: Path) -> None:
+        """Relative imports resolve from the module's package; deferred ones count, type-only ones not."""
+        source = tmp_path / "mod.py"
+        source.write_text(
+            "from typing import TYPE_CHECKING\n"
+            "from . import sibling\n"
+            "from ..other import thing\n"
+            "if TYPE_CHECKING:\n"
+            "    from agent.cli import main\n"
+            "else:\n"
+            "    import agent.errors\n"
+            "def later() -> None:\n"
+            "    from .deep.inner import name\n"
+        )
+        modules = {
+            "agent.pkg.sibling",
+            "agent.other",
+            "agent.pkg.deep.inner",
+            "agent.cli",
+            "agent.cli.main",
+            "agent.errors",
+        }
+        assert imports_of(source, "agent.pkg.mod", modules) == {
+            "agent.pkg.sibling",
+            "agent.other",
+            "agent.pkg.deep.inner",
+            "agent.errors",
+        }
+
+    def test_a_packages_relative_import_starts_at_itself(self, tmp_path: Path) -> None:
+        """In a package's __init__, ``from . import x`` is the package's own submodule x."""
+        source = tmp_path / "__init__.py"
+        source.write_text("from . import child\nfrom .. import sibling\n")
+        modules = {"agent.pkg.child", "agent.sibling"}
+        assert imports_of(source, "agent.pkg", modules) == modules
