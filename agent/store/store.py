@@ -4,7 +4,8 @@ The layout and the durability promise are in :mod:`agent.store.sqlite`. One Stre
 connection; several of them (flows, processes, readers) may use the same directory at once. The
 class keeps the connection, its lock and the layout cache; the SQL of the streams table
 (:mod:`~agent.store.catalog`), retention (:mod:`~agent.store.retention`) and reading
-(:mod:`~agent.store.reader`) live beside it.
+(:mod:`~agent.store.reader`) live beside it. What remains (~420 lines) is the methods that take
+the lock; spreading them over modules would hide which call holds it.
 """
 
 from __future__ import annotations
