@@ -31,7 +31,7 @@ from pathlib import Path
 
 from agent.errors import StoreError
 from agent.records import Checkpoint
-from agent.store.sqlite import (
+from agent.sqlitedb import (
     CHECKPOINT_COLUMNS,
     CHECKPOINTS_TABLE,
     UPSERT_CHECKPOINT,

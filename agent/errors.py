@@ -4,7 +4,6 @@ AgentError                      base; ``retryable`` says whether waiting and try
 ├── ConfigError                 bad agent.json (exit code 78); ``path`` is the JSON path
 ├── StoreError                  the embedded stream store or the checkpoint database failed
 │   └── StreamNotFound          a stream name that does not exist (not retryable)
-├── SourceError                 a log file could not be opened or read (retryable)
 ├── MetricsNotSent              PutMetricData certainly stored nothing (safe to send again)
 └── SinkError                   a destination refused or failed a request
     ├── RetryableSinkError      throttling, 5xx, timeouts, network
@@ -63,12 +62,6 @@ class StreamNotFound(StoreError):
     """A stream name that does not exist in the store."""
 
     retryable = False
-
-
-class SourceError(AgentError):
-    """A source file could not be opened or read; tried again on the next scan."""
-
-    retryable = True
 
 
 class MetricsNotSent(AgentError):

@@ -15,10 +15,9 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 
 from agent.endpoint import http2
+from agent.endpoint.messages import Handler, Request
 
 log = logging.getLogger(__name__)
 
@@ -36,25 +35,6 @@ REASONS = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
-
-
-@dataclass(slots=True)
-class Request:
-    method: str
-    target: str
-    headers: dict[str, str]  # lower-case names; repeated headers joined with ","
-    body: bytes
-
-
-@dataclass(slots=True)
-class Response:
-    status: int
-    body: bytes
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    stream: AsyncIterator[bytes] | None = None  # a body of unknown length, sent as it comes
-
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 class BadRequest(Exception):

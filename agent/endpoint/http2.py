@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agent.endpoint.http import Handler
+    from agent.endpoint.messages import Handler
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ async def serve_h2(
     import h2.events
     import h2.exceptions
 
-    from agent.endpoint.http import Request
+    from agent.endpoint.messages import Request
 
     conn = h2.connection.H2Connection(
         h2.config.H2Configuration(client_side=False, header_encoding="utf-8")

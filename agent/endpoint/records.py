@@ -16,6 +16,7 @@ from agent.endpoint.errors import ApiError, invalid, not_found, throughput, vali
 from agent.endpoint.iterators import IteratorState
 from agent.endpoint.streams import describe, int_arg
 from agent.errors import StoreError, StreamNotFound
+from agent.hashspace import MAX_HASH_KEY
 from agent.store import admin
 from agent.store.model import (
     MAX_PARTITION_KEY_CHARS,
@@ -35,7 +36,6 @@ MAX_PUT_ENTRIES = 500
 MAX_PUT_BYTES = 5 * 1024 * 1024
 MAX_GET_RECORDS = 10_000
 MAX_GET_BYTES = 10 * 1024 * 1024
-MAX_HASH_KEY = 2**128 - 1
 # binascii's strict mode refuses characters outside the alphabet and bad or misplaced padding.
 # (pybase64 halves this cost, but the agent's runtime libraries are a fixed, short list.)
 

@@ -20,9 +20,10 @@ from pathlib import Path
 from agent.config.listen import parse_endpoint_listen
 from agent.endpoint import fanout
 from agent.endpoint.api import CONTENT_TYPE, Api
-from agent.endpoint.http import HttpServer, Request, Response
+from agent.endpoint.http import HttpServer
 from agent.endpoint.iterators import IteratorCodec, load_key
 from agent.endpoint.limits import ShardLimits
+from agent.endpoint.messages import Request, Response
 from agent.endpoint.sigv4 import KeyPair
 from agent.errors import StoreError
 from agent.store.sqlite import WAL_SIZE_LIMIT

@@ -31,7 +31,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from agent.config import AgentConfig
@@ -294,11 +294,3 @@ class CloudWatchEmitter:
 def _one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0]
-
-
-def sent_summary(datums: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Sum per metric name of a list of datums (tests and debugging)."""
-    out: dict[str, float] = {}
-    for d in datums:
-        out[d["MetricName"]] = out.get(d["MetricName"], 0.0) + d["StatisticValues"]["Sum"]
-    return out

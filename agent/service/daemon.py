@@ -1,13 +1,14 @@
-"""The agent's lifecycle: start every flow, report progress, stop on signals within a deadline."""
+"""The agent's lifecycle: start every flow, report progress, stop on signals within a deadline.
+
+The process-level set-up around it (signal handlers, the open-files limit) is in
+:mod:`agent.service.signals`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import os
-import resource
-import signal
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -22,9 +23,10 @@ from agent.observability.progress import progress_line
 from agent.pipeline.flow import Flow
 from agent.records import FileId
 from agent.service.instance import InstanceLock
+from agent.service.signals import install_signal_handlers, raise_fd_limit
 from agent.service.systemd import Notifier
 from agent.sinks import Sink, open_sink
-from agent.store.sqlite import file_still_there
+from agent.sqlitedb import file_still_there
 
 if TYPE_CHECKING:
     from agent.endpoint.server import KinesisEndpoint
@@ -375,40 +377,6 @@ PROBLEM_COUNTERS = (
 def problem_summary(m: FlowMetrics) -> str:
     """The flow's non-zero trouble counters in one line (``read_errors=1 files_skipped=2``)."""
     return " ".join(f"{n}={getattr(m, n)}" for n in PROBLEM_COUNTERS if getattr(m, n))
-
-
-def install_signal_handlers(agent: Agent, loop: asyncio.AbstractEventLoop) -> None:
-    """SIGTERM/SIGINT: stop reading, drain, commit. A second SIGINT exits at once."""
-    interrupts = 0
-
-    def on_stop(signame: str) -> None:
-        nonlocal interrupts
-        if signame == "SIGINT":
-            interrupts += 1
-            if interrupts >= 2:
-                log.warning("second SIGINT: exiting now (acknowledged data is already committed)")
-                os._exit(130)
-        if not agent.stop.is_set():
-            log.info(
-                "%s: stopping (draining for up to %d ms)",
-                signame,
-                agent.config.shutdown_timeout_millis,
-            )
-            agent.stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_stop, sig.name)
-    loop.add_signal_handler(signal.SIGHUP, agent.reload_requested.set)
-
-
-def raise_fd_limit() -> None:
-    """Soft RLIMIT_NOFILE up to the hard limit: the soft 1,024 is for select(), which we never use."""
-    try:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != hard:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (OSError, ValueError) as exc:  # pragma: no cover - a sandbox that forbids it
-        log.warning("cannot raise the open-files limit: %s", exc)
 
 
 def run(config: AgentConfig, *, once: bool = False, config_path: str | None = None) -> int:

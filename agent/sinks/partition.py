@@ -1,4 +1,4 @@
-"""Partition keys (RANDOM, DETERMINISTIC, FIELD) and where a key lands in a 128-bit MD5 hash space."""
+"""Partition keys (RANDOM, DETERMINISTIC, FIELD); where a key lands is :mod:`agent.hashspace`."""
 
 from __future__ import annotations
 
@@ -9,26 +9,9 @@ from collections.abc import Callable
 
 import orjson
 
-HASH_SPACE = 1 << 128
 MAX_KEY_CHARS = 256
 RANDOM_KEY_CHARS = 12  # the keys random_keys() hands out: 6 random bytes in hex
 DETERMINISTIC_KEY_CHARS = 32  # an MD5 in hex
-
-
-def hash_key(partition_key: str) -> int:
-    """Kinesis places a record by MD5(partition key) read as a 128-bit big-endian integer."""
-    return int.from_bytes(hashlib.md5(partition_key.encode("utf-8")).digest(), "big")
-
-
-def even_ranges(shard_count: int) -> list[tuple[int, int]]:
-    """CreateStream's even split of the hash space: inclusive (start, end) per shard."""
-    size = HASH_SPACE // shard_count
-    ranges = []
-    for i in range(shard_count):
-        start = i * size
-        end = HASH_SPACE - 1 if i == shard_count - 1 else (i + 1) * size - 1
-        ranges.append((start, end))
-    return ranges
 
 
 class PartitionKeys:

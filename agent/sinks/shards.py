@@ -16,7 +16,7 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any
 
-from agent.sinks.partition import hash_key
+from agent.hashspace import hash_key
 
 LIST_SHARDS_PAGE = 1000
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from agent.store.chunks import CHUNK_COLUMNS, RecordRow, unpack
 from agent.store.model import (
@@ -17,7 +18,9 @@ from agent.store.model import (
     StoredRecord,
     format_sequence,
 )
-from agent.store.store import StreamStore
+
+if TYPE_CHECKING:  # the store calls read_stream: a runtime import would be a cycle
+    from agent.store.store import StreamStore
 
 PAGE = 1000
 CHUNKS_PER_QUERY = 8  # chunk rows fetched per query while filling a page

@@ -1,4 +1,4 @@
-"""The stream store's SQLite plumbing: the file, its schema, connections and write transactions.
+"""The stream store's SQLite plumbing: the file, its schema, its damage checks and its connections.
 
 One database, ``streams.db`` in the store directory, in WAL mode:
 
@@ -11,7 +11,8 @@ One database, ``streams.db`` in the store directory, in WAL mode:
   shard rather than one table with a (stream, shard, sequence) index: that index cost a third of
   the write throughput (tests/bench/bench_store.py; figures in the store's pull request).
 - ``file_checkpoints``: the flows' checkpoints, upserted in the same transaction as the records
-  they cover, so after a crash either both are there or neither is (exactly-once delivery).
+  they cover, so after a crash either both are there or neither is (exactly-once delivery). Its
+  layout, shared with the checkpoint file, is in :mod:`agent.sqlitedb`.
 - ``store_meta``: the sequence counter shared by all streams and the last stream id given, neither
   ever reused.
 
@@ -30,12 +31,17 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
 
 from agent.errors import StoreError
-from agent.records import Checkpoint, FileId
+from agent.sqlitedb import (
+    CHECKPOINTS_TABLE,
+    I64_MAX,
+    checkpoint_columns,
+    migrate_checkpoints,
+    refuse_link,
+    write,
+)
 from agent.store.chunks import create_chunk_table
 
 log = logging.getLogger(__name__)
@@ -54,24 +60,7 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024
 # 64 -> 32 KiB, same runs: batches of 500 394k -> 565k, of 20,000 879k -> 899k; 1 shard, 500:
 # 544k -> 947k.
 PAGE_SIZE = 32 * 1024
-_U64 = 1 << 64
-_I64_MAX = (1 << 63) - 1
-MAX_SEQUENCE = _I64_MAX  # INTEGER PRIMARY KEY
-T = TypeVar("T")
-
-CHECKPOINTS_TABLE = """CREATE TABLE IF NOT EXISTS file_checkpoints (
-    flow TEXT NOT NULL,
-    dev INTEGER NOT NULL,
-    ino INTEGER NOT NULL,
-    fp_len INTEGER NOT NULL,
-    fp_hash BLOB NOT NULL,
-    path TEXT NOT NULL,
-    offset INTEGER NOT NULL,
-    updated REAL NOT NULL,
-    size INTEGER,
-    PRIMARY KEY (flow, dev, ino, fp_len, fp_hash)
-)"""
-CHECKPOINT_COLUMNS = "dev, ino, fp_len, fp_hash, path, offset, size"
+MAX_SEQUENCE = I64_MAX  # INTEGER PRIMARY KEY
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
@@ -94,24 +83,6 @@ _SCHEMA = (
     f"PRAGMA user_version={SCHEMA_VERSION}",
 )
 
-UPSERT_CHECKPOINT = """
-INSERT INTO file_checkpoints (flow, dev, ino, fp_len, fp_hash, path, offset, updated, size)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (flow, dev, ino, fp_len, fp_hash)
-DO UPDATE SET path = excluded.path, offset = excluded.offset, updated = excluded.updated,
-    size = excluded.size
-"""
-
-
-def migrate_checkpoints(db: sqlite3.Connection) -> bool:
-    """Add the ``size`` column to a checkpoint table from before it existed (in place; rows keep
-    their offsets, their size is unknown until the agent sees the file again). True if it did."""
-    columns = checkpoint_columns(db)
-    if not columns or "size" in columns:
-        return False
-    db.execute("ALTER TABLE file_checkpoints ADD COLUMN size INTEGER")
-    return True
-
 
 def shard_table(stream_id: int, index: int) -> str:
     return f"records_{int(stream_id)}_{int(index)}"
@@ -119,29 +90,6 @@ def shard_table(stream_id: int, index: int) -> str:
 
 def create_shard_table(db: sqlite3.Connection, table: str) -> None:
     db.execute(create_chunk_table(table))
-
-
-def to_signed(value: int) -> int:
-    """st_dev/st_ino are unsigned 64-bit; SQLite integers are signed."""
-    return value - _U64 if value > _I64_MAX else value
-
-
-def to_unsigned(value: int) -> int:
-    return value + _U64 if value < 0 else value
-
-
-def refuse_link(path: Path, what: str) -> None:
-    """StoreError if ``path`` is a symbolic link: a database the agent writes never is one.
-
-    Its directory belongs to the agent's user, and root may run the agent: a planted
-    ``checkpoints.db -> /var/lib/app/app.db`` would have root add our tables to the target and
-    switch it to WAL (an empty target would become a database), as with the lock file.
-    """
-    if path.is_symlink():
-        raise StoreError(
-            f"the {what} {path} is a symbolic link; the agent writes only a database it "
-            "created, so it was not followed. Remove it and find out who created it."
-        )
 
 
 def connect(
@@ -309,110 +257,6 @@ def _prepare(db: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
         raise StoreError(f"cannot open the stream store {path}: {exc}") from exc
 
 
-def checkpoint_columns(db: sqlite3.Connection) -> set[str]:
-    return {row[1] for row in db.execute("PRAGMA table_info(file_checkpoints)")}
-
-
 def _create_schema(db: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         db.execute(statement)
-
-
-def write(db: sqlite3.Connection, body: Callable[[], T], path: Path) -> T:
-    """Run ``body`` in one write transaction: all of it commits, or none of it."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        result = body()
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                log.exception("rollback failed in %s", path)
-        raise
-    return result
-
-
-def checkpoint_rows(checkpoints: Iterable[Checkpoint], now: float) -> list[tuple[object, ...]]:
-    return [
-        (
-            c.flow,
-            to_signed(c.file.dev),
-            to_signed(c.file.ino),
-            c.file.fp_len,
-            c.file.fp_hash,
-            c.path,
-            c.offset,
-            now,
-            c.size,
-        )
-        for c in checkpoints
-    ]
-
-
-def checkpoint_from_row(
-    flow: str, row: tuple[int, int, int, bytes, str, int, int | None]
-) -> Checkpoint:
-    """A row of ``SELECT {CHECKPOINT_COLUMNS}``."""
-    dev, ino, fp_len, fp_hash, path, offset, size = row
-    return Checkpoint(
-        flow,
-        FileId(to_unsigned(dev), to_unsigned(ino), fp_len, bytes(fp_hash)),
-        path,
-        offset,
-        size,
-    )
-
-
-def expire_checkpoint_rows(
-    db: sqlite3.Connection, cutoff: float, keep: Callable[[str, FileId, str], bool] | None
-) -> int:
-    """Delete checkpoint rows last updated before ``cutoff`` unless ``keep(flow, file, path)``."""
-    old = db.execute(
-        "SELECT flow, dev, ino, fp_len, fp_hash, path FROM file_checkpoints WHERE updated < ?",
-        (cutoff,),
-    ).fetchall()
-    doomed = [
-        (flow, dev, ino, fp_len, fp_hash, cutoff)
-        for flow, dev, ino, fp_len, fp_hash, path in old
-        if keep is None
-        or not keep(flow, FileId(to_unsigned(dev), to_unsigned(ino), fp_len, bytes(fp_hash)), path)
-    ]
-    db.executemany(
-        "DELETE FROM file_checkpoints WHERE flow = ? AND dev = ? AND ino = ? AND fp_len = ? "
-        "AND fp_hash = ? AND updated < ?",
-        doomed,
-    )
-    return len(doomed)
-
-
-def file_still_there(file: FileId, path: str) -> bool:
-    """Is the checkpointed file still at its path (same device and inode)?"""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return (st.st_dev, st.st_ino) == (file.dev, file.ino)
-
-
-def trim_chunk(db: sqlite3.Connection, table: str, cutoff: float, chunk: int) -> tuple[int, int]:
-    """Delete up to ``chunk`` of a shard's oldest chunk rows that arrived before ``cutoff``.
-
-    Returns (rows, records) deleted. The first young row bounds what may go, so the scan costs
-    what is deleted.
-    """
-    young = db.execute(
-        f"SELECT seq FROM {table} WHERE arrival >= ? ORDER BY seq LIMIT 1", (cutoff,)
-    ).fetchone()
-    horizon = young[0] if young else MAX_SEQUENCE
-    chunk_end = db.execute(
-        f"SELECT seq FROM {table} WHERE seq < ? ORDER BY seq LIMIT 1 OFFSET ?", (horizon, chunk)
-    ).fetchone()
-    if chunk_end is not None:
-        horizon = chunk_end[0]
-    ((records,),) = db.execute(
-        f"SELECT total(count) FROM {table} WHERE seq < ?", (horizon,)
-    ).fetchall()
-    rows = db.execute(f"DELETE FROM {table} WHERE seq < ?", (horizon,)).rowcount
-    return rows, int(records)

@@ -1,7 +1,11 @@
 """StreamStore: Kinesis-like streams, and the checkpoints of the flows feeding them, in one SQLite file.
 
 The layout and the durability promise are in :mod:`agent.store.sqlite`. One StreamStore is one
-connection; several of them (flows, processes, readers) may use the same directory at once.
+connection; several of them (flows, processes, readers) may use the same directory at once. The
+class keeps the connection, its lock and the layout cache; the SQL of the streams table
+(:mod:`~agent.store.catalog`), retention (:mod:`~agent.store.retention`) and reading
+(:mod:`~agent.store.reader`) live beside it. What remains (~420 lines) is the methods that take
+the lock; spreading them over modules would hide which call holds it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ from typing import Any, TypeVar
 
 from agent.errors import StoreError, StreamNotFound
 from agent.records import Checkpoint, FileId
-from agent.sinks.partition import even_ranges
+from agent.sqlitedb import (
+    CHECKPOINT_COLUMNS,
+    UPSERT_CHECKPOINT,
+    checkpoint_from_row,
+    checkpoint_rows,
+    expire_checkpoint_rows,
+    write,
+)
+from agent.store.catalog import create_stream_rows, load_layout, shard_stats
 from agent.store.chunks import pack_shards
 from agent.store.layout import PutResult, StreamLayout, check_keys
 from agent.store.model import (
@@ -27,33 +39,19 @@ from agent.store.model import (
     MAX_SHARDS,
     TRIM_HORIZON,
     Position,
-    ShardInfo,
     ShardStats,
     StoredRecord,
     StreamInfo,
-    format_sequence,
-    shard_id,
     shard_index,
     valid_stream_name,
 )
-from agent.store.sqlite import (
-    CHECKPOINT_COLUMNS,
-    DB_NAME,
-    UPSERT_CHECKPOINT,
-    checkpoint_from_row,
-    checkpoint_rows,
-    connect,
-    create_shard_table,
-    expire_checkpoint_rows,
-    shard_table,
-    trim_chunk,
-    write,
-)
+from agent.store.reader import read_stream
+from agent.store.retention import trim_expired
+from agent.store.sqlite import DB_NAME, connect
 
 log = logging.getLogger(__name__)
 
 TRIM_INTERVAL = 60.0  # seconds between the retention passes that writes trigger
-TRIM_CHUNK = 1000  # chunk rows deleted per transaction, so writers are never held up for long
 T = TypeVar("T")
 
 
@@ -156,7 +154,10 @@ class StreamStore:
                 existing = self._load_stream(db, name)
                 if existing is None:
                     self._write(
-                        db, lambda: self._create_stream(db, name, shard_count, retention_hours)
+                        db,
+                        lambda: create_stream_rows(
+                            db, name, shard_count, retention_hours, self._clock
+                        ),
                     )
                     existing = self._load_stream(db, name)
             except sqlite3.Error as exc:
@@ -174,56 +175,13 @@ class StreamStore:
             )
         return info
 
-    def _create_stream(
-        self, db: sqlite3.Connection, name: str, shard_count: int, retention_hours: int
-    ) -> None:
-        if db.execute("SELECT 1 FROM streams WHERE name = ?", (name,)).fetchone():
-            return  # another connection created it between our look and our lock
-        # Never the id of a deleted stream (SQLite's rowid would reuse the highest): a writer
-        # that still has the deleted stream cached must fail on its tables, not fill the new ones.
-        ((stream_id,),) = db.execute(
-            "SELECT max(coalesce((SELECT max(id) FROM streams), 0), coalesce((SELECT value "
-            "FROM store_meta WHERE key = 'last_stream_id'), 0)) + 1"
-        ).fetchall()
-        db.execute(
-            "INSERT OR REPLACE INTO store_meta (key, value) VALUES ('last_stream_id', ?)",
-            (stream_id,),
-        )
-        db.execute(
-            "INSERT INTO streams (id, name, shard_count, retention_hours, created) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (stream_id, name, shard_count, retention_hours, self._clock()),
-        )
-        for i, (start, end) in enumerate(even_ranges(shard_count)):
-            db.execute(
-                "INSERT INTO shards (stream_id, idx, starting_hash_key, ending_hash_key) "
-                "VALUES (?, ?, ?, ?)",
-                (stream_id, i, str(start), str(end)),
-            )
-            create_shard_table(db, shard_table(stream_id, i))
-
     def _load_stream(self, db: sqlite3.Connection, name: str) -> StreamLayout | None:
         cached = self._streams.get(name)
         if cached is not None:
             return cached
-        row = db.execute(
-            "SELECT id, shard_count, retention_hours, created FROM streams WHERE name = ?", (name,)
-        ).fetchone()
-        if row is None:
-            return None
-        stream_id, shard_count, retention_hours, created = row
-        shards = tuple(
-            ShardInfo(shard_id(i), int(start), int(end))
-            for i, start, end in db.execute(
-                "SELECT idx, starting_hash_key, ending_hash_key FROM shards "
-                "WHERE stream_id = ? ORDER BY idx",
-                (stream_id,),
-            )
-        )
-        stream = StreamLayout(
-            stream_id, StreamInfo(name, shard_count, retention_hours, created, shards)
-        )
-        self._streams[name] = stream
+        stream = load_layout(db, name)
+        if stream is not None:
+            self._streams[name] = stream
         return stream
 
     def _stream(self, name: str) -> StreamLayout:
@@ -276,32 +234,7 @@ class StreamStore:
         """Record counts, bytes and the first/last sequence number of each shard (scans each shard)."""
         with self._lock:
             stream = self._stream(name)
-        stats = []
-        for sid, table in zip(stream.shard_ids, stream.tables, strict=True):
-            ((count, size, first, last),) = self._fetch(
-                f"SELECT total(count), total(length(data)), min(first), max(seq) FROM {table}"
-            )
-            count = int(count)
-            first_arrival = last_arrival = None
-            if count:
-                ((first_arrival,),) = self._fetch(
-                    f"SELECT arrival FROM {table} ORDER BY seq LIMIT 1"
-                )
-                ((last_arrival,),) = self._fetch(
-                    f"SELECT arrival FROM {table} ORDER BY seq DESC LIMIT 1"
-                )
-            stats.append(
-                ShardStats(
-                    sid,
-                    count,
-                    int(size),
-                    format_sequence(first) if count else None,
-                    format_sequence(last) if count else None,
-                    first_arrival,
-                    last_arrival,
-                )
-            )
-        return stats
+        return shard_stats(stream, self._fetch)
 
     # --- writing ----------------------------------------------------------------------------------
 
@@ -422,35 +355,7 @@ class StreamStore:
         records up to the first one that is still young enough (after a wall-clock step back a
         record may outlive its retention until the records before it expire).
         """
-        now = self._clock() if now is None else now
-        with self._lock:
-            try:
-                names = [n for (n,) in self._connection().execute("SELECT name FROM streams")]
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot read the stream store {self.path}: {exc}") from exc
-        deleted = 0
-        for name in names:
-            with self._lock:
-                stream = self._stream(name)
-            cutoff = now - stream.info.retention_hours * 3600
-            for table in stream.tables:
-                deleted += self._trim_table(table, cutoff)
-        return deleted
-
-    def _trim_table(self, table: str, cutoff: float) -> int:
-        deleted = 0
-        while True:
-            with self._lock:
-                db = self._connection()
-                try:
-                    rows, records = self._write(
-                        db, partial(trim_chunk, db, table, cutoff, TRIM_CHUNK)
-                    )
-                except sqlite3.Error as exc:
-                    raise StoreError(f"cannot trim {table} in {self.path}: {exc}") from exc
-            deleted += records
-            if rows < TRIM_CHUNK:
-                return deleted
+        return trim_expired(self, self._clock() if now is None else now)
 
     # --- checkpoints ------------------------------------------------------------------------------
 
@@ -513,6 +418,4 @@ class StreamStore:
         limit: int | None = None,
     ) -> Iterator[StoredRecord]:
         """Records from ``position`` up to what is stored now, shard by shard in id order."""
-        from agent.store.reader import read_stream
-
         return read_stream(self, name, shard_id=shard_id, position=position, limit=limit)

@@ -128,7 +128,8 @@ def latency(endpoint: str, stream: str, count: int) -> tuple[float, float]:
 STANDIN = r"""
 import asyncio, base64, json, sys
 sys.path.insert(0, sys.argv[1])
-from agent.endpoint.http import HttpServer, Response
+from agent.endpoint.http import HttpServer
+from agent.endpoint.messages import Response
 entry = {"ShardId": "shardId-000000000000", "SequenceNumber": "4" * 56}
 canned = json.dumps({"FailedRecordCount": 0, "Records": [entry] * 500}).encode()
 record = {"SequenceNumber": "4" * 56, "ApproximateArrivalTimestamp": 1700000000.123,

@@ -13,7 +13,7 @@ from pathlib import Path
 from agent.config import load_config
 from agent.records import Checkpoint, FileId
 from agent.service.daemon import Agent
-from agent.store.sqlite import UPSERT_CHECKPOINT, checkpoint_rows
+from agent.sqlitedb import UPSERT_CHECKPOINT, checkpoint_rows
 from agent.store.store import StreamStore
 from tests.support.e2e import stored_lines
 

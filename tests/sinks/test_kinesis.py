@@ -24,13 +24,13 @@ from botocore.stub import Stubber
 from agent.checkpoints import CheckpointDB
 from agent.config import AgentConfig, FlowConfig
 from agent.errors import FatalSinkError, RetryableSinkError
+from agent.hashspace import hash_key
 from agent.observability.metrics import FlowMetrics
 from agent.pipeline.flow import Flow
 from agent.records import Record
 from agent.sinks import open_sink
 from agent.sinks.aws import make_client, translate_error
 from agent.sinks.kinesis import KinesisSink
-from agent.sinks.partition import hash_key
 from tests.peers.faultproxy import Fault, FaultProxy
 from tests.peers.helpers import deaggregate, new_stream, read_stream, shard_ranges
 from tests.peers.servers import Peer, free_port

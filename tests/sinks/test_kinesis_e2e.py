@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 
-from agent.sinks.partition import hash_key
+from agent.hashspace import hash_key
 from tests.peers.faultproxy import PASS, Fault, FaultProxy
 from tests.peers.helpers import aws_client, new_stream, read_stream, shard_ranges
 from tests.peers.servers import TEST_ENV, Peer

@@ -18,10 +18,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from agent.config import AgentConfig, FlowConfig
+from agent.hashspace import even_ranges, hash_key
 from agent.observability.metrics import FlowMetrics
 from agent.records import Record
 from agent.sinks.kinesis import AGGREGATED_SEND_LANES, SEND_LANES, KinesisSink
-from agent.sinks.partition import even_ranges, hash_key
 from agent.sinks.shards import ShardMap
 from tests.peers.faultproxy import PASS, Event, Fault, FaultProxy
 from tests.peers.helpers import deaggregate, new_stream, read_stream, shard_ranges

@@ -306,7 +306,7 @@ class TestRetention:
         self, store: StreamStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Large trims are split into bounded transactions and still delete everything due."""
-        monkeypatch.setattr("agent.store.store.TRIM_CHUNK", 7)
+        monkeypatch.setattr("agent.store.retention.TRIM_CHUNK", 7)
         store.ensure_stream("app", 1, 1)
         store.put_records("app", [("k", b"%d" % i) for i in range(50)])
         clock.now += 1
