@@ -133,7 +133,9 @@ class TestDeb:
             "./lib/systemd/system/kinesis-agent.service",
         ]:
             assert path in entries
-        assert re.search(r"agent/cli/__pycache__/main\.cpython-\d+\.pyc", listing), "not byte-compiled"
+        assert re.search(r"agent/cli/__pycache__/main\.cpython-\d+\.pyc", listing), (
+            "not byte-compiled"
+        )
         assert all(" root/root " in line for line in listing.splitlines())
         # may hold awsSecretAccessKey: never world-readable, not even before postinst runs
         [config] = [line for line in listing.splitlines() if line.endswith(" ./etc/agent.json")]
