@@ -10,9 +10,11 @@ are accepted, and counted) and gives each a short deadline to send its request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Self
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,52 @@ class ConnectionGuard:
 
     def release(self) -> None:
         self.active -= 1
+
+
+class GuardedListener:
+    """What the Prometheus listener and the status socket share: the guard and the server's life.
+
+    A subclass binds in ``start`` (setting ``_server``) and answers one connection in ``_answer``;
+    ``_serve`` admits it through the guard, drops the client on the errors a client can cause
+    (``CLIENT_ERRORS``), and always frees its descriptor and its slot.
+    """
+
+    CLIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.guard = ConnectionGuard(name, limit)
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.guard.admit(writer):
+            return
+        try:
+            await self._answer(reader, writer)
+        except self.CLIENT_ERRORS:
+            pass
+        finally:
+            writer.transport.abort()  # a no-op once closed; frees a stuck client's descriptor now
+            self.guard.release()
+
+    async def aclose(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            with contextlib.suppress(OSError):
+                await server.wait_closed()
 
 
 def start_on_reload(running: object | None, address: str | None, *, changed: bool) -> bool:

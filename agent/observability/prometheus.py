@@ -11,7 +11,6 @@ are served at once, and a client gets ``REQUEST_TIMEOUT`` seconds to send its re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterator
 
@@ -21,7 +20,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 # parse_listen stays importable from here: the Prometheus listener is where the address is used
 from agent.config.listen import parse_prometheus_listen as parse_listen
-from agent.observability.listeners import ACCEPT_BATCH, ConnectionGuard
+from agent.observability.listeners import ACCEPT_BATCH, GuardedListener
 from agent.observability.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
@@ -178,22 +177,16 @@ class AgentCollector(Collector):
         yield uptime
 
 
-class PrometheusServer:
+class PrometheusServer(GuardedListener):
     """A minimal HTTP/1.1 server for ``GET /metrics`` on the agent's event loop."""
 
+    CLIENT_ERRORS = (OSError, TimeoutError, ValueError)  # ValueError: a request line over the limit
+
     def __init__(self, listen: str, metrics: AgentMetrics) -> None:
+        super().__init__("Prometheus listener", MAX_CONNECTIONS)
         self.host, self.port = parse_listen(listen)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(AgentCollector(metrics))
-        self.guard = ConnectionGuard("Prometheus listener", MAX_CONNECTIONS)
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> PrometheusServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -203,40 +196,25 @@ class PrometheusServer:
         self.port = sock[1]
         log.info("Prometheus metrics at http://%s:%d/metrics", self.host, self.port)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.guard.admit(writer):
-            return
-        try:
-            async with asyncio.timeout(REQUEST_TIMEOUT):
-                request = await reader.readline()
-                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    pass
-            parts = request.split()
-            if len(parts) < 2 or parts[0] not in (b"GET", b"HEAD"):
-                status, body, ctype = b"405 Method Not Allowed", b"GET only\n", b"text/plain"
-            elif parts[1].split(b"?")[0] in (b"/metrics", b"/"):
-                status, ctype = b"200 OK", CONTENT_TYPE_PLAIN_0_0_4.encode()
-                body = generate_latest(self.registry)
-            else:
-                status, body, ctype = b"404 Not Found", b"try /metrics\n", b"text/plain"
-            head = (
-                b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype
-                + b"\r\nContent-Length: " + str(len(body)).encode()
-                + b"\r\nConnection: close\r\n\r\n"
-            )  # fmt: skip
-            async with asyncio.timeout(RESPONSE_TIMEOUT):
-                writer.write(head + (b"" if parts[:1] == [b"HEAD"] else body))
-                writer.close()  # flushes what is buffered, then closes
-                await writer.wait_closed()
-        except (OSError, TimeoutError, ValueError):
-            pass
-        finally:
-            writer.transport.abort()  # a no-op once closed; frees a stuck client's descriptor now
-            self.guard.release()
-
-    async def aclose(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-            with contextlib.suppress(OSError):
-                await server.wait_closed()
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async with asyncio.timeout(REQUEST_TIMEOUT):
+            request = await reader.readline()
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass
+        parts = request.split()
+        if len(parts) < 2 or parts[0] not in (b"GET", b"HEAD"):
+            status, body, ctype = b"405 Method Not Allowed", b"GET only\n", b"text/plain"
+        elif parts[1].split(b"?")[0] in (b"/metrics", b"/"):
+            status, ctype = b"200 OK", CONTENT_TYPE_PLAIN_0_0_4.encode()
+            body = generate_latest(self.registry)
+        else:
+            status, body, ctype = b"404 Not Found", b"try /metrics\n", b"text/plain"
+        head = (
+            b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype
+            + b"\r\nContent-Length: " + str(len(body)).encode()
+            + b"\r\nConnection: close\r\n\r\n"
+        )  # fmt: skip
+        async with asyncio.timeout(RESPONSE_TIMEOUT):
+            writer.write(head + (b"" if parts[:1] == [b"HEAD"] else body))
+            writer.close()  # flushes what is buffered, then closes
+            await writer.wait_closed()

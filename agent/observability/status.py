@@ -24,7 +24,7 @@ from typing import Any
 from agent.config import AgentConfig
 from agent.errors import AgentError
 from agent.observability.capacity import kinesis_capacity
-from agent.observability.listeners import ACCEPT_BATCH, ConnectionGuard
+from agent.observability.listeners import ACCEPT_BATCH, GuardedListener
 from agent.observability.metrics import AgentMetrics, FlowMetrics, RateMeter
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def snapshot(
 # --- the server -----------------------------------------------------------------------------------
 
 
-class StatusServer:
+class StatusServer(GuardedListener):
     """Serves snapshots on a unix socket; ``async with`` binds it, leaving removes it."""
 
     def __init__(
@@ -185,19 +185,11 @@ class StatusServer:
         rates: RateMeter | None = None,
         config: AgentConfig | None = None,
     ) -> None:
+        super().__init__("status socket", MAX_CONNECTIONS)
         self.path = path
         self.metrics = metrics
         self.rates = rates
         self.config = config
-        self.guard = ConnectionGuard("status socket", MAX_CONNECTIONS)
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> StatusServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         _clear_stale_socket(self.path)
@@ -211,30 +203,19 @@ class StatusServer:
         os.chmod(self.path, 0o600)
         log.info("status socket at %s", self.path)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.guard.admit(writer):
-            return
-        try:
-            body = json.dumps(snapshot(self.metrics, self.rates, self.config)).encode()
-            async with asyncio.timeout(WRITE_TIMEOUT):
-                writer.write(body + b"\n")
-                writer.close()  # flushes the snapshot, then closes
-                await writer.wait_closed()
-        except (OSError, TimeoutError):
-            pass
-        finally:
-            writer.transport.abort()  # a no-op once closed; frees a stuck client's descriptor now
-            self.guard.release()
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = json.dumps(snapshot(self.metrics, self.rates, self.config)).encode()
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            writer.write(body + b"\n")
+            writer.close()  # flushes the snapshot, then closes
+            await writer.wait_closed()
 
     async def aclose(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.close()
-        with contextlib.suppress(OSError):
-            await server.wait_closed()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        bound = self._server is not None
+        await super().aclose()
+        if bound:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
 
 def _clear_stale_socket(path: str) -> None:
