@@ -28,6 +28,15 @@ log = logging.getLogger(__name__)
 PREFIX = "kinesis_agent"
 FLOW_LABELS = ["flow", "destination"]
 FILE_LABELS = ["flow", "path"]
+# The per-file gauges: (key in collect(), name after "<prefix>_file_", help text).
+FILE_GAUGES = (
+    ("size", "size_bytes", "Size of the file"),
+    ("read", "read_offset_bytes", "Offset read up to"),
+    ("ckpt", "checkpoint_offset_bytes", "Offset acknowledged and checkpointed up to"),
+    ("lag", "lag_bytes", "Bytes not yet acknowledged"),
+    ("lag_s", "lag_seconds", "Age of the oldest unacknowledged data"),
+    ("age", "checkpoint_age_seconds", "Seconds since the checkpoint last advanced"),
+)
 MAX_CONNECTIONS = 32  # scrapers are a handful of Prometheus servers, not hundreds
 REQUEST_TIMEOUT = 2.0  # seconds for the request line and headers (a scraper sends them at once)
 RESPONSE_TIMEOUT = 10.0  # seconds to take the response
@@ -117,30 +126,8 @@ class AgentCollector(Collector):
         yield up
 
         per_file = {
-            "size": GaugeMetricFamily(
-                f"{PREFIX}_file_size_bytes", "Size of the file", labels=FILE_LABELS
-            ),
-            "read": GaugeMetricFamily(
-                f"{PREFIX}_file_read_offset_bytes", "Offset read up to", labels=FILE_LABELS
-            ),
-            "ckpt": GaugeMetricFamily(
-                f"{PREFIX}_file_checkpoint_offset_bytes",
-                "Offset acknowledged and checkpointed up to",
-                labels=FILE_LABELS,
-            ),
-            "lag": GaugeMetricFamily(
-                f"{PREFIX}_file_lag_bytes", "Bytes not yet acknowledged", labels=FILE_LABELS
-            ),
-            "lag_s": GaugeMetricFamily(
-                f"{PREFIX}_file_lag_seconds",
-                "Age of the oldest unacknowledged data",
-                labels=FILE_LABELS,
-            ),
-            "age": GaugeMetricFamily(
-                f"{PREFIX}_file_checkpoint_age_seconds",
-                "Seconds since the checkpoint last advanced",
-                labels=FILE_LABELS,
-            ),
+            key: GaugeMetricFamily(f"{PREFIX}_file_{name}", help_text, labels=FILE_LABELS)
+            for key, name, help_text in FILE_GAUGES
         }
         parsed = CounterMetricFamily(
             f"{PREFIX}_file_records_parsed", "Records framed from the file", labels=FILE_LABELS
