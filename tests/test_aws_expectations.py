@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,46 +13,12 @@ import pytest
 from agent.store.store import StreamStore
 from tests.peers.faultproxy import FaultProxy
 from tests.peers.helpers import deaggregate, new_stream, read_stream
-from tests.peers.servers import TEST_ENV, Peer
-from tests.support.e2e import stored_lines
+from tests.peers.servers import Peer
+from tests.support.agent import run_agent, run_once
+from tests.support.config import kinesis_config, logs_flow, state_config
+from tests.support.streams import stored_lines
 
 PUT_RECORDS = "Kinesis_20131202.PutRecords"
-
-
-def kinesis_config(
-    tmp: Path, endpoint: str, stream: str, flow: dict[str, Any] | None = None, **global_keys: Any
-) -> Path:
-    """One Kinesis flow over tmp/logs/*.log; ``flow`` are more keys of the flow."""
-    doc = {
-        "checkpointFile": str(tmp / "checkpoints.db"),
-        "kinesis.endpoint": endpoint,
-        "cloudwatch.emitMetrics": False,
-        **global_keys,
-        "flows": [
-            {
-                "filePattern": str(tmp / "logs" / "*.log"),
-                "kinesisStream": stream,
-                "initialPosition": "START_OF_FILE",
-                "maxBufferAgeMillis": 1000,
-                **(flow or {}),
-            }
-        ],
-    }
-    path = tmp / "agent.json"
-    path.write_text(json.dumps(doc))
-    return path
-
-
-def run_once(config: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "agent", "run", "-c", str(config), "--once"],
-        env={**os.environ, **TEST_ENV},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
 
 
 class TestUserAgentOnTheWire:
@@ -97,21 +60,7 @@ class TestUserAgentOnTheWire:
 
 def local_config(tmp: Path, **flow: Any) -> Path:
     """One flow over tmp/logs/*.log into the local stream ``s``; ``flow`` are more keys of it."""
-    doc = {
-        "checkpointFile": str(tmp / "state" / "checkpoints.db"),
-        "localStore.directory": str(tmp / "state" / "streams"),
-        "flows": [
-            {
-                "filePattern": str(tmp / "logs" / "*.log"),
-                "localStream": "s",
-                "initialPosition": "START_OF_FILE",
-                **flow,
-            }
-        ],
-    }
-    path = tmp / "agent.json"
-    path.write_text(json.dumps(doc))
-    return path
+    return state_config(tmp, logs_flow(tmp, "s", **flow))
 
 
 class TestRunOnce:
@@ -223,13 +172,7 @@ class TestReadmeSaysWhatHappens:
         """The README's example of the no-flows refusal is the line the command prints."""
         config = tmp_path / "agent.json"
         config.write_text(json.dumps({"flows": []}))
-        done = subprocess.run(
-            [sys.executable, "-m", "agent", "check", "-c", str(config)],
-            env={**os.environ, **TEST_ENV},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = run_agent("check", "-c", str(config))
         assert done.returncode == 78
         printed = done.stderr.strip().replace(str(config), "/etc/agent.json")
         assert f"    {printed}\n" in README.read_text()

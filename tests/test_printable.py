@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,8 @@ from rich.console import Console
 
 from agent.observability.top import render
 from agent.printable import printable
-from tests.support.obs import AGENT, agent_env, running_agent, snapshot_when, wait_for
+from tests.support.agent import run_agent, running_agent, snapshot_when, spawn_agent_tty, wait_for
+from tests.support.config import from_start, state_config
 
 CLEAR = "\x1b[2J"
 HOSTILE_NAMES = ("[/]z.log", f"{CLEAR}boom.log", "[bold]x.log", "a\rb.log", "\u202egol.txt.log")
@@ -98,26 +97,10 @@ def test_status_top_and_check_against_a_hostile_directory(tmp_path: Path) -> Non
     (logs / "[").mkdir(parents=True)
     (logs / "[" / "]z.log").write_bytes(b"one\n")
     (logs / f"{CLEAR}boom.log").write_bytes(f"{CLEAR}\x1b]0;pwned\x07 record\n".encode())
-    cfg = tmp_path / "agent.json"
-    cfg.write_text(
-        json.dumps(
-            {
-                "checkpointFile": str(tmp_path / "state" / "checkpoints.db"),
-                "localStore.directory": str(tmp_path / "state" / "streams"),
-                "flows": [
-                    {
-                        "filePattern": str(logs / "**" / "*.log"),
-                        "localStream": "obs",
-                        "initialPosition": "START_OF_FILE",
-                        "maxBufferAgeMillis": 1000,
-                    }
-                ],
-            }
-        )
+    cfg = state_config(
+        tmp_path, from_start(logs / "**" / "*.log", localStream="obs", maxBufferAgeMillis=1000)
     )
-    check = subprocess.run(
-        [*AGENT, "check", "-c", str(cfg)], capture_output=True, timeout=60, env=agent_env()
-    )
+    check = run_agent("check", "-c", str(cfg), text=False)
     assert check.returncode == 0, check.stderr
     assert b"\x1b" not in check.stdout
     assert b"\\x1b[2Jboom.log" in check.stdout
@@ -128,22 +111,12 @@ def test_status_top_and_check_against_a_hostile_directory(tmp_path: Path) -> Non
         wait_for(
             snapshot_when(sock, lambda s: s["records_sent"] == 2, proc), what="both files shipped"
         )
-        status = subprocess.run(
-            [*AGENT, "status", "-c", str(cfg)], capture_output=True, timeout=60, env=agent_env()
-        )
+        status = run_agent("status", "-c", str(cfg), text=False)
         assert status.returncode == 0, status.stderr
         assert b"]z.log" in status.stdout  # (long paths fold inside their table cell)
         assert b"1b[2Jboom.log" in status.stdout
         assert b"\x1b" not in status.stdout
-        env = agent_env()
-        env.update(TERM="xterm-256color", COLUMNS="200", LINES="30")
-        child = pexpect.spawn(
-            AGENT[0],
-            [*AGENT[1:], "top", "-c", str(cfg), "--interval", "0.5"],
-            env=env,
-            dimensions=(30, 200),
-            timeout=20,
-        )
+        child = spawn_agent_tty("top", "-c", str(cfg), "--interval", "0.5", columns=200, rows=30)
         transcript = io.BytesIO()
         child.logfile_read = transcript
         try:

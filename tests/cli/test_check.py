@@ -12,8 +12,8 @@ import pytest
 
 from agent.cli.check import test_destinations as check_destinations
 from agent.config import AgentConfig, FlowConfig
-from tests.support.e2e import stored_lines
-from tests.support.obs import AGENT, agent_env
+from tests.support.agent import run_agent
+from tests.support.streams import stored_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "etc" / "examples").glob("*.json"))
@@ -49,9 +49,7 @@ SAMPLES = {
 
 
 def _check(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*AGENT, "check", *args], capture_output=True, text=True, env=agent_env(), timeout=60
-    )
+    return run_agent("check", *args)
 
 
 def _strip_comments(text: str) -> str:
@@ -180,12 +178,7 @@ def test_files_are_listed_in_shipping_order(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     listed = re.findall(r"^  \S+/logs/(\S+)  \d+ bytes$", proc.stdout, re.MULTILINE)
     assert listed == ["older.log", "app.log.1", "app.log", "newer.log"]
-    run = subprocess.run(
-        [*AGENT, "run", "-c", str(config), "--once"],
-        capture_output=True,
-        env=agent_env(),
-        timeout=60,
-    )
+    run = run_agent("run", "-c", str(config), "--once", text=False)
     assert run.returncode == 0, run.stderr
     shipped = [
         line.decode().split()[1] for line in stored_lines(tmp_path / "state" / "streams", "s")

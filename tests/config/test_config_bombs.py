@@ -9,21 +9,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.config.test_config_json import BOMBS
-from tests.support.e2e import (
-    local_flow_config,
-    start_agent,
-    stop_agent,
-    stored_lines,
-    wait_for,
-)
+from tests.support.agent import run_agent, start_agent, stop_agent, wait_for
+from tests.support.config import local_flow_config
+from tests.support.streams import stored_lines
 
 pytestmark = pytest.mark.slow
 
@@ -78,11 +72,7 @@ def test_check_and_run_exit_78_with_one_line(tmp_path: Path, name: str) -> None:
     path = tmp_path / "agent.json"
     MAKERS[name](path)
     for command in ("check", "run"):
-        proc = subprocess.run(
-            [sys.executable, "-m", "agent", command, "-c", str(path)],
-            capture_output=True,
-            timeout=60,
-        )
+        proc = run_agent(command, "-c", str(path), text=False)
         stderr = proc.stderr.decode("utf-8", "replace")
         assert proc.returncode == 78, (command, proc.returncode, stderr[-2000:])
         assert "Traceback" not in stderr, stderr[-2000:]
@@ -108,18 +98,22 @@ def test_sighup_with_a_bomb_keeps_the_running_configuration(tmp_path: Path) -> N
         MAKERS["a FIFO"],
     ]
     try:
-        assert wait_for(lambda: stored_lines(tmp_path / "streams", "app") == [b"line 0\n"])
+        wait_for(
+            lambda: stored_lines(tmp_path / "streams", "app") == [b"line 0\n"], 30, log=agent_log
+        )
         for i, bomb in enumerate(bombs, start=1):
             config.unlink()
             bomb(config)
             proc.send_signal(signal.SIGHUP)
-            assert wait_for(lambda i=i: agent_log.read_text().count("reload rejected") == i), (
-                agent_log.read_text()[-3000:]
+            wait_for(
+                lambda i=i: agent_log.read_text().count("reload rejected") == i, 30, log=agent_log
             )
             with open(logs / "app.log", "ab") as fh:
                 fh.write(f"line {i}\n".encode())
             expected = [f"line {n}\n".encode() for n in range(i + 1)]
-            assert wait_for(lambda e=expected: stored_lines(tmp_path / "streams", "app") == e)
+            wait_for(
+                lambda e=expected: stored_lines(tmp_path / "streams", "app") == e, 30, log=agent_log
+            )
             assert proc.poll() is None
     finally:
         code = stop_agent(proc)

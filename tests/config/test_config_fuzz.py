@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +20,7 @@ from hypothesis import strategies as st
 
 from agent.config import FLOW_KEYS, GLOBAL_KEYS, AgentConfig, Key, load_config, parse_config
 from agent.errors import ConfigError
+from tests.support.agent import run_agent
 
 DESTINATIONS = ("kinesisStream", "deliveryStream", "localStream")
 STRUCTURAL = {"flows", "filePattern", *DESTINATIONS, "dataProcessingOptions", "partitionKeyField"}
@@ -138,12 +137,7 @@ def test_cli_exits_78_with_one_line(tmp_path: Path) -> None:
             {"flows": [{"filePattern": "/x/*.log", "localStream": "s", "maxBufferAgeMillis": 5}]}
         )
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "agent", "run", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_agent("run", "-c", str(config))
     assert proc.returncode == 78
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

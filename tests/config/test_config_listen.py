@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,9 @@ from agent.observability.observe import Observers
 from agent.service.daemon import Agent
 from tests.peers.helpers import aws_client
 from tests.peers.servers import free_port
-from tests.support.e2e import start_agent, stop_agent, stored_lines, wait_for, write_config
+from tests.support.agent import run_agent, start_agent, stop_agent, wait_for
+from tests.support.config import write_config
+from tests.support.streams import stored_lines
 
 BAD = ["99999", "\u00b2", "[::1", "localhost:http"]
 
@@ -38,11 +38,7 @@ def test_a_malformed_listen_address_is_a_config_error(listen: str) -> None:
 
 def test_check_exits_78_on_a_listen_address_run_refuses(tmp_path: Path) -> None:
     config = write_config(tmp_path / "agent.json", _doc(tmp_path, "app", "99999"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "agent", "check", "-c", str(config)],
-        capture_output=True,
-        timeout=60,
-    )
+    proc = run_agent("check", "-c", str(config), text=False)
     lines = proc.stderr.decode().splitlines()
     assert proc.returncode == 78, proc.stderr
     assert len(lines) == 1 and str(config) in lines[0] and "localStore.listen" in lines[0]
@@ -59,13 +55,15 @@ def test_a_reload_with_a_malformed_listen_applies_nothing(tmp_path: Path) -> Non
     proc = start_agent(config, log=agent_log)
     try:
         store = tmp_path / "streams"
-        assert wait_for(lambda: stored_lines(store, "before") == [b"line 0\n"])
+        wait_for(lambda: stored_lines(store, "before") == [b"line 0\n"], 30, log=agent_log)
         write_config(config, _doc(tmp_path, "after", "99999"))
         proc.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: "reload rejected" in agent_log.read_text()), agent_log.read_text()
+        wait_for(lambda: "reload rejected" in agent_log.read_text(), 30, log=agent_log)
         with log.open("ab") as fh:
             fh.write(b"line 1\n")
-        assert wait_for(lambda: stored_lines(store, "before") == [b"line 0\n", b"line 1\n"])
+        wait_for(
+            lambda: stored_lines(store, "before") == [b"line 0\n", b"line 1\n"], 30, log=agent_log
+        )
         assert stored_lines(store, "after") == []
     finally:
         assert stop_agent(proc) == 0
@@ -98,11 +96,11 @@ def test_sighup_retries_an_endpoint_that_could_not_bind(tmp_path: Path) -> None:
     squatter = socket.create_server(("127.0.0.1", port))
     proc = start_agent(config, log=agent_log)
     try:
-        assert wait_for(lambda: "Kinesis endpoint off" in agent_log.read_text())
+        wait_for(lambda: "Kinesis endpoint off" in agent_log.read_text(), 30, log=agent_log)
         squatter.close()
         proc.send_signal(signal.SIGHUP)
         kinesis = aws_client("kinesis", f"http://127.0.0.1:{port}")
-        assert wait_for(lambda: _answers(kinesis), timeout=20), agent_log.read_text()[-3000:]
+        wait_for(lambda: _answers(kinesis), timeout=20, log=agent_log)
     finally:
         squatter.close()
         assert stop_agent(proc) == 0

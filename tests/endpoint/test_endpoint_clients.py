@@ -31,8 +31,18 @@ from tests.peers.servers import (
     free_port,
     start_store_endpoint,
 )
-from tests.sinks.test_kinesis_e2e import agent_cmd, agent_json, logs_dir, run_once, write_lines
+from tests.support.agent import (
+    AGENT,
+    agent_env,
+    run_agent,
+    run_once,
+    start_agent,
+    stop_agent,
+    wait_for,
+)
+from tests.support.config import logs_config
 from tests.support.endpoint import endpoint_thread
+from tests.support.logs import append, logs_dir, numbered
 
 
 @pytest.fixture
@@ -127,13 +137,13 @@ def test_agent_kinesis_sink_into_the_store(serve: Peer, tmp_path: Path, aggregat
     """The agent's own Kinesis sink ships into the endpoint; a consumer (deaggregating with
     aws-kinesis-agg when aggregated) reads every line exactly once."""
     aws_client("kinesis", serve.endpoint).create_stream(StreamName="logs", ShardCount=2)
-    sent = write_lines(logs_dir(tmp_path) / "a.log", 0, 5000)
-    config = agent_json(
+    sent = append(logs_dir(tmp_path) / "a.log", numbered("rid", 0, 5000))
+    config = logs_config(
         tmp_path,
         {"kinesisStream": "logs", "aggregateRecords": aggregate},
         **{"kinesis.endpoint": serve.endpoint},
     )
-    run_once(config)
+    run_once(config, timeout=120)
     stored = [item for recs in read_stream(serve.endpoint, "logs").values() for item in recs]
     if aggregate:
         users = deaggregate(stored)
@@ -175,30 +185,20 @@ def test_agent_endpoint_serves_what_it_ships(tmp_path: Path) -> None:
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     store = tmp_path / "store"
-    config = agent_json(
+    config = logs_config(
         tmp_path,
         {"localStream": "web"},
         **{"localStore.directory": str(store), "localStore.listen": f"127.0.0.1:{port}"},
     )
     log = logs_dir(tmp_path) / "a.log"
-    sent = write_lines(log, 0, 3000)
-    with (tmp_path / "agent.err").open("wb") as err:
-        agent = subprocess.Popen(
-            agent_cmd(config), env={**os.environ, **TEST_ENV}, stdout=subprocess.DEVNULL, stderr=err
-        )
+    sent = append(log, numbered("rid", 0, 3000))
+    agent = start_agent(config, log=tmp_path / "agent.err")
     try:
-        deadline = time.monotonic() + 30
         client = aws_client("kinesis", endpoint)
-        while time.monotonic() < deadline:
-            try:
-                if "web" in client.list_streams()["StreamNames"]:
-                    break
-            except Exception:  # not listening yet
-                pass
-            time.sleep(0.05)
+        wait_for(lambda: "web" in stream_names(client), 30, interval=0.05)
         extra = [{"Data": b"api %d" % i, "PartitionKey": f"api-{i}"} for i in range(500)]
         client.put_records(StreamName="web", Records=extra)
-        sent += write_lines(log, 3000, 2000)
+        sent += append(log, numbered("rid", 3000, 2000))
         read = consume_all(endpoint, "web", 5500)
         beside = start_store_endpoint(store, tmp_path)
         try:
@@ -206,8 +206,7 @@ def test_agent_endpoint_serves_what_it_ships(tmp_path: Path) -> None:
         finally:
             beside.stop()
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(30)
+        stop_agent(agent)
     got = Counter(d for shard in read.values() for _seq, d in shard)
     assert got == Counter(sent) + Counter(e["Data"] for e in extra)
     for shard in read.values():
@@ -276,19 +275,13 @@ def test_kill_9_during_put_records(tmp_path: Path) -> None:
 
 def test_bad_listen_address_is_a_config_error(tmp_path: Path) -> None:
     """A malformed localStore.listen stops the agent with exit 78 and one line naming the key."""
-    config = agent_json(
+    config = logs_config(
         tmp_path,
         {"localStream": "web"},
         **{"localStore.directory": str(tmp_path / "store"), "localStore.listen": "host:port"},
     )
     logs_dir(tmp_path)
-    done = subprocess.run(
-        agent_cmd(config),
-        env={**os.environ, **TEST_ENV},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_agent("run", "-c", str(config))
     assert done.returncode == 78
     assert "localStore.listen" in done.stderr.strip().splitlines()[-1]
 
@@ -314,10 +307,10 @@ def test_serve_from_config_checks_the_agents_signatures(tmp_path: Path) -> None:
     )
     with (tmp_path / "serve.err").open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "serve", "-c", str(serve_config)],
+            [*AGENT, "serve", "-c", str(serve_config)],
             stdout=subprocess.PIPE,
             stderr=err,
-            env={**os.environ, **TEST_ENV},
+            env=agent_env(),
         )
     try:
         assert proc.stdout is not None
@@ -340,8 +333,8 @@ def test_serve_from_config_checks_the_agents_signatures(tmp_path: Path) -> None:
         with pytest.raises(botocore.exceptions.ClientError) as exc:
             client("other").list_streams()
         assert exc.value.response["Error"]["Code"] == "InvalidSignatureException"
-        sent = write_lines(logs_dir(tmp_path) / "a.log", 0, 300)
-        config = agent_json(
+        sent = append(logs_dir(tmp_path) / "a.log", numbered("rid", 0, 300))
+        config = logs_config(
             tmp_path,
             {"kinesisStream": "logs"},
             **{
@@ -350,7 +343,7 @@ def test_serve_from_config_checks_the_agents_signatures(tmp_path: Path) -> None:
                 "awsSecretAccessKey": "store-secret",
             },
         )
-        run_once(config)
+        run_once(config, timeout=120)
         got = [d for recs in read_stream_signed(client("store-secret"), "logs") for d in recs]
         assert Counter(got) == Counter(sent)
     finally:
@@ -374,25 +367,21 @@ def test_sighup_moves_the_agents_endpoint(tmp_path: Path) -> None:
     """A SIGHUP with a new localStore.listen closes the old listener and opens the new one."""
     first, second = free_port(), free_port()
     keys = {"localStore.directory": str(tmp_path / "store")}
-    config = agent_json(
+    config = logs_config(
         tmp_path, {"localStream": "web"}, **keys, **{"localStore.listen": f"127.0.0.1:{first}"}
     )
     logs_dir(tmp_path)
-    with (tmp_path / "agent.err").open("wb") as err:
-        agent = subprocess.Popen(
-            agent_cmd(config), env={**os.environ, **TEST_ENV}, stdout=subprocess.DEVNULL, stderr=err
-        )
+    agent = start_agent(config, log=tmp_path / "agent.err")
     try:
-        assert wait_answering(first)
-        agent_json(
+        wait_for(lambda: answering(first), 30, interval=0.05)
+        logs_config(
             tmp_path, {"localStream": "web"}, **keys, **{"localStore.listen": f"127.0.0.1:{second}"}
         )
         agent.send_signal(signal.SIGHUP)
-        assert wait_answering(second)
+        wait_for(lambda: answering(second), 30, interval=0.05)
         assert not answering(first)
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(30)
+        stop_agent(agent)
 
 
 def answering(port: int) -> bool:
@@ -403,10 +392,10 @@ def answering(port: int) -> bool:
     return True
 
 
-def wait_answering(port: int, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if answering(port):
-            return True
-        time.sleep(0.05)
-    return False
+def stream_names(client: Any) -> list[str]:
+    """The streams an endpoint lists (none while it is not listening yet)."""
+    try:
+        names: list[str] = client.list_streams()["StreamNames"]
+    except Exception:  # not listening yet
+        return []
+    return names

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +21,11 @@ from agent.endpoint.server import KinesisEndpoint
 from agent.errors import StoreError
 from agent.store.store import StreamStore
 from tests.peers.helpers import aws_client
-from tests.peers.servers import TEST_ENV, free_port, start_store_endpoint
-from tests.sinks.test_kinesis_e2e import agent_cmd, agent_json, logs_dir, write_lines
+from tests.peers.servers import free_port, start_store_endpoint
+from tests.support.agent import start_agent, stop_agent, wait_for
+from tests.support.config import logs_config
 from tests.support.endpoint import endpoint_thread
+from tests.support.logs import append, logs_dir, numbered
 
 SHARD = "shardId-000000000000"
 
@@ -137,7 +136,7 @@ def test_the_agent_ships_on_after_its_stream_is_deleted(tmp_path: Path) -> None:
     failing (StreamNotFound, not retryable) until a restart made the stream again.
     """
     port = free_port()
-    config = agent_json(
+    config = logs_config(
         tmp_path,
         {"localStream": "web"},
         **{
@@ -146,22 +145,17 @@ def test_the_agent_ships_on_after_its_stream_is_deleted(tmp_path: Path) -> None:
         },
     )
     log = logs_dir(tmp_path) / "a.log"
-    first = write_lines(log, 0, 3)
-    with (tmp_path / "agent.err").open("wb") as err:
-        agent = subprocess.Popen(
-            agent_cmd(config), env={**os.environ, **TEST_ENV}, stdout=subprocess.DEVNULL, stderr=err
-        )
+    first = append(log, numbered("rid", 0, 3))
+    agent_log = tmp_path / "agent.err"
+    agent = start_agent(config, log=agent_log)
     try:
         kinesis = aws_client("kinesis", f"http://127.0.0.1:{port}")
-        assert poll(lambda: records_of(kinesis, "web") == first)
+        wait_for(lambda: records_of(kinesis, "web") == first, 20, log=agent_log)
         kinesis.delete_stream(StreamName="web")
-        second = write_lines(log, 3, 3)
-        assert poll(lambda: records_of(kinesis, "web") == second), (
-            tmp_path / "agent.err"
-        ).read_text()
+        second = append(log, numbered("rid", 3, 3))
+        wait_for(lambda: records_of(kinesis, "web") == second, 20, log=agent_log)
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(30)
+        stop_agent(agent)
 
 
 def records_of(kinesis: Any, stream: str) -> list[bytes] | None:
@@ -173,15 +167,6 @@ def records_of(kinesis: Any, stream: str) -> list[bytes] | None:
         )
     except (botocore.exceptions.ClientError, botocore.exceptions.EndpointConnectionError):
         return None
-
-
-def poll(check: Any, timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_two_servers_on_one_store_see_each_others_delete_and_create(tmp_path: Path) -> None:

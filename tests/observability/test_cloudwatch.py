@@ -7,7 +7,6 @@ import datetime as dt
 import http.client
 import http.server
 import json
-import subprocess
 import threading
 import time
 import uuid
@@ -28,8 +27,10 @@ from agent.observability.cloudwatch import (
     should_emit,
 )
 from agent.observability.metrics import AgentMetrics, FlowMetrics
-from tests.peers.servers import Peer
-from tests.support.obs import AGENT, SAFE_ENV, agent_env, local_config, write_log
+from tests.peers.servers import TEST_ENV, Peer
+from tests.support.agent import run_once
+from tests.support.config import obs_config
+from tests.support.logs import write_log
 
 
 def _config(*flows: FlowConfig, **kw: Any) -> AgentConfig:
@@ -75,19 +76,6 @@ def _kinesis_emitter(put: Recorder) -> tuple[FlowMetrics, CloudWatchEmitter]:
     metrics = _metrics("KinesisStream:k")
     emitter = CloudWatchEmitter(_config(KINESIS), metrics, put=put)
     return metrics.flows["flow-KinesisStream:k"], emitter
-
-
-def _run_once(cfg: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    """``kinesis-agent run --once``, which must exit 0 (its stderr is the message if not)."""
-    proc = subprocess.run(
-        [*AGENT, "run", "-c", str(cfg), "--once"],
-        capture_output=True,
-        text=True,
-        env=agent_env(),
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 class TestWhenToEmit:
@@ -265,8 +253,8 @@ class TestBufferTime:
     def test_cli_runs_with_the_aws_sample_value(self, tmp_path: Path) -> None:
         """The real command accepts 25 (it exited 78 before) and warns once, naming the key."""
         write_log(tmp_path / "logs" / "app.log", 3, 20)
-        cfg = local_config(tmp_path, **{"cloudwatch.metricsBufferTimeMillis": 25})
-        proc = _run_once(cfg, timeout=60)
+        cfg = obs_config(tmp_path, **{"cloudwatch.metricsBufferTimeMillis": 25})
+        proc = run_once(cfg, timeout=60)
         assert proc.stderr.count("cloudwatch.metricsBufferTimeMillis: 25 is outside") == 1
 
 
@@ -279,7 +267,7 @@ def test_run_once_publishes_what_it_shipped(tmp_path: Path, moto: Peer) -> None:
     moto_endpoint = moto.endpoint
     lines, width = 321, 50
     nbytes = write_log(tmp_path / "logs" / "app.log", lines, width)
-    cfg = local_config(
+    cfg = obs_config(
         tmp_path,
         **{
             "cloudwatch.emitMetrics": True,
@@ -290,13 +278,13 @@ def test_run_once_publishes_what_it_shipped(tmp_path: Path, moto: Peer) -> None:
     config = load_config(str(cfg))
     [flow] = config.flows
     started = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    _run_once(cfg, timeout=120)
+    run_once(cfg, timeout=120)
     client = boto3.client(
         "cloudwatch",
         endpoint_url=moto_endpoint,
         region_name="us-east-1",
-        aws_access_key_id=SAFE_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=SAFE_ENV["AWS_SECRET_ACCESS_KEY"],
+        aws_access_key_id=TEST_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=TEST_ENV["AWS_SECRET_ACCESS_KEY"],
     )
 
     def total(name: str) -> float:
@@ -417,7 +405,7 @@ def test_unreachable_cloudwatch_does_not_affect_shipping(tmp_path: Path) -> None
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     write_log(tmp_path / "logs" / "app.log", 50, 20)
-    cfg = local_config(tmp_path, **{"cloudwatch.endpoint": dead})
-    proc = _run_once(cfg, timeout=60)
+    cfg = obs_config(tmp_path, **{"cloudwatch.endpoint": dead})
+    proc = run_once(cfg, timeout=60)
     assert "50 records sent successfully" in proc.stderr
     assert proc.stderr.count("cannot publish CloudWatch metrics") == 1

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import resource
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +17,8 @@ import pytest
 from agent.observability import listeners, prometheus, status
 from agent.observability.listeners import ConnectionGuard
 from agent.observability.metrics import AgentMetrics
-from tests.support.obs import agent_env, snapshot_when, wait_for
+from tests.support.agent import running_agent, snapshot_when, wait_for
+from tests.support.config import from_start, state_config
 
 HALF_SENT = 1100  # the reported attack: past the default soft limit of 1024 descriptors
 AGENT_NOFILE = 1024
@@ -90,12 +88,6 @@ def _raised_nofile(need: int) -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def _agent_limits() -> None:
-    """In the agent's child: the soft limit a service gets without LimitNOFILE (1024)."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (AGENT_NOFILE, hard))
-
-
 def test_slowloris_cannot_exhaust_descriptors_while_flows_keep_shipping(tmp_path: Path) -> None:
     """1,100 half-sent scrapes and 100 idle status clients: descriptors stay bounded, lines and a
     new file are shipped and committed meanwhile, and a real scrape gets through."""
@@ -106,71 +98,47 @@ def test_slowloris_cannot_exhaust_descriptors_while_flows_keep_shipping(tmp_path
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     sock_path = str(tmp_path / "state" / "status.sock")
-    config = tmp_path / "agent.json"
-    config.write_text(
-        json.dumps(
-            {
-                "checkpointFile": str(tmp_path / "state" / "checkpoints.db"),
-                "localStore.directory": str(tmp_path / "state" / "streams"),
-                "metrics.prometheusListen": f"127.0.0.1:{port}",
-                "flows": [
-                    {
-                        "filePattern": str(logs / "*.log"),
-                        "localStream": "s",
-                        "initialPosition": "START_OF_FILE",
-                        "maxBufferAgeMillis": 1000,
-                    }
-                ],
-            }
-        )
+    config = state_config(
+        tmp_path,
+        from_start(logs / "*.log", localStream="s", maxBufferAgeMillis=1000),
+        **{"metrics.prometheusListen": f"127.0.0.1:{port}"},
     )
-    agent_log = (tmp_path / "agent.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "-c", str(config)],
-        stdout=agent_log,
-        stderr=subprocess.STDOUT,
-        env=agent_env(),
-        preexec_fn=_agent_limits,  # only setrlimit, before exec
-    )
+    agent_log = tmp_path / "agent.log"
+    # the agent's soft limit: what a service gets without LimitNOFILE (prlimit execs the agent)
+    nofile = ("prlimit", f"--nofile={AGENT_NOFILE}:")
     held: list[socket.socket] = []
-    try:
-        wait_for(snapshot_when(sock_path, lambda s: s["records_sent"] == 1, proc), what="start")
-        baseline = _fds(proc.pid)
-        with _raised_nofile(HALF_SENT + 200 + 64):
-            for _ in range(HALF_SENT):
-                s = socket.create_connection(("127.0.0.1", port), timeout=10)
-                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never the blank line
-                held.append(s)
-            for _ in range(100):
-                u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                u.connect(sock_path)  # and never read
-                held.append(u)
-            peak = _fds(proc.pid)
-            with (logs / "a.log").open("ab") as fh:
-                fh.write(b"during\n")
-            (logs / "b.log").write_bytes(b"new file during\n")
-            deadline = time.monotonic() + 30
-            shipped = snapshot_when(sock_path, lambda s: s["records_sent"] == 3, proc)
-            while not shipped():
-                peak = max(peak, _fds(proc.pid))
-                assert time.monotonic() < deadline, "lines written during the attack not shipped"
-                time.sleep(0.05)
-            body = wait_for(lambda: _scrape(port), timeout=15, what="a scrape to get through")
-            assert b"kinesis_agent_records_sent_total" in body
-            peak = max(peak, _fds(proc.pid))
-    finally:
-        for s in held:
-            s.close()
-        proc.terminate()
+    with running_agent(config, agent_log, prefix=nofile, stop_timeout=30) as proc:
         try:
-            code = proc.wait(timeout=30)
+            wait_for(snapshot_when(sock_path, lambda s: s["records_sent"] == 1, proc), what="start")
+            baseline = _fds(proc.pid)
+            with _raised_nofile(HALF_SENT + 200 + 64):
+                for _ in range(HALF_SENT):
+                    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never the blank line
+                    held.append(s)
+                for _ in range(100):
+                    u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    u.connect(sock_path)  # and never read
+                    held.append(u)
+                peak = _fds(proc.pid)
+                with (logs / "a.log").open("ab") as fh:
+                    fh.write(b"during\n")
+                (logs / "b.log").write_bytes(b"new file during\n")
+                deadline = time.monotonic() + 30
+                shipped = snapshot_when(sock_path, lambda s: s["records_sent"] == 3, proc)
+                while not shipped():
+                    peak = max(peak, _fds(proc.pid))
+                    assert time.monotonic() < deadline, (
+                        "lines written during the attack not shipped"
+                    )
+                    time.sleep(0.05)
+                body = wait_for(lambda: _scrape(port), timeout=15, what="a scrape to get through")
+                assert b"kinesis_agent_records_sent_total" in body
+                peak = max(peak, _fds(proc.pid))
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            agent_log.close()
-    text = (tmp_path / "agent.log").read_text()
-    assert code == 0, text[-3000:]
+            for s in held:
+                s.close()
+    text = agent_log.read_text()
     # each listener may hold one accept batch of descriptors before its guard runs
     limit = prometheus.MAX_CONNECTIONS + status.MAX_CONNECTIONS + 2 * listeners.ACCEPT_BATCH
     assert peak <= baseline + limit + 16, f"{peak} descriptors (baseline {baseline})"

@@ -15,7 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.observability.status import StatusUnavailable, fetch
-from tests.support.obs import local_config, running_agent, snapshot_when, wait_for, write_log
+from tests.support.agent import running_agent, snapshot_when, wait_for
+from tests.support.config import obs_config
+from tests.support.logs import write_log
 
 LINES = 777
 WIDTH = 33
@@ -45,7 +47,7 @@ def test_scrape_matches_the_work_done(tmp_path: Path) -> None:
     log_file = tmp_path / "logs" / "web.log"
     nbytes = write_log(log_file, LINES, WIDTH)
     port = _free_port()
-    cfg = local_config(tmp_path, **{"metrics.prometheusListen": str(port)})
+    cfg = obs_config(tmp_path, **{"metrics.prometheusListen": str(port)})
     sock = str(tmp_path / "state" / "status.sock")
     with running_agent(cfg, tmp_path / "agent.log") as proc:
         wait_for(
@@ -93,7 +95,7 @@ def test_busy_port_does_not_stop_shipping(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        cfg = local_config(tmp_path, **{"metrics.prometheusListen": f"127.0.0.1:{port}"})
+        cfg = obs_config(tmp_path, **{"metrics.prometheusListen": f"127.0.0.1:{port}"})
         sock = str(tmp_path / "state" / "status.sock")
         with running_agent(cfg, tmp_path / "agent.log") as proc:
             wait_for(snapshot_when(sock, lambda s: s["records_sent"] == 10, proc))
@@ -107,9 +109,7 @@ def test_sighup_moves_the_status_socket_and_the_prometheus_listener(tmp_path: Pa
     write_log(tmp_path / "logs" / "web.log", LINES, WIDTH)
     old_port, new_port = _free_port(), _free_port()
     old_sock, new_sock = str(tmp_path / "old.sock"), str(tmp_path / "new.sock")
-    cfg = local_config(
-        tmp_path, statusSocket=old_sock, **{"metrics.prometheusListen": str(old_port)}
-    )
+    cfg = obs_config(tmp_path, statusSocket=old_sock, **{"metrics.prometheusListen": str(old_port)})
     agent_log = tmp_path / "agent.log"
     with running_agent(cfg, agent_log) as proc:
         wait_for(snapshot_when(old_sock, lambda s: s["records_sent"] == LINES, proc))
@@ -140,7 +140,7 @@ def test_sighup_retries_a_prometheus_listener_that_could_not_bind(tmp_path: Path
     (tmp_path / "logs").mkdir()
     squatter = socket.create_server(("127.0.0.1", 0))
     port = squatter.getsockname()[1]
-    cfg = local_config(tmp_path, **{"metrics.prometheusListen": f"127.0.0.1:{port}"})
+    cfg = obs_config(tmp_path, **{"metrics.prometheusListen": f"127.0.0.1:{port}"})
     agent_log = tmp_path / "agent.log"
     try:
         with running_agent(cfg, agent_log) as proc:
@@ -167,7 +167,7 @@ def test_sighup_retries_a_status_socket_that_could_not_bind(tmp_path: Path) -> N
     (tmp_path / "logs").mkdir()
     sock = tmp_path / "status.sock"
     sock.write_text("")
-    cfg = local_config(tmp_path, statusSocket=str(sock))
+    cfg = obs_config(tmp_path, statusSocket=str(sock))
     agent_log = tmp_path / "agent.log"
     with running_agent(cfg, agent_log) as proc:
         wait_for(lambda: "status socket off" in agent_log.read_text(), what="the refusal")

@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,9 @@ import pytest
 from agent.config import load_config
 from agent.observability.metrics import AgentMetrics
 from agent.observability.status import StatusServer, StatusUnavailable, fetch, socket_path
-from tests.support.obs import (
-    AGENT,
-    agent_env,
-    local_config,
-    running_agent,
-    snapshot_when,
-    wait_for,
-    write_log,
-)
+from tests.support.agent import run_agent, running_agent, snapshot_when, wait_for
+from tests.support.config import obs_config
+from tests.support.logs import write_log
 
 LINES = 1234
 WIDTH = 40
@@ -32,12 +25,12 @@ WIDTH = 40
 class TestSocketPath:
     def test_beside_the_checkpoints_by_default(self, tmp_path: Path) -> None:
         """Without statusSocket the socket lives in the state directory of checkpointFile."""
-        config = load_config(str(local_config(tmp_path)))
+        config = load_config(str(obs_config(tmp_path)))
         assert socket_path(config) == str(tmp_path / "state" / "status.sock")
 
     def test_status_socket_key_wins(self, tmp_path: Path) -> None:
         """statusSocket names the socket explicitly."""
-        config = load_config(str(local_config(tmp_path, statusSocket=str(tmp_path / "s.sock"))))
+        config = load_config(str(obs_config(tmp_path, statusSocket=str(tmp_path / "s.sock"))))
         assert socket_path(config) == str(tmp_path / "s.sock")
 
 
@@ -76,10 +69,8 @@ class TestServer:
 
     def test_cli_without_agent_exits_1(self, tmp_path: Path) -> None:
         """``status`` with no agent: one line on stderr, exit 1."""
-        cfg = local_config(tmp_path)
-        proc = subprocess.run(
-            [*AGENT, "status", "-c", str(cfg)], capture_output=True, text=True, env=agent_env()
-        )
+        cfg = obs_config(tmp_path)
+        proc = run_agent("status", "-c", str(cfg))
         assert proc.returncode == 1
         assert "no agent status socket" in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
@@ -91,7 +82,7 @@ class TestRunningAgent:
         """After shipping a file, ``status --json`` reports exactly the work done."""
         log_file = tmp_path / "logs" / "app.log"
         nbytes = write_log(log_file, LINES, WIDTH)
-        cfg = local_config(tmp_path)
+        cfg = obs_config(tmp_path)
         sock = str(tmp_path / "state" / "status.sock")
         with running_agent(cfg, tmp_path / "agent.log") as proc:
             wait_for(
@@ -100,21 +91,9 @@ class TestRunningAgent:
                 ),
                 what="the file to be shipped",
             )
-            out = subprocess.run(
-                [*AGENT, "status", "-c", str(cfg), "--json"],
-                capture_output=True,
-                text=True,
-                env=agent_env(),
-                check=True,
-            )
+            out = run_agent("status", "-c", str(cfg), "--json", check=True)
             snap = json.loads(out.stdout)
-            table = subprocess.run(
-                [*AGENT, "status", "--socket", sock],
-                capture_output=True,
-                text=True,
-                env=agent_env(),
-                check=True,
-            ).stdout
+            table = run_agent("status", "--socket", sock, check=True).stdout
         assert snap["version"] == 1
         assert snap["pid"] == proc.pid
         assert snap["uptime_ms"] > 0
@@ -180,7 +159,7 @@ class TestRunningAgent:
         log_file = tmp_path / "logs" / "app.log"
         write_log(log_file, 10, WIDTH)
         # a long buffer age holds the ten records back in the batcher
-        cfg = local_config(tmp_path)
+        cfg = obs_config(tmp_path)
         doc = json.loads(cfg.read_text())
         doc["flows"][0].update(maxBufferAgeMillis=60_000, maxBufferSizeRecords=500)
         cfg.write_text(json.dumps(doc))

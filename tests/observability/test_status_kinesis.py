@@ -5,37 +5,32 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.peers.helpers import aws_client
 from tests.peers.servers import Peer
-from tests.support.obs import AGENT, agent_env, running_agent, snapshot_when, wait_for, write_log
+from tests.support.agent import run_agent, running_agent, snapshot_when, wait_for
+from tests.support.config import kinesis_config as one_kinesis_flow
+from tests.support.logs import write_log
 
 LINES = 2000
 WIDTH = 100
 
 
 def kinesis_config(tmp: Path, stream: str, kinesalite: Peer, moto: Peer) -> Path:
-    cfg = {
-        "checkpointFile": str(tmp / "state" / "checkpoints.db"),
-        "kinesis.endpoint": kinesalite.endpoint,
-        "cloudwatch.endpoint": moto.endpoint,
-        "cloudwatch.metricsBufferTimeMillis": 1000,
-        "flows": [
-            {
-                "filePattern": str(tmp / "logs" / "*.log"),
-                "kinesisStream": stream,
-                "initialPosition": "START_OF_FILE",
-                "maxBufferAgeMillis": 1000,
-            }
-        ],
-    }
-    path = tmp / "agent.json"
-    path.write_text(json.dumps(cfg))
-    return path
+    return one_kinesis_flow(
+        tmp,
+        kinesalite.endpoint,
+        stream,
+        checkpoints=tmp / "state" / "checkpoints.db",
+        **{
+            "cloudwatch.emitMetrics": True,
+            "cloudwatch.endpoint": moto.endpoint,
+            "cloudwatch.metricsBufferTimeMillis": 1000,
+        },
+    )
 
 
 @pytest.mark.slow
@@ -58,12 +53,8 @@ def test_kinesis_flow_status_capacity_and_cloudwatch(
             ),
             what="the file to be shipped and a rate observed",
         )
-        status = subprocess.run(
-            [*AGENT, "status", "-c", str(cfg)], capture_output=True, text=True, env=agent_env()
-        ).stdout
-        checked = subprocess.run(
-            [*AGENT, "check", "-c", str(cfg)], capture_output=True, text=True, env=agent_env()
-        ).stdout
+        status = run_agent("status", "-c", str(cfg)).stdout
+        checked = run_agent("check", "-c", str(cfg)).stdout
     [flow] = snap["flows"]
     assert flow["destination"] == f"KinesisStream:{stream}"
     assert flow["bytes_sent"] == nbytes
@@ -103,23 +94,13 @@ def test_test_destination_against_kinesalite(
 ) -> None:
     """An existing stream describes as ACTIVE; a missing one fails the check with exit 1."""
     cfg = kinesis_config(tmp_path, stream, kinesalite, moto)
-    ok = subprocess.run(
-        [*AGENT, "check", "-c", str(cfg), "--test-destination"],
-        capture_output=True,
-        text=True,
-        env=agent_env(),
-    )
+    ok = run_agent("check", "-c", str(cfg), "--test-destination")
     assert ok.returncode == 0, ok.stderr
     assert f"KinesisStream:{stream}: OK (ACTIVE, 1 open shard(s))" in ok.stdout
     doc = json.loads(cfg.read_text())
     doc["flows"][0]["kinesisStream"] = "no-such-stream"
     cfg.write_text(json.dumps(doc))
-    missing = subprocess.run(
-        [*AGENT, "check", "-c", str(cfg), "--test-destination"],
-        capture_output=True,
-        text=True,
-        env=agent_env(),
-    )
+    missing = run_agent("check", "-c", str(cfg), "--test-destination")
     assert missing.returncode == 1
     assert "KinesisStream:no-such-stream: FAILED:" in missing.stdout
     assert "ResourceNotFound" in missing.stdout

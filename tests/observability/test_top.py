@@ -10,8 +10,9 @@ import pexpect
 import pytest
 
 from agent.observability.top import human_bytes, human_seconds, render
-from tests.support.obs import AGENT, agent_env, local_config, running_agent, snapshot_when, wait_for
-from tests.support.obs import write_log as write_lines
+from tests.support.agent import running_agent, snapshot_when, spawn_agent_tty, wait_for
+from tests.support.config import obs_config
+from tests.support.logs import write_log as write_lines
 
 LINES = 4321
 WIDTH = 30
@@ -47,22 +48,14 @@ def test_top_shows_the_flows_in_a_terminal(tmp_path: Path) -> None:
     """The live screen names the flow and file, with the records shipped; q quits with status 0."""
     log_file = tmp_path / "logs" / "top.log"
     nbytes = write_lines(log_file, LINES, WIDTH)
-    cfg = local_config(tmp_path)
+    cfg = obs_config(tmp_path)
     sock = str(tmp_path / "state" / "status.sock")
     with running_agent(cfg, tmp_path / "agent.log") as proc:
         wait_for(
             snapshot_when(sock, lambda s: s["records_sent"] == LINES and s["lag_bytes"] == 0, proc),
             what="the file to be shipped",
         )
-        env = agent_env()
-        env.update(TERM="xterm-256color", COLUMNS="160", LINES="40")
-        child = pexpect.spawn(
-            AGENT[0],
-            [*AGENT[1:], "top", "-c", str(cfg), "--interval", "0.5"],
-            env=env,
-            dimensions=(40, 160),
-            timeout=20,
-        )
+        child = spawn_agent_tty("top", "-c", str(cfg), "--interval", "0.5", columns=160, rows=40)
         transcript = io.BytesIO()
         child.logfile_read = transcript
         try:

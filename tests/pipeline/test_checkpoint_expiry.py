@@ -15,7 +15,7 @@ from agent.records import Checkpoint, FileId
 from agent.service.daemon import Agent
 from agent.sqlitedb import UPSERT_CHECKPOINT, checkpoint_rows
 from agent.store.store import StreamStore
-from tests.support.e2e import stored_lines
+from tests.support.streams import stored_lines
 
 DAY = 86400.0
 

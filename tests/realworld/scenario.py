@@ -32,8 +32,9 @@ from tests.realworld.traffic import (
     parse_combined,
     window_mismatches,
 )
-from tests.support.e2e import local_flow_config, stored_lines
-from tests.support.reliability import kill, start, stop, wait_for
+from tests.support.agent import kill_agent, start_agent, stop_agent, wait_for
+from tests.support.config import NO_CLOUDWATCH, local_flow_config
+from tests.support.streams import stored_lines
 
 STREAM = "web"
 HEADER = (
@@ -100,7 +101,7 @@ def agent_config(tmp: Path, logs: Path) -> Path:
         tmp,
         logs / "access.log*",
         STREAM,
-        {"cloudwatch.emitMetrics": False},
+        NO_CLOUDWATCH,
         maxBufferAgeMillis=1000,
         maxTimeBetweenFileTrackerRefreshMillis=200,
         dataProcessingOptions=[{"optionName": "LOGTOJSON", "logFormat": "COMBINEDAPACHELOG"}],
@@ -154,13 +155,18 @@ def run_mode(
         rotate = Logrotate(server, mode)
         config = agent_config(tmp, server.logs)
         log = tmp / "agent.log"
-        proc = start(config, log)
+        proc = start_agent(config, log=log)
         try:
             driver = Driver(server.port, requests, rate, seed).start()
             # The agent tails access.log before traffic and rotations start: a generation moved
             # out of the pattern (olddir) before the agent first looked cannot be read by anyone.
-            up = wait_for(lambda: holds_open(proc.pid, server.access_log), 60, 0.02)
-            assert up, f"the agent did not open access.log in 60 s: {log.read_text()[-3000:]}"
+            wait_for(
+                lambda: holds_open(proc.pid, server.access_log),
+                60,
+                what="the agent to open access.log",
+                log=log,
+                interval=0.02,
+            )
             driver.go()
             t0 = time.monotonic()
             duration = requests / rate
@@ -175,9 +181,9 @@ def run_mode(
                 rotate.run()
                 if i in kill_after:
                     time.sleep(rng.uniform(0, 0.3))  # placing the kill somewhere in the reopen
-                    kill(proc)
+                    kill_agent(proc)
                     tally.kills += 1
-                    proc = start(config, log)
+                    proc = start_agent(config, log=log)
             driver.join(duration + 60)
             on_disk = lines_on_disk(server, rotate)
             want = ids_in(on_disk)
@@ -187,7 +193,7 @@ def run_mode(
             # awaited); the stop below flushes whatever the agent has read by then.
             time.sleep(0.6)
         finally:
-            assert stop(proc) == 0, log.read_text()[-3000:]
+            assert stop_agent(proc) == 0, log.read_text()[-3000:]
         tally.rotations = len(rotate.rotated_files())
         _tally(tally, kind, driver.sent, on_disk, delivered_records(tmp))
         tally.driver_errors = driver.errors
@@ -228,7 +234,7 @@ def _before_rotation(rotate: Logrotate, tmp: Path, last_second: int, interval: f
         # between rotations would.
         wait_delivered(tmp, ids_in(_read(plain_rotated(rotate))), interval)
     if rotate.mode.one_per_second:
-        wait_for(lambda: int(time.time()) != last_second, 2, 0.02)
+        wait_for(lambda: int(time.time()) != last_second, 2, interval=0.02)
     return int(time.time())
 
 

@@ -17,17 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.e2e import local_flow_config, stored_lines
-from tests.support.reliability import start, stop, wait_for
+from tests.support.agent import start_agent, stop_agent, wait_for
+from tests.support.config import NO_CLOUDWATCH, local_flow_config
+from tests.support.streams import stored_so_far
 
 pytestmark = pytest.mark.slow
 
 
 def stored(store: Path) -> list[bytes]:
-    try:
-        return stored_lines(store, "s")
-    except Exception:  # the agent is creating or writing the store right now
-        return []
+    return stored_so_far(store, "s")
 
 
 def test_an_empty_generation_written_after_it_left_the_pattern_is_read(tmp_path: Path) -> None:
@@ -41,14 +39,14 @@ def test_an_empty_generation_written_after_it_left_the_pattern_is_read(tmp_path:
         tmp_path,
         logs / "access.log*",
         "s",
-        {"cloudwatch.emitMetrics": False},
+        NO_CLOUDWATCH,
         maxBufferAgeMillis=1000,
         maxTimeBetweenFileTrackerRefreshMillis=100,
     )
     log = tmp_path / "agent.log"
-    proc = start(config, log)
+    proc = start_agent(config, log=log)
     try:
-        assert wait_for(lambda: len(stored(tmp_path / "streams")) >= 40, 30), log.read_text()
+        wait_for(lambda: len(stored(tmp_path / "streams")) >= 40, 30, log=log)
         # logrotate olddir, create + USR1: the generation moves away, logrotate creates an empty
         # access.log that the server opens on its reopen. No request comes until the next
         # rotation moves the empty file to olddir too, and one request lands between that rename
@@ -63,9 +61,9 @@ def test_an_empty_generation_written_after_it_left_the_pattern_is_read(tmp_path:
         third = b"third generation\n" * 80
         live.write_bytes(third)
         streams = tmp_path / "streams"
-        assert wait_for(lambda: len(stored(streams)) >= 120, 30), log.read_text()[-3000:]
+        wait_for(lambda: len(stored(streams)) >= 120, 30, log=log)
         # the first and third generations are in; the short line was written before the third
-        wait_for(lambda: short in stored(streams), 3)
+        wait_for(lambda: short in stored(streams), 3, log=log)
     finally:
-        assert stop(proc) == 0
+        assert stop_agent(proc) == 0
     assert stored(streams).count(short) == 1, f"{short!r} delivered {stored(streams).count(short)}x"

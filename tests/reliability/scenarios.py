@@ -19,96 +19,18 @@ from agent.pipeline.flow import CHECKPOINT_INTERVAL
 from tests.peers.faultproxy import PASS, Fault, FaultProxy
 from tests.peers.helpers import new_stream
 from tests.peers.servers import PEERS_DIR, PeerError, ensure_kinesalite, free_port
-from tests.support.reliability import (
+from tests.reliability.tally import Tally, record
+from tests.support.agent import (
     RssSampler,
-    Tally,
-    kill,
-    kinesis_lines,
-    record,
+    kill_agent,
     rss_bytes,
-    start,
-    stop,
+    start_agent,
+    stop_agent,
     wait_for,
-    write_config,
 )
-
-
-class Writers:
-    """Numbered lines into several files; rename rotations (in and out of the pattern) and
-    copytruncate, at random. ``written`` is every line, in order per file name."""
-
-    def __init__(
-        self,
-        logs: Path,
-        names: list[str],
-        seed: int,
-        *,
-        rate_sleep: float = 0.004,
-        rotate_out: Path | None = None,
-        copytruncate: bool = True,
-        rotate_chance: float = 0.02,
-    ) -> None:
-        self.rotate_chance = rotate_chance
-        self.logs = logs
-        self.names = names
-        self.rng = random.Random(seed)
-        self.rate_sleep = rate_sleep
-        self.rotate_out = rotate_out
-        self.copytruncate = copytruncate
-        self.written: dict[str, list[bytes]] = {n: [] for n in names}
-        self.rotations = 0
-        self.copytruncates = 0
-        self.rotated_out = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def __enter__(self) -> Writers:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
-
-    @property
-    def all(self) -> list[bytes]:
-        return [line for lines in self.written.values() for line in lines]
-
-    def prime(self) -> None:
-        """One line in each file before the agent starts, so it knows every file's first
-        generation (a file rotated out of the pattern before it was ever seen cannot be read)."""
-        for name in self.names:
-            line = f"{name} {0:08d} first\n".encode()
-            with open(self.logs / f"{name}.log", "ab") as fh:
-                fh.write(line)
-            self.written[name].append(line)
-
-    def run(self) -> None:
-        seq = dict.fromkeys(self.names, 0)
-        while not self.stop.is_set():
-            name = self.rng.choice(self.names)
-            live = self.logs / f"{name}.log"
-            batch = []
-            for _ in range(self.rng.randint(1, 40)):
-                seq[name] += 1
-                batch.append(f"{name} {seq[name]:08d} {'x' * self.rng.randint(0, 120)}\n".encode())
-            with open(live, "ab") as fh:
-                fh.write(b"".join(batch))
-            self.written[name] += batch
-            roll = self.rng.random()
-            if roll < self.rotate_chance:
-                self.rotations += 1
-                if self.rotate_out is not None and self.rng.random() < 0.5:
-                    self.rotated_out += 1  # out of the pattern: drained through the open fd
-                    os.rename(live, self.rotate_out / f"{name}.{self.rotations}")
-                else:
-                    os.rename(live, self.logs / f"{name}.log.{self.rotations}")
-            elif roll < self.rotate_chance * 1.5 and self.copytruncate:
-                self.copytruncates += 1
-                self.rotations += 1
-                shutil.copyfile(live, self.logs / f"{name}.log.{self.rotations}")
-                os.truncate(live, 0)
-            time.sleep(self.rng.uniform(0, self.rate_sleep))
+from tests.support.config import NO_CLOUDWATCH, aws_config, from_start, local_config
+from tests.support.logs import Writers
+from tests.support.streams import kinesis_lines, stored_lines, stored_so_far
 
 
 class ForwardedClock:
@@ -148,31 +70,25 @@ def forwarded(proxy: FaultProxy) -> int:
 def wait_delivered(proxy: FaultProxy, endpoint: str, stream: str, total: int, log: Path) -> None:
     """Until the proxy has forwarded ``total`` entries and kinesalite holds ``total`` distinct
     lines (the agent's log tail in the failure message)."""
-    ok = wait_for(lambda: forwarded(proxy) >= total, 300, 0.2)
-    ok = ok and wait_for(lambda: len(set(kinesis_lines(endpoint, stream))) >= total, 60, 2.0)
-    assert ok, log.read_text()[-3000:]
+    wait_for(lambda: forwarded(proxy) >= total, 300, interval=0.2, log=log)
+    wait_for(lambda: len(set(kinesis_lines(endpoint, stream))) >= total, 60, interval=2.0, log=log)
 
 
 def kinesis_config(tmp: Path, endpoint: str, stream: str, **flow: Any) -> Path:
-    return write_config(
-        tmp / "agent.json",
-        {
-            "checkpointFile": str(tmp / "cp.db"),
-            "kinesis.endpoint": endpoint,
-            "cloudwatch.emitMetrics": False,
-            "flows": [
-                {
-                    "filePattern": str(tmp / "logs" / "*.log*"),
-                    "kinesisStream": stream,
-                    "initialPosition": "START_OF_FILE",
-                    "maxBufferAgeMillis": 1000,
-                    "maxTimeBetweenFileTrackerRefreshMillis": 500,
-                    "retryInitialBackoffMillis": 20,
-                    "retryMaxBackoffMillis": 500,
-                    **flow,
-                }
-            ],
-        },
+    """Growing, rotating files (``tmp/logs/*.log*``) into ``stream`` at ``endpoint``."""
+    return aws_config(
+        tmp,
+        from_start(
+            tmp / "logs" / "*.log*",
+            kinesisStream=stream,
+            maxBufferAgeMillis=1000,
+            maxTimeBetweenFileTrackerRefreshMillis=500,
+            retryInitialBackoffMillis=20,
+            retryMaxBackoffMillis=500,
+            **flow,
+        ),
+        checkpoints=tmp / "cp.db",
+        **{"kinesis.endpoint": endpoint},
     )
 
 
@@ -198,23 +114,21 @@ def crash_soak_kinesis(tmp: Path, kinesalite_port: int, kills: int, seed: int = 
         config = kinesis_config(tmp, proxy.endpoint, stream)
         with Writers(tmp / "logs", ["app", "web", "db"], seed) as writers:
             for _ in range(kills):
-                proc = start(config, log)
+                proc = start_agent(config, log=log)
                 sampler.watch(proc)
                 time.sleep(rng.uniform(0.6, 2.0))
-                kill(proc)
+                kill_agent(proc)
                 t = time.monotonic()
                 time.sleep(0.1)  # let the sampler see the last forwards
                 windows += clock.at(t + 0.05) - clock.at(t - CHECKPOINT_INTERVAL - 0.25)
         total = len(writers.all)
-        proc = start(config, log)
+        proc = start_agent(config, log=log)
         sampler.watch(proc)
         try:
-            assert wait_for(lambda: forwarded(proxy) >= total, 300, 0.2), log.read_text()[-3000:]
-            ok = wait_for(lambda: len(set(kinesis_lines(endpoint, stream))) >= total, 60, 2.0)
-            assert ok, log.read_text()[-3000:]
+            wait_delivered(proxy, endpoint, stream, total, log)
             time.sleep(1.5)
         finally:
-            assert stop(proc) == 0
+            assert stop_agent(proc) == 0
         clock.close()
     got = kinesis_lines(endpoint, stream)
     tally = Tally.of(
@@ -294,11 +208,11 @@ def outage(tmp: Path, outage_seconds: float, refuse_seconds: float) -> Tally:
                 rate_sleep=0.01,  # ~3k lines/s: a sustained load that kinesalite can drain
             )
             writers.prime()
-            proc = start(config, log)
+            proc = start_agent(config, log=log)
             try:
-                assert wait_for(lambda: len(proxy.events) > 0, 30), log.read_text()[-2000:]
+                wait_for(lambda: len(proxy.events) > 0, 30, log=log)
                 with writers:
-                    assert wait_for(lambda: len(proxy.events) > 3, 30), log.read_text()[-2000:]
+                    wait_for(lambda: len(proxy.events) > 3, 30, log=log)
                     time.sleep(1)
                     baseline = rss_bytes(proc.pid)  # warmed up: interpreter, boto3, batches
                     sampler.watch(proc)
@@ -323,7 +237,7 @@ def outage(tmp: Path, outage_seconds: float, refuse_seconds: float) -> Tally:
                 wait_delivered(proxy, endpoint, stream, total, log)
                 time.sleep(1.5)
             finally:
-                assert stop(proc) == 0
+                assert stop_agent(proc) == 0
         got = kinesis_lines(endpoint, stream)
     finally:
         server.stop()
@@ -373,7 +287,7 @@ def flaky(tmp: Path, kinesalite_port: int, seconds: float) -> Tally:
     with FaultProxy(kinesalite_port, seed=4) as proxy:
         proxy.choose_with(chaos)
         config = kinesis_config(tmp, proxy.endpoint, stream)
-        proc = start(config, log)
+        proc = start_agent(config, log=log)
         sampler.watch(proc)
         try:
             # ~2k lines/s: what kinesalite absorbs with a third of the entries throttled
@@ -383,7 +297,7 @@ def flaky(tmp: Path, kinesalite_port: int, seconds: float) -> Tally:
             wait_delivered(proxy, endpoint, stream, total, log)
             time.sleep(1.5)
         finally:
-            assert stop(proc) == 0
+            assert stop_agent(proc) == 0
     got = kinesis_lines(endpoint, stream)
     tally = Tally.of(
         f"R3 throttling + 5xx + resets {seconds:.0f}s", writers.all, got, sampler.close()
@@ -398,56 +312,46 @@ def flaky(tmp: Path, kinesalite_port: int, seconds: float) -> Tally:
 # --- R1: SIGKILL soak into the embedded store -----------------------------------------------------
 
 
+def crash_config(tmp: Path) -> Path:
+    """Three growing, rotating files (``tmp/logs/*.log*``) into the local stream ``crash`` in
+    ``tmp/streams``, in batches of 50 so that a kill lands between many commits."""
+    return local_config(
+        tmp,
+        from_start(
+            tmp / "logs" / "*.log*",
+            localStream="crash",
+            maxBufferAgeMillis=1000,
+            maxTimeBetweenFileTrackerRefreshMillis=500,
+            maxBufferSizeRecords=50,
+        ),
+        **NO_CLOUDWATCH,
+    )
+
+
 def crash_soak_local(tmp: Path, kills: int, seed: int = 7) -> Tally:
     """``kills`` SIGKILLs while three files grow and rotate, shipping into the embedded store:
     exactly once (records and checkpoints commit together)."""
-    from tests.support.e2e import stored_lines
-
     (tmp / "logs").mkdir()
     store = tmp / "streams"
-    config = write_config(
-        tmp / "agent.json",
-        {
-            "checkpointFile": str(tmp / "cp.db"),
-            "localStore.directory": str(store),
-            "localStore.shardCount": 1,
-            "cloudwatch.emitMetrics": False,
-            "flows": [
-                {
-                    "filePattern": str(tmp / "logs" / "*.log*"),
-                    "localStream": "crash",
-                    "initialPosition": "START_OF_FILE",
-                    "maxBufferAgeMillis": 1000,
-                    "maxTimeBetweenFileTrackerRefreshMillis": 500,
-                    "maxBufferSizeRecords": 50,
-                }
-            ],
-        },
-    )
+    config = crash_config(tmp)
     log = tmp / "agent.log"
     rng = random.Random(seed)
     sampler = RssSampler()
     with Writers(tmp / "logs", ["app", "web", "db"], seed) as writers:
         for _ in range(kills):
-            proc = start(config, log)
+            proc = start_agent(config, log=log)
             sampler.watch(proc)
             time.sleep(rng.uniform(0.15, 0.9))
-            kill(proc)
+            kill_agent(proc)
     total = len(writers.all)
-    proc = start(config, log)
+    proc = start_agent(config, log=log)
     sampler.watch(proc)
 
-    def count() -> int:
-        try:
-            return len(stored_lines(store, "crash"))
-        except Exception:
-            return 0
-
     try:
-        assert wait_for(lambda: count() >= total, 120, 0.5), log.read_text()[-3000:]
+        wait_for(lambda: len(stored_so_far(store, "crash")) >= total, 120, interval=0.5, log=log)
         time.sleep(1.5)
     finally:
-        assert stop(proc) == 0
+        assert stop_agent(proc) == 0
     got = stored_lines(store, "crash")
     tally = Tally.of(f"R1 {kills} SIGKILLs, embedded store", writers.all, got, sampler.close())
     tally.notes.update(rotations=writers.rotations, copytruncates=writers.copytruncates)

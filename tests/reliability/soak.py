@@ -21,7 +21,7 @@ from pathlib import Path
 from tests.peers.servers import TEST_ENV, start_kinesalite
 from tests.realworld import soak as realworld
 from tests.reliability.scenarios import crash_soak_kinesis, crash_soak_local, flaky, outage
-from tests.support.reliability import TALLIES, Tally
+from tests.reliability.tally import TALLIES, Tally
 
 
 def main() -> int:

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.e2e import stored_lines
-from tests.support.reliability import start, stop, wait_for, write_config
+from tests.support.agent import start_agent, stop_agent, wait_for
+from tests.support.config import NO_CLOUDWATCH, from_start, local_config
+from tests.support.streams import stored_so_far
 
 pytestmark = pytest.mark.slow
 
@@ -49,23 +50,15 @@ def test_bad_input_in_a_real_process(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     store = tmp_path / "streams"
-    config = write_config(
-        tmp_path / "agent.json",
-        {
-            "checkpointFile": str(tmp_path / "cp.db"),
-            "localStore.directory": str(store),
-            "localStore.shardCount": 1,
-            "cloudwatch.emitMetrics": False,
-            "flows": [
-                {
-                    "filePattern": str(logs / "*.log"),
-                    "localStream": "s",
-                    "initialPosition": "START_OF_FILE",
-                    "maxBufferAgeMillis": 1000,
-                    "maxTimeBetweenFileTrackerRefreshMillis": 300,
-                }
-            ],
-        },
+    config = local_config(
+        tmp_path,
+        from_start(
+            logs / "*.log",
+            localStream="s",
+            maxBufferAgeMillis=1000,
+            maxTimeBetweenFileTrackerRefreshMillis=300,
+        ),
+        **NO_CLOUDWATCH,
     )
     expected: list[bytes] = []
     odd = [b"\xff\xfe\xfd not utf-8\n", b"nul\x00inside\x00\n", b"\x00\n"]
@@ -95,9 +88,9 @@ def test_bad_input_in_a_real_process(tmp_path: Path) -> None:
     expected.append(b"replaced-1\n")
 
     log = tmp_path / "agent.log"
-    proc = start(config, log, prefix=NO_DAC)
+    proc = start_agent(config, log=log, prefix=NO_DAC)
     try:
-        assert wait_for(lambda: b"replaced-1\n" in _stored(store), 30), log.read_text()[-3000:]
+        wait_for(lambda: b"replaced-1\n" in _stored(store), 30, log=log)
         # a file replaced by a FIFO, then by a directory
         replaced.unlink()
         os.mkfifo(replaced)
@@ -113,18 +106,18 @@ def test_bad_input_in_a_real_process(tmp_path: Path) -> None:
             lines = [b"gen%d-%d\n" % (gen, i) for i in range(20)]
             churn.write_bytes(b"".join(lines))
             expected += lines
-            assert wait_for(lambda lines=lines: lines[-1] in _stored(store), 30)
+            wait_for(lambda lines=lines: lines[-1] in _stored(store), 30, log=log)
             churn.unlink()
         time.sleep(1.0)
         assert "cannot open" in log.read_text() and "locked.log" in log.read_text()
         assert b"secret-1\n" not in _stored(store)
         locked.chmod(0o644)  # readable again: picked up on a rescan
         want = len(expected) + len(blob_records) + 1
-        assert wait_for(lambda: len(_stored(store)) >= want, 30), log.read_text()[-3000:]
+        wait_for(lambda: len(_stored(store)) >= want, 30, log=log)
         time.sleep(1.2)
         assert proc.poll() is None, "the agent stopped on bad input"
     finally:
-        assert stop(proc) == 0, log.read_text()[-3000:]
+        assert stop_agent(proc) == 0, log.read_text()[-3000:]
     got = _stored(store)
     big = [g for g in got if g.startswith(b"yyyy")]
     assert len(big) == 1 and len(big[0]) + RANDOM_KEY == LIMIT and big[0].endswith(b"\n")
@@ -141,7 +134,4 @@ def test_bad_input_in_a_real_process(tmp_path: Path) -> None:
 
 
 def _stored(store: Path) -> list[bytes]:
-    try:
-        return stored_lines(store, "s")
-    except Exception:
-        return []
+    return stored_so_far(store, "s")

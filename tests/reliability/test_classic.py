@@ -18,45 +18,34 @@ from typing import Any
 
 import pytest
 
-from tests.support.e2e import stored_lines
-from tests.support.reliability import append, numbered, start, stop, wait_for, write_config
+from tests.support.agent import start_agent, stop_agent, wait_for
+from tests.support.config import NO_CLOUDWATCH, from_start, local_config
+from tests.support.logs import append, numbered
+from tests.support.streams import stored_so_far
 
 pytestmark = pytest.mark.slow
 
 
 def flow(tmp: Path, pattern: str, stream: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "filePattern": str(tmp / pattern),
-        "localStream": stream,
-        "initialPosition": "START_OF_FILE",
-        "maxBufferAgeMillis": 1000,
-        "maxTimeBetweenFileTrackerRefreshMillis": 300,
+    return from_start(
+        tmp / pattern,
+        localStream=stream,
+        maxBufferAgeMillis=1000,
+        maxTimeBetweenFileTrackerRefreshMillis=300,
         **extra,
-    }
-
-
-def config(tmp: Path, *flows: dict[str, Any]) -> Path:
-    return write_config(
-        tmp / "agent.json",
-        {
-            "checkpointFile": str(tmp / "cp.db"),
-            "localStore.directory": str(tmp / "streams"),
-            "localStore.shardCount": 1,
-            "cloudwatch.emitMetrics": False,
-            "flows": list(flows),
-        },
     )
 
 
+def config(tmp: Path, *flows: dict[str, Any]) -> Path:
+    return local_config(tmp, *flows, **NO_CLOUDWATCH)
+
+
 def stored(tmp: Path, stream: str) -> list[bytes]:
-    try:
-        return stored_lines(tmp / "streams", stream)
-    except Exception:
-        return []
+    return stored_so_far(tmp / "streams", stream)
 
 
 def until_stored(tmp: Path, stream: str, n: int, log: Path, timeout: float = 30) -> None:
-    assert wait_for(lambda: len(stored(tmp, stream)) >= n, timeout), log.read_text()[-3000:]
+    wait_for(lambda: len(stored(tmp, stream)) >= n, timeout, log=log)
 
 
 @pytest.fixture
@@ -71,14 +60,14 @@ def test_checkpoint_persists_across_restart(tmp_path: Path, logs: Path) -> None:
     cfg = config(tmp_path, flow(tmp_path, "logs/*.log", "s"))
     log = tmp_path / "agent.log"
     written = append(logs / "app.log", numbered("app", 0, 1000))
-    proc = start(cfg, log)
+    proc = start_agent(cfg, log=log)
     until_stored(tmp_path, "s", 1000, log)
-    assert stop(proc) == 0
+    assert stop_agent(proc) == 0
     written += append(logs / "app.log", numbered("app", 1000, 1000))
-    proc = start(cfg, log)
+    proc = start_agent(cfg, log=log)
     until_stored(tmp_path, "s", 2000, log)
     time.sleep(1.2)
-    assert stop(proc) == 0
+    assert stop_agent(proc) == 0
     assert stored(tmp_path, "s") == written
 
 
@@ -87,7 +76,7 @@ def test_rotate_create(tmp_path: Path, logs: Path) -> None:
     exactly once."""
     cfg = config(tmp_path, flow(tmp_path, "logs/*.log", "s"))
     log = tmp_path / "agent.log"
-    proc = start(cfg, log)
+    proc = start_agent(cfg, log=log)
     try:
         first = append(logs / "app.log", numbered("gen1", 0, 500))
         until_stored(tmp_path, "s", 1, log)
@@ -97,7 +86,7 @@ def test_rotate_create(tmp_path: Path, logs: Path) -> None:
         until_stored(tmp_path, "s", len(first) + len(second), log)
         time.sleep(1.2)
     finally:
-        assert stop(proc) == 0
+        assert stop_agent(proc) == 0
     got = stored(tmp_path, "s")
     assert Counter(got) == Counter(first + second)
     assert [g for g in got if g.startswith(b"gen1")] == first
@@ -108,7 +97,7 @@ def test_rotate_copytruncate(tmp_path: Path, logs: Path) -> None:
     continues where the original was read to; nothing twice, nothing missing."""
     cfg = config(tmp_path, flow(tmp_path, "logs/*.log*", "s"))
     log = tmp_path / "agent.log"
-    proc = start(cfg, log)
+    proc = start_agent(cfg, log=log)
     try:
         first = append(logs / "app.log", numbered("gen1", 0, 500))
         until_stored(tmp_path, "s", 1, log)
@@ -119,7 +108,7 @@ def test_rotate_copytruncate(tmp_path: Path, logs: Path) -> None:
         until_stored(tmp_path, "s", len(first) + len(second), log)
         time.sleep(1.2)
     finally:
-        assert stop(proc) == 0
+        assert stop_agent(proc) == 0
     got = stored(tmp_path, "s")
     assert Counter(got) == Counter(first + second)
 
@@ -129,7 +118,7 @@ def test_truncation(tmp_path: Path, logs: Path) -> None:
     truncation is counted (logged)."""
     cfg = config(tmp_path, flow(tmp_path, "logs/*.log", "s"))
     log = tmp_path / "agent.log"
-    proc = start(cfg, log)
+    proc = start_agent(cfg, log=log)
     try:
         first = append(logs / "app.log", numbered("before", 0, 300))
         until_stored(tmp_path, "s", 300, log)
@@ -138,7 +127,7 @@ def test_truncation(tmp_path: Path, logs: Path) -> None:
         until_stored(tmp_path, "s", 310, log)
         time.sleep(1.2)
     finally:
-        assert stop(proc) == 0
+        assert stop_agent(proc) == 0
     assert stored(tmp_path, "s") == first + second
     assert "was truncated" in log.read_text()
 
@@ -176,7 +165,7 @@ def test_sighup_reload_loses_and_duplicates_nothing(tmp_path: Path, logs: Path) 
     cfg = config(tmp_path, a, b, d)
     writers = LineWriters(logs, ["a", "b", "c", "d"])
     writers.thread.start()
-    proc = start(cfg, log)
+    proc = start_agent(cfg, log=log)
     try:
         until_stored(tmp_path, "sa", 1, log)
         steps: list[tuple[dict[str, Any], ...] | None] = [
@@ -200,7 +189,7 @@ def test_sighup_reload_loses_and_duplicates_nothing(tmp_path: Path, logs: Path) 
                 text = log.read_text()
                 return text.count("reloaded ") + text.count("reload rejected") >= done
 
-            assert wait_for(reloaded, 30), log.read_text()[-3000:]
+            wait_for(reloaded, 30, log=log)
             assert proc.poll() is None, log.read_text()[-3000:]
         time.sleep(1.0)
     finally:
@@ -212,7 +201,7 @@ def test_sighup_reload_loses_and_duplicates_nothing(tmp_path: Path, logs: Path) 
             until_stored(tmp_path, stream, len(w[name]), log)
         time.sleep(1.2)
     finally:
-        assert stop(proc) == 0
+        assert stop_agent(proc) == 0
     assert "reload rejected" in log.read_text()
     for stream, name in (("sa", "a"), ("sc", "c"), ("sd", "d"), ("sb2", "b")):
         assert stored(tmp_path, stream) == w[name], f"{stream} differs from {name}.log"

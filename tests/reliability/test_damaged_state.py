@@ -25,19 +25,11 @@ from agent.errors import StoreError
 from agent.records import Checkpoint, FileId
 from tests.peers.helpers import new_stream
 from tests.peers.servers import Peer
-from tests.support.e2e import stored_lines
-from tests.support.reliability import (
-    Tally,
-    agent_env,
-    append,
-    kinesis_lines,
-    numbered,
-    record,
-    start,
-    stop,
-    wait_for,
-    write_config,
-)
+from tests.reliability.tally import Tally, record
+from tests.support import config as configs
+from tests.support.agent import run_agent, start_agent, stop_agent, wait_for
+from tests.support.logs import append, numbered
+from tests.support.streams import kinesis_lines, stored_lines, stored_so_far
 
 
 def cp(flow: str, ino: int, offset: int) -> Checkpoint:
@@ -181,34 +173,19 @@ def hold_lock(path: Path, statement: str, seconds: float = 60) -> Iterator[subpr
 
 def local_config(tmp_path: Path, store: Path, **flow: object) -> Path:
     (tmp_path / "logs").mkdir(exist_ok=True)
-    return write_config(
-        tmp_path / "agent.json",
-        {
-            "checkpointFile": str(tmp_path / "cp.db"),
-            "localStore.directory": str(store),
-            "localStore.shardCount": 1,
-            "cloudwatch.emitMetrics": False,
-            "flows": [
-                {
-                    "filePattern": str(tmp_path / "logs" / "*.log"),
-                    "localStream": "s",
-                    "initialPosition": "START_OF_FILE",
-                    "maxBufferAgeMillis": 1000,
-                    **flow,
-                }
-            ],
-        },
+    return configs.local_config(
+        tmp_path,
+        configs.from_start(
+            tmp_path / "logs" / "*.log", localStream="s", maxBufferAgeMillis=1000, **flow
+        ),
+        store=store,
+        **configs.NO_CLOUDWATCH,
     )
 
 
-def run_once(config: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", "run", "--once", "-c", str(config)],
-        env=agent_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def run_once(config: Path) -> subprocess.CompletedProcess[str]:
+    """``run --once``, its exit code for the test to judge."""
+    return run_agent("run", "--once", "-c", str(config), timeout=60)
 
 
 @pytest.mark.slow
@@ -295,21 +272,21 @@ def test_full_disk_stops_acknowledging_and_resumes(tmp_path: Path) -> None:
         log = tmp_path / "agent.log"
         path = tmp_path / "logs" / "a.log"
         written = append(path, numbered("a", 0, 2000, 40))
-        proc = start(config, log)
+        proc = start_agent(config, log=log)
         try:
-            assert wait_for(lambda: (store / "streams.db").exists() and _count(store) == 2000, 30)
+            wait_for(lambda: (store / "streams.db").exists() and _count(store) == 2000, 30, log=log)
             filler = fill(disk)
             written += append(path, numbered("a", 2000, 30_000, 100))
-            assert wait_for(lambda: "cannot write" in log.read_text(), 30), log.read_text()[-2000:]
+            wait_for(lambda: "cannot write" in log.read_text(), 30, log=log)
             time.sleep(1)
             assert proc.poll() is None, "the agent died on a full disk"
             stuck = _count(store)
             assert stuck < len(written)
             filler.unlink()
-            assert wait_for(lambda: _count(store) >= len(written), 60), log.read_text()[-2000:]
+            wait_for(lambda: _count(store) >= len(written), 60, log=log)
             time.sleep(1)
         finally:
-            assert stop(proc) == 0
+            assert stop_agent(proc) == 0
         got = stored_lines(store, "s")
         record(Tally.of("R6 full disk (store on 6 MiB tmpfs)", written, got))
         assert got == written
@@ -323,10 +300,7 @@ def test_full_disk_stops_acknowledging_and_resumes(tmp_path: Path) -> None:
 
 
 def _count(store: Path) -> int:
-    try:
-        return len(stored_lines(store, "s"))
-    except Exception:
-        return -1
+    return len(stored_so_far(store, "s"))
 
 
 # --- the checkpoint database under a real AWS flow --------------------------------------------
@@ -336,21 +310,13 @@ def _count(store: Path) -> int:
 class TestCheckpointsUnderAKinesisFlow:
     def _config(self, tmp_path: Path, kinesalite: Peer, stream: str) -> Path:
         (tmp_path / "logs").mkdir(exist_ok=True)
-        return write_config(
-            tmp_path / "agent.json",
-            {
-                "checkpointFile": str(tmp_path / "state" / "cp.db"),
-                "kinesis.endpoint": kinesalite.endpoint,
-                "cloudwatch.emitMetrics": False,
-                "flows": [
-                    {
-                        "filePattern": str(tmp_path / "logs" / "*.log"),
-                        "kinesisStream": stream,
-                        "initialPosition": "START_OF_FILE",
-                        "maxBufferAgeMillis": 1000,
-                    }
-                ],
-            },
+        return configs.aws_config(
+            tmp_path,
+            configs.from_start(
+                tmp_path / "logs" / "*.log", kinesisStream=stream, maxBufferAgeMillis=1000
+            ),
+            checkpoints=tmp_path / "state" / "cp.db",
+            **{"kinesis.endpoint": kinesalite.endpoint},
         )
 
     def test_garbage_checkpoints_restored_nothing_reshipped(
@@ -401,18 +367,18 @@ def test_reload_adding_a_flow_over_damaged_checkpoints_keeps_the_others(tmp_path
     garbage(tmp_path / "cp.db")
     log = tmp_path / "agent.log"
     written = append(tmp_path / "logs" / "a.log", numbered("a", 0, 200))
-    proc = start(config, log)
+    proc = start_agent(config, log=log)
     try:
-        assert wait_for(lambda: _count(store) == 200, 30), log.read_text()[-2000:]
+        wait_for(lambda: _count(store) == 200, 30, log=log)
         doc["flows"].append(
             {"filePattern": str(tmp_path / "other" / "*.log"), "kinesisStream": "k"}
         )
         config.write_text(json.dumps(doc))
         proc.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: "cannot start flow" in log.read_text(), 30), log.read_text()[-2000:]
+        wait_for(lambda: "cannot start flow" in log.read_text(), 30, log=log)
         written += append(tmp_path / "logs" / "a.log", numbered("a", 200, 200))
-        assert wait_for(lambda: _count(store) == 400, 30), log.read_text()[-2000:]
+        wait_for(lambda: _count(store) == 400, 30, log=log)
         assert proc.poll() is None
     finally:
-        assert stop(proc) == 0
+        assert stop_agent(proc) == 0
     assert stored_lines(store, "s") == written

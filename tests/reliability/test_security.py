@@ -4,8 +4,6 @@ secret reaches the logs or ``check``'s output."""
 from __future__ import annotations
 
 import configparser
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,9 @@ import pytest
 from agent.config import AgentConfig, load_config
 from tests.peers.helpers import new_stream
 from tests.peers.servers import Peer
-from tests.support.reliability import REPO, agent_env, append, numbered, write_config
+from tests.support.agent import REPO, run_agent, start_agent, stop_agent
+from tests.support.config import aws_config, from_start
+from tests.support.logs import append, numbered
 
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY-s1"
 ACCESS_KEY = "AKIAS1SECRETACCESSKEYID"
@@ -62,22 +62,15 @@ def test_prometheus_listen_defaults_to_loopback() -> None:
 
 def _secret_config(tmp: Path, endpoint: str, stream: str) -> Path:
     (tmp / "logs").mkdir(exist_ok=True)
-    return write_config(
-        tmp / "agent.json",
-        {
-            "checkpointFile": str(tmp / "cp.db"),
+    return aws_config(
+        tmp,
+        from_start(tmp / "logs" / "*.log", kinesisStream=stream),
+        checkpoints=tmp / "cp.db",
+        **{
             "kinesis.endpoint": endpoint,
-            "cloudwatch.emitMetrics": False,
             "awsAccessKeyId": ACCESS_KEY,
             "awsSecretAccessKey": SECRET_KEY,
             "assumeRoleExternalId": EXTERNAL_ID,
-            "flows": [
-                {
-                    "filePattern": str(tmp / "logs" / "*.log"),
-                    "kinesisStream": stream,
-                    "initialPosition": "START_OF_FILE",
-                }
-            ],
         },
     )
 
@@ -90,43 +83,25 @@ def test_no_secret_in_logs_or_check_output(tmp_path: Path, kinesalite: Peer) -> 
     stream = new_stream(kinesalite.endpoint)
     cfg = _secret_config(tmp_path, kinesalite.endpoint, stream)
     append(tmp_path / "logs" / "a.log", numbered("a", 0, 50))
-    env = agent_env({"AWS_SESSION_TOKEN": SESSION_TOKEN, "KINESIS_AGENT_LOG_LEVEL": "DEBUG"})
+    env = {"AWS_SESSION_TOKEN": SESSION_TOKEN, "KINESIS_AGENT_LOG_LEVEL": "DEBUG"}
     outputs = []
     for args in (
         ["run", "--once", "-c", str(cfg)],
         ["check", "-c", str(cfg)],
     ):
-        done = subprocess.run(
-            [sys.executable, "-m", "agent", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = run_agent(*args, env=env, timeout=60)
         assert done.returncode == 0, done.stderr[-2000:]
         outputs.append(done.stdout + done.stderr)
     # and a failing destination (stream missing): error paths log the request context
     broken = _secret_config(tmp_path, kinesalite.endpoint, "no-such-stream")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "-c", str(broken)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = tmp_path / "agent.log"
+    proc = start_agent(broken, log=log, env=env)
     time.sleep(3)  # failing and retrying by now
-    status = subprocess.run(
-        [sys.executable, "-m", "agent", "status", "--json", "-c", str(broken)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    status = run_agent("status", "--json", "-c", str(broken), env=env, timeout=30)
     assert status.returncode == 0, status.stderr[-2000:]
     outputs.append(status.stdout + status.stderr)
-    proc.terminate()
-    out, _ = proc.communicate(timeout=20)
-    outputs.append(out)
+    stop_agent(proc, timeout=20)
+    outputs.append(log.read_text())
     assert "no-such-stream" in outputs[-1]
     for text in outputs:
         for secret in SECRETS:

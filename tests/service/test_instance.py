@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,14 +12,9 @@ import pytest
 from agent.config import AgentConfig, FlowConfig, load_config
 from agent.errors import AgentError
 from agent.service.instance import AlreadyRunning, InstanceLock, state_locks
-from tests.support.e2e import (
-    kill_agent,
-    start_agent,
-    stop_agent,
-    stored_lines,
-    wait_for,
-    write_config,
-)
+from tests.support.agent import kill_agent, run_agent, start_agent, stop_agent, wait_for
+from tests.support.config import write_config
+from tests.support.streams import stored_lines
 
 
 def config(tmp_path: Path, *, local: bool = True, aws: bool = False) -> AgentConfig:
@@ -98,28 +91,17 @@ def test_second_process_refuses_and_the_first_keeps_shipping(tmp_path: Path) -> 
     path = write_config(tmp_path / "agent.json", agent_json(tmp_path))
     first = start_agent(path, log=tmp_path / "first.log")
     try:
-        assert wait_for(lambda: stored_lines(tmp_path / "streams", "a") == [b"one\n"], timeout=20)
-        second = subprocess.run(
-            [sys.executable, "-m", "agent", "run", "-c", str(path)],
-            capture_output=True,
-            timeout=30,
-        )
+        wait_for(lambda: stored_lines(tmp_path / "streams", "a") == [b"one\n"], timeout=20)
+        second = run_agent("run", "-c", str(path), timeout=30, text=False)
         assert second.returncode == 1
         err = second.stderr.decode()
         assert f"another kinesis-agent (pid {first.pid})" in err, err
         assert first.poll() is None
         with open(log_file, "ab") as fh:
             fh.write(b"two\n")
-        assert wait_for(
-            lambda: stored_lines(tmp_path / "streams", "a") == [b"one\n", b"two\n"], timeout=20
-        )
+        wait_for(lambda: stored_lines(tmp_path / "streams", "a") == [b"one\n", b"two\n"], 20)
         status = json.loads(
-            subprocess.run(
-                [sys.executable, "-m", "agent", "status", "--json", "-c", str(path)],
-                capture_output=True,
-                timeout=30,
-                check=True,
-            ).stdout
+            run_agent("status", "--json", "-c", str(path), timeout=30, check=True).stdout
         )
         assert status["pid"] == first.pid  # the second never took over the status socket
     finally:
@@ -128,7 +110,7 @@ def test_second_process_refuses_and_the_first_keeps_shipping(tmp_path: Path) -> 
     try:
         with open(log_file, "ab") as fh:
             fh.write(b"three\n")
-        assert wait_for(
+        wait_for(
             lambda: stored_lines(tmp_path / "streams", "a") == [b"one\n", b"two\n", b"three\n"],
             timeout=20,
         )
@@ -148,19 +130,17 @@ def test_reload_onto_a_locked_store_is_rejected(tmp_path: Path) -> None:
     other = InstanceLock()
     try:
         (logs / "a.log").write_bytes(b"one\n")
-        assert wait_for(lambda: stored_lines(tmp_path / "streams", "a") == [b"one\n"], timeout=20)
+        wait_for(lambda: stored_lines(tmp_path / "streams", "a") == [b"one\n"], 20, log=agent_log)
         moved = dict(doc, **{"localStore.directory": str(tmp_path / "elsewhere")})
         write_config(tmp_path / "moved.json", moved)
         other.acquire(load_config(str(tmp_path / "moved.json")))
         path.write_text(json.dumps(moved))
         proc.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: "reload rejected" in agent_log.read_text(), timeout=20)
+        wait_for(lambda: "reload rejected" in agent_log.read_text(), timeout=20, log=agent_log)
         assert "elsewhere/agent.lock" in agent_log.read_text()
         with open(logs / "a.log", "ab") as fh:
             fh.write(b"two\n")
-        assert wait_for(
-            lambda: stored_lines(tmp_path / "streams", "a") == [b"one\n", b"two\n"], timeout=20
-        )
+        wait_for(lambda: stored_lines(tmp_path / "streams", "a") == [b"one\n", b"two\n"], 20)
     finally:
         other.release()
         assert stop_agent(proc) == 0
@@ -227,11 +207,7 @@ class TestPlantedLockFile:
             ],
         }
         path = write_config(tmp_path / "agent.json", doc)
-        proc = subprocess.run(
-            [sys.executable, "-m", "agent", "run", "--once", "-c", str(path)],
-            capture_output=True,
-            timeout=60,
-        )
+        proc = run_agent("run", "--once", "-c", str(path), text=False)
         err = proc.stderr.decode()
         assert proc.returncode == 1, err
         assert f"the lock file {lock} is a symbolic link" in err
@@ -249,12 +225,7 @@ def test_a_store_directory_that_is_a_file_is_named(tmp_path: Path, command: str)
     plain = tmp_path / "streams"
     plain.write_text("not a directory\n")
     cfg = write_config(tmp_path / "agent.json", doc)
-    proc = subprocess.run(
-        [sys.executable, "-m", "agent", command, "-c", str(cfg)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_agent(command, "-c", str(cfg))
     said = proc.stdout + proc.stderr
     assert proc.returncode == 1, said
     assert f"localStore.directory is {plain}, but it is not a directory" in said

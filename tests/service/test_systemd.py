@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from agent.service.systemd import Notifier, configure_logging
+from tests.support.agent import kill_agent, start_agent
+from tests.support.config import from_start, local_config
 
 try:
     from systemd import daemon as _daemon  # noqa: F401
@@ -350,31 +350,14 @@ def test_real_agent_speaks_sd_notify(tmp_path: Path, notify_socket: NotifySocket
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "app.log").write_text("".join(f"line {i}\n" for i in range(100)))
-    config = tmp_path / "agent.json"
-    config.write_text(
-        json.dumps(
-            {
-                "checkpointFile": str(tmp_path / "checkpoints.db"),
-                "localStore.directory": str(tmp_path / "streams"),
-                "flows": [
-                    {
-                        "filePattern": str(logs / "*.log"),
-                        "localStream": "app",
-                        "initialPosition": "START_OF_FILE",
-                        "maxBufferAgeMillis": 1000,
-                    }
-                ],
-            }
-        )
+    config = local_config(
+        tmp_path,
+        from_start(logs / "*.log", localStream="app", maxBufferAgeMillis=1000),
+        checkpoints=tmp_path / "checkpoints.db",
+        shards=None,
     )
-    env = {**os.environ, "NOTIFY_SOCKET": notify_socket.env_value, "WATCHDOG_USEC": "400000"}
-    env.pop("WATCHDOG_PID", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "-c", str(config)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    env = {"NOTIFY_SOCKET": notify_socket.env_value, "WATCHDOG_USEC": "400000"}
+    proc = start_agent(config, env=env)
     try:
         seen: list[str] = []
         _collect_until(notify_socket, seen, lambda s: "READY=1" in s, 20, proc)
@@ -388,9 +371,7 @@ def test_real_agent_speaks_sd_notify(tmp_path: Path, notify_socket: NotifySocket
         _collect_until(notify_socket, seen, lambda s: "STOPPING=1" in s, 15)
         assert proc.wait(timeout=20) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_agent(proc)
 
 
 def test_unit_raises_the_descriptor_limit_and_verifies(tmp_path: Path) -> None:

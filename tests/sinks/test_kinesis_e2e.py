@@ -9,16 +9,10 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
-import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aws_kinesis_agg.deaggregator import iter_deaggregate_records
@@ -26,70 +20,18 @@ from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 from agent.hashspace import hash_key
 from tests.peers.faultproxy import PASS, Fault, FaultProxy
 from tests.peers.helpers import aws_client, new_stream, read_stream, shard_ranges
-from tests.peers.servers import TEST_ENV, Peer
+from tests.peers.servers import Peer
 from tests.sinks.test_firehose import delivery_stream, s3_bodies
+from tests.support.agent import kill_agent, rss_bytes, run_once, start_agent, stop_agent, wait_for
+from tests.support.config import logs_config
+from tests.support.logs import append, logs_dir, numbered
+from tests.support.streams import kinesis_counts
 
 pytestmark = pytest.mark.slow
 
 
 def write_lines(path: Path, start: int, count: int, width: int = 0) -> list[bytes]:
-    pad = b"x" * width
-    out = [b"rid=%08d %s\n" % (i, pad) for i in range(start, start + count)]
-    with path.open("ab") as f:
-        f.write(b"".join(out))
-    return out
-
-
-def agent_json(tmp: Path, flow: dict[str, Any], **global_keys: Any) -> Path:
-    doc = {
-        "checkpointFile": str(tmp / "checkpoints.db"),
-        "cloudwatch.emitMetrics": False,
-        **global_keys,
-        "flows": [
-            {
-                "filePattern": str(tmp / "logs" / "*.log"),
-                "initialPosition": "START_OF_FILE",
-                "maxBufferAgeMillis": 1000,
-                **flow,
-            }
-        ],
-    }
-    path = tmp / "agent.json"
-    path.write_text(json.dumps(doc))
-    return path
-
-
-def agent_cmd(config: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "agent", "run", "-c", str(config), *extra]
-
-
-def run_once(config: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        agent_cmd(config, "--once"),
-        env={**os.environ, **TEST_ENV},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
-
-
-def stored(kinesalite: Peer, stream: str) -> Counter[bytes]:
-    return Counter(d for recs in read_stream(kinesalite.endpoint, stream).values() for _, d in recs)
-
-
-def logs_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "logs"
-    d.mkdir(exist_ok=True)
-    return d
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return append(path, numbered("rid", start, count, width))
 
 
 class TestKinesisEndToEnd:
@@ -98,12 +40,12 @@ class TestKinesisEndToEnd:
         stream = new_stream(kinesalite.endpoint, shards=4)
         d = logs_dir(tmp_path)
         sent = write_lines(d / "a.log", 0, 6000) + write_lines(d / "b.log", 6000, 6000)
-        config = agent_json(
+        config = logs_config(
             tmp_path,
             {"kinesisStream": stream, "partitionKeyOption": "DETERMINISTIC"},
             **{"kinesis.endpoint": kinesalite.endpoint},
         )
-        run_once(config)
+        run_once(config, timeout=120)
         got = read_stream(kinesalite.endpoint, stream)
         assert Counter(d for recs in got.values() for _, d in recs) == Counter(sent)
         ranges = shard_ranges(kinesalite.endpoint, stream)
@@ -116,12 +58,12 @@ class TestKinesisEndToEnd:
         """aggregateRecords: a consumer deaggregating with aws-kinesis-agg sees every line once."""
         stream = new_stream(kinesalite.endpoint, shards=2)
         sent = write_lines(logs_dir(tmp_path) / "a.log", 0, 20_000)
-        config = agent_json(
+        config = logs_config(
             tmp_path,
             {"kinesisStream": stream, "aggregateRecords": True},
             **{"kinesis.endpoint": kinesalite.endpoint},
         )
-        run_once(config)
+        run_once(config, timeout=120)
         raw = [
             {
                 "SequenceNumber": "1",
@@ -156,7 +98,7 @@ class TestKinesisEndToEnd:
 
         with FaultProxy(kinesalite.port, seed=3) as proxy:
             proxy.choose_with(chaos)
-            config = agent_json(
+            config = logs_config(
                 tmp_path,
                 {
                     "kinesisStream": stream,
@@ -165,9 +107,9 @@ class TestKinesisEndToEnd:
                 },
                 **{"kinesis.endpoint": proxy.endpoint},
             )
-            run_once(config)
+            run_once(config, timeout=120)
         assert Counter(e.fault.split()[0] for e in proxy.events)["throttle"] > 3
-        assert stored(kinesalite, stream) == Counter(sent)
+        assert kinesis_counts(kinesalite.endpoint, stream) == Counter(sent)
 
     def test_lost_responses_duplicate_exactly_their_records(
         self, kinesalite: Peer, tmp_path: Path
@@ -186,7 +128,7 @@ class TestKinesisEndToEnd:
         with FaultProxy(kinesalite.port, seed=11) as proxy:
             proxy.plan(Fault("lost"), Fault("stall", seconds=1), Fault("lost"))
             proxy.choose_with(lossy)
-            config = agent_json(
+            config = logs_config(
                 tmp_path,
                 {
                     "kinesisStream": stream,
@@ -197,10 +139,10 @@ class TestKinesisEndToEnd:
                 # a loaded kinesalite's answer would be an unanswered call the proxy cannot see
                 **{"kinesis.endpoint": proxy.endpoint, "socketTimeoutMillis": 5000},
             )
-            run_once(config)
+            run_once(config, timeout=120)
         lost = Counter(d for e in proxy.events if e.fault == "lost" for d in e.forwarded)
         assert len(lost) >= 500
-        got = stored(kinesalite, stream)
+        got = kinesis_counts(kinesalite.endpoint, stream)
         assert set(got) == set(sent)
         assert Counter({d: n - 1 for d, n in got.items() if n > 1}) == lost
 
@@ -212,28 +154,24 @@ class TestKinesisEndToEnd:
         with FaultProxy(kinesalite.port) as proxy:
             # A slow service (0.1 s per call, ~5,000 lines/s) so the kill lands mid-file.
             proxy.choose_with(lambda rng: Fault("delay", seconds=0.1))
-            config = agent_json(
+            config = logs_config(
                 tmp_path, {"kinesisStream": stream}, **{"kinesis.endpoint": proxy.endpoint}
             )
-            agent = subprocess.Popen(
-                agent_cmd(config),
-                env={**os.environ, **TEST_ENV},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            agent = start_agent(config)
             try:
-                deadline = time.monotonic() + 30
-                while sum(len(e.forwarded) for e in proxy.events) < 8000:
-                    assert time.monotonic() < deadline, "agent did not ship"
-                    time.sleep(0.05)
+                wait_for(
+                    lambda: sum(len(e.forwarded) for e in proxy.events) >= 8000,
+                    30,
+                    what="the agent to ship 8000 lines",
+                    interval=0.05,
+                )
             finally:
-                agent.send_signal(signal.SIGKILL)
-                agent.wait(10)
-            before = stored(kinesalite, stream)
+                kill_agent(agent)
+            before = kinesis_counts(kinesalite.endpoint, stream)
             assert 0 < len(before) < len(sent)
             proxy.choose_with(None)
-            run_once(config)
-        after = stored(kinesalite, stream)
+            run_once(config, timeout=120)
+        after = kinesis_counts(kinesalite.endpoint, stream)
         assert set(after) == set(sent), "lines lost"
         dupes = sorted(d for d, n in after.items() if n > 1)
         assert all(n <= 2 for n in after.values())
@@ -253,7 +191,7 @@ class TestKinesisEndToEnd:
         sent = write_lines(logs_dir(tmp_path) / "a.log", 0, 60_000, width=400)
         with FaultProxy(kinesalite.port) as proxy:
             proxy.choose_with(lambda rng: Fault("status", status=503))
-            config = agent_json(
+            config = logs_config(
                 tmp_path,
                 {
                     "kinesisStream": stream,
@@ -263,12 +201,7 @@ class TestKinesisEndToEnd:
                 },
                 **{"kinesis.endpoint": proxy.endpoint},
             )
-            agent = subprocess.Popen(
-                agent_cmd(config),
-                env={**os.environ, **TEST_ENV},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            agent = start_agent(config)
             try:
                 while not proxy.events:
                     assert agent.poll() is None
@@ -280,19 +213,20 @@ class TestKinesisEndToEnd:
                     peak = max(peak, rss_bytes(agent.pid))
                     time.sleep(0.05)
                 assert len(proxy.events) > 5
-                assert stored(kinesalite, stream) == Counter()
+                assert kinesis_counts(kinesalite.endpoint, stream) == Counter()
                 proxy.choose_with(None)
-                deadline = time.monotonic() + 90
-                while sum(len(e.forwarded) for e in proxy.events) < len(sent):
-                    assert time.monotonic() < deadline, "backlog not delivered after the outage"
-                    time.sleep(0.5)
+                wait_for(
+                    lambda: sum(len(e.forwarded) for e in proxy.events) >= len(sent),
+                    90,
+                    what="the backlog to be delivered after the outage",
+                    interval=0.5,
+                )
             finally:
-                agent.send_signal(signal.SIGTERM)
-                agent.wait(20)
+                stop_agent(agent, timeout=20)
         file_size = (tmp_path / "logs" / "a.log").stat().st_size
         assert file_size > 24_000_000
         assert peak - start_rss < 8 * 1024 * 1024, (start_rss, peak)
-        assert stored(kinesalite, stream) == Counter(sent)
+        assert kinesis_counts(kinesalite.endpoint, stream) == Counter(sent)
 
 
 class TestFirehoseEndToEnd:
@@ -300,12 +234,12 @@ class TestFirehoseEndToEnd:
         """deliveryStream through moto: the S3 objects hold every line exactly once."""
         stream, bucket = delivery_stream(moto)
         sent = write_lines(logs_dir(tmp_path) / "a.log", 0, 3000)
-        config = agent_json(
+        config = logs_config(
             tmp_path,
             {"deliveryStream": stream, "aggregatedRecordSizeBytes": 8192},
             **{"firehose.endpoint": moto.endpoint},
         )
-        run_once(config)
+        run_once(config, timeout=120)
         lines = [ln + b"\n" for body in s3_bodies(moto, bucket) for ln in body.splitlines()]
         assert Counter(lines) == Counter(sent)
         assert aws_client("s3", moto.endpoint).list_objects_v2(Bucket=bucket)["KeyCount"] >= 1

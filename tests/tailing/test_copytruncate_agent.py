@@ -15,23 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.e2e import (
-    kill_agent,
-    local_flow_config,
-    start_agent,
-    stop_agent,
-    stored_lines,
-    wait_for,
-)
-
-
-def lines(first: int, last: int) -> list[bytes]:
-    return [f"line {n:04d}\n".encode() for n in range(first, last + 1)]
-
-
-def append(path: Path, new: list[bytes]) -> None:
-    with path.open("ab") as fh:
-        fh.write(b"".join(new))
+from tests.support.agent import kill_agent, start_agent, stop_agent, wait_for
+from tests.support.config import local_flow_config
+from tests.support.logs import append, numbered
+from tests.support.streams import stored_lines
 
 
 @pytest.mark.parametrize(
@@ -46,20 +33,20 @@ def test_copytruncate_with_lines_after_the_copy_sends_each_line_once(
     config = local_flow_config(tmp_path, logs / "app.log*", "r", maxBufferAgeMillis=1000)
     live = logs / "app.log"
     agent_log = tmp_path / "agent.log"
-    append(live, lines(1, 1000))
+    append(live, numbered("line", 1, 1000))
 
     def stored() -> list[bytes]:
         return stored_lines(store, "r")
 
     def arrived(last: int) -> None:
-        wanted = set(lines(1, last))
-        assert wait_for(lambda: wanted <= set(stored()), timeout=30), agent_log.read_text()[-3000:]
+        wanted = set(numbered("line", 1, last))
+        wait_for(lambda: wanted <= set(stored()), timeout=30, log=agent_log)
 
     proc = start_agent(config, log=agent_log)
     try:
         arrived(1000)
         shutil.copyfile(live, logs / "app.log.1")
-        append(live, lines(1001, 1005))
+        append(live, numbered("line", 1001, 5))
         arrived(1005)  # the agent read the lines written after the copy from the live file
         if restart == "kill_before_truncate":
             kill_agent(proc)
@@ -71,12 +58,12 @@ def test_copytruncate_with_lines_after_the_copy_sends_each_line_once(
             proc = start_agent(config, log=agent_log)
         elif restart == "kill_after_truncate":
             # the copy is opened once the truncation is noticed; its starting point is committed
-            assert wait_for(lambda: "app.log.1 from offset" in agent_log.read_text(), timeout=30)
+            wait_for(lambda: "app.log.1 from offset" in agent_log.read_text(), 30, log=agent_log)
             kill_agent(proc)
             proc = start_agent(config, log=agent_log)
         # refilled after the truncation: once these are in, a copy re-read would be in too (the
         # copy is older, so it is read first)
-        append(live, lines(1006, 1010))
+        append(live, numbered("line", 1006, 5))
         arrived(1010)
     finally:
         if proc.poll() is None:
@@ -84,4 +71,4 @@ def test_copytruncate_with_lines_after_the_copy_sends_each_line_once(
     got = stored()
     twice = {line: n for line, n in Counter(got).items() if n > 1}
     assert not twice, f"{len(twice)} lines stored more than once, e.g. {sorted(twice)[:3]}"
-    assert sorted(got) == lines(1, 1010)
+    assert sorted(got) == numbered("line", 1, 1010)

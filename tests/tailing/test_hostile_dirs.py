@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
-import resource
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,14 +14,9 @@ import pytest
 
 from agent.observability.metrics import FlowMetrics
 from agent.tailing.tracker import FileSet
-from tests.support.e2e import (
-    kill_agent,
-    local_flow_config,
-    start_agent,
-    stop_agent,
-    stored_lines,
-    wait_for,
-)
+from tests.support.agent import kill_agent, run_agent, start_agent, stop_agent, wait_for
+from tests.support.config import local_flow_config
+from tests.support.streams import stored_lines
 from tests.tailing.harness import FlowHarness, fast_flow
 
 
@@ -70,9 +63,11 @@ class TestSymlinkLoops:
         try:
             with open(other, "ab") as fh:
                 fh.write(b"first\n")
-            assert wait_for(lambda: stored_lines(store, "loops") == [b"first\n"], timeout=20), (
-                tmp_path / "agent.log"
-            ).read_text()[-2000:]
+            wait_for(
+                lambda: stored_lines(store, "loops") == [b"first\n"],
+                timeout=20,
+                log=tmp_path / "agent.log",
+            )
             for i in range(20):  # a few rescans of the looping tree, while shipping
                 with open(other, "ab") as fh:
                     fh.write(f"line {i}\n".encode())
@@ -221,15 +216,14 @@ class TestDescriptorBudget:
         store = tmp_path / "streams"
         config = local_flow_config(tmp_path, logs / "*.log", "many")
 
-        def low_limit() -> None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
-
-        run = subprocess.run(
-            [sys.executable, "-m", "agent", "run", "--once", "-c", str(config)],
-            capture_output=True,
+        run = run_agent(
+            "run",
+            "--once",
+            "-c",
+            str(config),
+            prefix=("prlimit", "--nofile=200:200"),
             timeout=120,
-            preexec_fn=low_limit,
-            check=False,
+            text=False,
         )
         err = run.stderr.decode(errors="replace")
         assert run.returncode == 0, err[-3000:]

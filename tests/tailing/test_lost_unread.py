@@ -19,7 +19,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.sinks import MemorySink
-from tests.support.obs import local_config, running_agent, snapshot_when, wait_for, write_log
+from tests.support.agent import running_agent, snapshot_when, wait_for
+from tests.support.config import from_start, state_config
+from tests.support.logs import write_log
 from tests.tailing.harness import FlowHarness, fast_flow
 
 
@@ -48,16 +50,9 @@ def test_compressed_away_before_it_was_read_is_reported_after_restart(tmp_path: 
     write_log(logs / "access.log", 10, 20)
     port = _free_port()
     flow_id = f"local:obs:{logs}/access.log*"
-    cfg = local_config(
+    cfg = state_config(
         tmp_path,
-        flows=[
-            {
-                "filePattern": str(logs / "access.log*"),
-                "localStream": "obs",
-                "initialPosition": "START_OF_FILE",
-                "maxBufferAgeMillis": 1000,
-            }
-        ],
+        from_start(logs / "access.log*", localStream="obs", maxBufferAgeMillis=1000),
         **{"metrics.prometheusListen": f"127.0.0.1:{port}"},
     )
     sock = str(tmp_path / "state" / "status.sock")

@@ -7,13 +7,12 @@ runs, must stay far below the file's size.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.support.e2e import stored_lines
+from tests.support.agent import start_agent
+from tests.support.config import from_start, local_config
+from tests.support.streams import stored_lines
 
 MIB = 1024 * 1024
 FILE_BYTES = 64 * MIB
@@ -44,29 +43,19 @@ def test_a_huge_multiline_record_is_cut_and_memory_stays_bounded(tmp_path: Path)
         while fh.tell() < FILE_BYTES:
             fh.write(block)
         fh.write(b"2024-01-02 the next record\n")
-    config = tmp_path / "agent.json"
-    config.write_text(
-        json.dumps(
-            {
-                "checkpointFile": str(tmp_path / "cp.db"),
-                "localStore.directory": str(tmp_path / "streams"),
-                "flows": [
-                    {
-                        "filePattern": str(logs / "*.log"),
-                        "localStream": "big",
-                        "initialPosition": "START_OF_FILE",
-                        "multiLineStartPattern": "^\\d{4}-",
-                        "truncatedRecordTerminator": "<cut>\n",
-                        "maxInFlightBytes": MIB,
-                    }
-                ],
-            }
-        )
+    config = local_config(
+        tmp_path,
+        from_start(
+            logs / "*.log",
+            localStream="big",
+            multiLineStartPattern="^\\d{4}-",
+            truncatedRecordTerminator="<cut>\n",
+            maxInFlightBytes=MIB,
+        ),
+        shards=None,
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--once", "-c", str(config)],
-        stderr=subprocess.PIPE,
-    )
+    log = tmp_path / "agent.log"
+    proc = start_agent(config, "--once", log=log)
     peak = 0
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
@@ -74,7 +63,8 @@ def test_a_huge_multiline_record_is_cut_and_memory_stays_bounded(tmp_path: Path)
         time.sleep(0.02)  # sampling a high-water mark: no event to wait for
     if proc.poll() is None:
         proc.kill()
-    _, err = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    err = log.read_bytes()
     assert proc.returncode == 0, err.decode()[-2000:]
     assert 0 < peak < RSS_BUDGET, f"peak RSS {peak / MIB:.0f} MiB"
     records = stored_lines(tmp_path / "streams", "big")

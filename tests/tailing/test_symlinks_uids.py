@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.e2e import stored_lines
+from tests.support.streams import stored_lines
 
 REPO = Path(__file__).resolve().parents[2]
 
