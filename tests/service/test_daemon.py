@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 
 def flow(logs: Path, name: str, **extra: object) -> dict[str, object]:
-    return from_start(logs / f"{name}*.log", localStream=name, maxBufferAgeMillis=1000, **extra)
+    keys = {"maxBufferAgeMillis": 1000, **extra}
+    return from_start(logs / f"{name}*.log", localStream=name, **keys)
 
 
 def test_sigterm_drains_everything_and_exits_0(tmp_path: Path) -> None:

@@ -18,10 +18,13 @@ from pathlib import Path
 def numbered(
     name: str, start: int, count: int, width: int | Callable[[int], int] = 0
 ) -> list[bytes]:
-    """``count`` lines ``<name> <seq> <pad>`` (seq from ``start``, 8 digits); the pad is ``width``
-    x's, or ``width(seq)`` of them."""
+    """``count`` lines ``<name> <seq>`` (seq from ``start``, 8 digits), each padded with a space
+    and ``width`` x's (or ``width(seq)`` of them) if that is more than none."""
     pad = width if callable(width) else (lambda _: width)
-    return [f"{name} {i:08d} {'x' * pad(i)}\n".encode() for i in range(start, start + count)]
+    return [
+        f"{name} {i:08d}{' ' + 'x' * pad(i) if pad(i) else ''}\n".encode()
+        for i in range(start, start + count)
+    ]
 
 
 def logs_dir(tmp: Path) -> Path:
