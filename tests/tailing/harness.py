@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from agent.checkpoints import CheckpointDB
 from agent.config import AgentConfig, FlowConfig
 from agent.observability.metrics import FlowMetrics
 from agent.pipeline.flow import Flow
+from agent.records import Checkpoint
 from agent.sinks import MemorySink, Sink
 
 
@@ -29,6 +30,20 @@ def fast_flow(pattern: str, **overrides: object) -> FlowConfig:
         partial_line_flush_millis=150,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+class SeverableCheckpoints(CheckpointDB):
+    """The checkpoint file as the flow sees it, until :meth:`sever`: from then on a save writes
+    nothing, as nothing more reaches the disk from a process killed with SIGKILL."""
+
+    severed = False
+
+    def sever(self) -> None:
+        self.severed = True
+
+    def save(self, checkpoints: Sequence[Checkpoint]) -> None:
+        if not self.severed:
+            super().save(checkpoints)
 
 
 class FlowHarness:
@@ -51,7 +66,7 @@ class FlowHarness:
         self.memory = MemorySink()
         self.sink_factory = sink_factory or (lambda: self.memory)
         self.sink: Sink | None = None
-        self.db: CheckpointDB | None = None
+        self.db: SeverableCheckpoints | None = None
         self.task: asyncio.Task[None] | None = None
         self.stop_event: asyncio.Event | None = None
         self.flow: Flow | None = None
@@ -59,7 +74,9 @@ class FlowHarness:
     def start(self) -> None:
         assert self.task is None
         self.sink = self.sink_factory()
-        self.db = None if self.sink.transactional else CheckpointDB(self.agent.checkpoint_file)
+        self.db = (
+            None if self.sink.transactional else SeverableCheckpoints(self.agent.checkpoint_file)
+        )
         metrics = FlowMetrics(self.flow_config.flow_id, self.flow_config.destination)
         self.flow = Flow(self.agent, self.flow_config, self.sink, metrics, self.db)
         self.stop_event = asyncio.Event()
@@ -74,11 +91,14 @@ class FlowHarness:
         self._closed()
 
     def crash(self) -> None:
-        """Abandon the flow mid-work: nothing more is committed (like kill -9)."""
+        """Abandon the flow mid-work: nothing more is committed (like kill -9).
+
+        The checkpoint file the flow was given is cut off first, so neither a periodic save
+        still running nor the flow's save on its way out reaches the disk; a transactional sink
+        keeps its checkpoints in its own commits, which stop with the task."""
         assert self.task is not None
-        flow = self.flow
-        assert flow is not None
-        flow._save_on_exit = lambda: None  # type: ignore[method-assign]
+        if self.db is not None:
+            self.db.sever()
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             self.loop.run_until_complete(self.task)
