@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.scenarios import crash_config
-from tests.support.agent import kill_agent, start_agent, stop_agent, wait_for
+from tests.reliability.scenarios import crash_config, sigkills
+from tests.support.agent import start_agent, stop_agent, wait_for
 from tests.support.logs import Writers
 from tests.support.streams import stored_lines
 
@@ -32,10 +32,7 @@ def test_sigkill_many_times_loses_and_duplicates_nothing(tmp_path: Path) -> None
     rng = random.Random(11)
     agent_log = tmp_path / "agent.log"
     with Writers(logs, ["app", "web", "db"], seed=7) as writers:
-        for _ in range(30):
-            proc = start_agent(config, log=agent_log)
-            time.sleep(rng.uniform(0.15, 0.9))
-            kill_agent(proc)
+        list(sigkills(config, agent_log, 30, lambda: rng.uniform(0.15, 0.9)))
     total = len(writers.all)
     proc = start_agent(config, log=agent_log)
     try:

@@ -49,6 +49,23 @@ class Fault:
 PASS = Fault("pass")
 
 
+def at_random(*faults: Fault, weights: list[int]) -> Callable[[random.Random], Fault]:
+    """A chooser for :meth:`FaultProxy.choose_with`: each request meets one of ``faults`` (PASS
+    among them, for the requests that go through), drawn by ``weights``."""
+    return lambda rng: rng.choices(faults, weights=weights)[0]
+
+
+# Throttling (30% of a call's entries), 500, 503 and resets: the weather of a loaded stream.
+CHAOS = at_random(
+    PASS,
+    Fault("throttle", fraction=0.3),
+    Fault("status", status=500),
+    Fault("status", status=503),
+    Fault("reset"),
+    weights=[4, 4, 1, 1, 1],
+)
+
+
 @dataclass
 class Event:
     """One PutRecords request as the proxy saw it."""

@@ -12,11 +12,12 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from agent.pipeline.flow import CHECKPOINT_INTERVAL
-from tests.peers.faultproxy import PASS, Fault, FaultProxy
+from tests.peers.faultproxy import CHAOS, Fault, FaultProxy
 from tests.peers.helpers import new_stream
 from tests.peers.servers import PEERS_DIR, PeerError, ensure_kinesalite, free_port
 from tests.reliability.tally import Tally, record
@@ -61,17 +62,48 @@ class ForwardedClock:
         self._thread.join()
 
 
+def sigkills(
+    config: Path,
+    log: Path,
+    kills: int,
+    alive: Callable[[], float],
+    sampler: RssSampler | None = None,
+) -> Iterator[float]:
+    """Start the agent and SIGKILL it after ``alive()`` seconds, ``kills`` times; yields the
+    moment of each kill."""
+    for _ in range(kills):
+        proc = start_watched(config, log, sampler)
+        time.sleep(alive())
+        kill_agent(proc)
+        yield time.monotonic()
+
+
+def start_watched(
+    config: Path, log: Path, sampler: RssSampler | None = None
+) -> subprocess.Popen[bytes]:
+    """The agent started, its RSS sampled by ``sampler``."""
+    proc = start_agent(config, log=log)
+    if sampler is not None:
+        sampler.watch(proc)
+    return proc
+
+
 def forwarded(proxy: FaultProxy) -> int:
     """Entries the proxy passed on to kinesalite (stored), duplicates included: cheap to poll,
     unlike reading a stream of hundreds of thousands of records back."""
     return sum(len(e.forwarded) for e in list(proxy.events))
 
 
-def wait_delivered(proxy: FaultProxy, endpoint: str, stream: str, total: int, log: Path) -> None:
-    """Until the proxy has forwarded ``total`` entries and kinesalite holds ``total`` distinct
-    lines (the agent's log tail in the failure message)."""
+def wait_delivered(
+    proxy: FaultProxy, endpoint: str, stream: str, written: list[bytes], log: Path
+) -> None:
+    """Until the proxy has forwarded as many entries as were ``written`` and kinesalite holds
+    that many distinct lines (the agent's log tail in the failure message), then 1.5 s more for
+    anything extra (a duplicate) to show up."""
+    total = len(written)
     wait_for(lambda: forwarded(proxy) >= total, 300, interval=0.2, log=log)
     wait_for(lambda: len(set(kinesis_lines(endpoint, stream))) >= total, 60, interval=2.0, log=log)
+    time.sleep(1.5)
 
 
 def kinesis_config(tmp: Path, endpoint: str, stream: str, **flow: Any) -> Path:
@@ -113,20 +145,12 @@ def crash_soak_kinesis(tmp: Path, kinesalite_port: int, kills: int, seed: int = 
         clock = ForwardedClock(proxy)
         config = kinesis_config(tmp, proxy.endpoint, stream)
         with Writers(tmp / "logs", ["app", "web", "db"], seed) as writers:
-            for _ in range(kills):
-                proc = start_agent(config, log=log)
-                sampler.watch(proc)
-                time.sleep(rng.uniform(0.6, 2.0))
-                kill_agent(proc)
-                t = time.monotonic()
+            for t in sigkills(config, log, kills, lambda: rng.uniform(0.6, 2.0), sampler):
                 time.sleep(0.1)  # let the sampler see the last forwards
                 windows += clock.at(t + 0.05) - clock.at(t - CHECKPOINT_INTERVAL - 0.25)
-        total = len(writers.all)
-        proc = start_agent(config, log=log)
-        sampler.watch(proc)
+        proc = start_watched(config, log, sampler)
         try:
-            wait_delivered(proxy, endpoint, stream, total, log)
-            time.sleep(1.5)
+            wait_delivered(proxy, endpoint, stream, writers.all, log)
         finally:
             assert stop_agent(proc) == 0
         clock.close()
@@ -233,9 +257,7 @@ def outage(tmp: Path, outage_seconds: float, refuse_seconds: float) -> Tally:
                     time.sleep(refuse_seconds)
                     proxy.choose_with(None)
                     time.sleep(1)
-                total = len(writers.all)
-                wait_delivered(proxy, endpoint, stream, total, log)
-                time.sleep(1.5)
+                wait_delivered(proxy, endpoint, stream, writers.all, log)
             finally:
                 assert stop_agent(proc) == 0
         got = kinesis_lines(endpoint, stream)
@@ -272,30 +294,15 @@ def flaky(tmp: Path, kinesalite_port: int, seconds: float) -> Tally:
     log = tmp / "agent.log"
     sampler = RssSampler()
 
-    def chaos(rng: random.Random) -> Fault:
-        return rng.choices(
-            [
-                PASS,
-                Fault("throttle", fraction=0.3),
-                Fault("status", status=500),
-                Fault("status", status=503),
-                Fault("reset"),
-            ],
-            weights=[4, 4, 1, 1, 1],
-        )[0]
-
     with FaultProxy(kinesalite_port, seed=4) as proxy:
-        proxy.choose_with(chaos)
+        proxy.choose_with(CHAOS)
         config = kinesis_config(tmp, proxy.endpoint, stream)
-        proc = start_agent(config, log=log)
-        sampler.watch(proc)
+        proc = start_watched(config, log, sampler)
         try:
             # ~2k lines/s: what kinesalite absorbs with a third of the entries throttled
             with Writers(tmp / "logs", ["app", "web", "db"], 3, rate_sleep=0.02) as writers:
                 time.sleep(seconds)
-            total = len(writers.all)
-            wait_delivered(proxy, endpoint, stream, total, log)
-            time.sleep(1.5)
+            wait_delivered(proxy, endpoint, stream, writers.all, log)
         finally:
             assert stop_agent(proc) == 0
     got = kinesis_lines(endpoint, stream)
@@ -338,15 +345,9 @@ def crash_soak_local(tmp: Path, kills: int, seed: int = 7) -> Tally:
     rng = random.Random(seed)
     sampler = RssSampler()
     with Writers(tmp / "logs", ["app", "web", "db"], seed) as writers:
-        for _ in range(kills):
-            proc = start_agent(config, log=log)
-            sampler.watch(proc)
-            time.sleep(rng.uniform(0.15, 0.9))
-            kill_agent(proc)
+        list(sigkills(config, log, kills, lambda: rng.uniform(0.15, 0.9), sampler))
     total = len(writers.all)
-    proc = start_agent(config, log=log)
-    sampler.watch(proc)
-
+    proc = start_watched(config, log, sampler)
     try:
         wait_for(lambda: len(stored_so_far(store, "crash")) >= total, 120, interval=0.5, log=log)
         time.sleep(1.5)

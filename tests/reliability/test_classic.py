@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,45 +72,46 @@ def test_checkpoint_persists_across_restart(tmp_path: Path, logs: Path) -> None:
     assert stored(tmp_path, "s") == written
 
 
-def test_rotate_create(tmp_path: Path, logs: Path) -> None:
-    """Rename away (out of the pattern) while unread bytes remain, create anew: both generations
-    exactly once."""
-    cfg = config(tmp_path, flow(tmp_path, "logs/*.log", "s"))
-    log = tmp_path / "agent.log"
+def rotated_while_behind(
+    tmp: Path, logs: Path, pattern: str, rotate: Callable[[Path], None]
+) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """app.log rotated by ``rotate`` while 20,000 of its lines are still unread, then a new
+    generation written: (what arrived, the first generation, the second)."""
+    cfg = config(tmp, flow(tmp, pattern, "s"))
+    log = tmp / "agent.log"
     proc = start_agent(cfg, log=log)
     try:
         first = append(logs / "app.log", numbered("gen1", 0, 500))
-        until_stored(tmp_path, "s", 1, log)
+        until_stored(tmp, "s", 1, log)
         first += append(logs / "app.log", numbered("gen1", 500, 20_000))  # still being read
-        os.rename(logs / "app.log", logs / "app.log.1")
+        rotate(logs / "app.log")
         second = append(logs / "app.log", numbered("gen2", 0, 500))
-        until_stored(tmp_path, "s", len(first) + len(second), log)
+        until_stored(tmp, "s", len(first) + len(second), log)
         time.sleep(1.2)
     finally:
         assert stop_agent(proc) == 0
-    got = stored(tmp_path, "s")
+    return stored(tmp, "s"), first, second
+
+
+def test_rotate_create(tmp_path: Path, logs: Path) -> None:
+    """Rename away (out of the pattern) while unread bytes remain, create anew: both generations
+    exactly once."""
+    got, first, second = rotated_while_behind(
+        tmp_path, logs, "logs/*.log", lambda live: os.rename(live, live.with_name("app.log.1"))
+    )
     assert Counter(got) == Counter(first + second)
     assert [g for g in got if g.startswith(b"gen1")] == first
+
+
+def copytruncate(live: Path) -> None:
+    shutil.copyfile(live, live.with_name("app.log.1"))
+    os.truncate(live, 0)
 
 
 def test_rotate_copytruncate(tmp_path: Path, logs: Path) -> None:
     """Copy to app.log.1 (which also matches) and truncate while the agent is behind: the copy
     continues where the original was read to; nothing twice, nothing missing."""
-    cfg = config(tmp_path, flow(tmp_path, "logs/*.log*", "s"))
-    log = tmp_path / "agent.log"
-    proc = start_agent(cfg, log=log)
-    try:
-        first = append(logs / "app.log", numbered("gen1", 0, 500))
-        until_stored(tmp_path, "s", 1, log)
-        first += append(logs / "app.log", numbered("gen1", 500, 20_000))
-        shutil.copyfile(logs / "app.log", logs / "app.log.1")
-        os.truncate(logs / "app.log", 0)
-        second = append(logs / "app.log", numbered("gen2", 0, 500))
-        until_stored(tmp_path, "s", len(first) + len(second), log)
-        time.sleep(1.2)
-    finally:
-        assert stop_agent(proc) == 0
-    got = stored(tmp_path, "s")
+    got, first, second = rotated_while_behind(tmp_path, logs, "logs/*.log*", copytruncate)
     assert Counter(got) == Counter(first + second)
 
 

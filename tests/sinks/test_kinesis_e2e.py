@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
-import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,16 +17,19 @@ import pytest
 from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 
 from agent.hashspace import hash_key
-from tests.peers.faultproxy import PASS, Fault, FaultProxy
+from tests.peers.faultproxy import CHAOS, PASS, Fault, FaultProxy, at_random
 from tests.peers.helpers import aws_client, new_stream, read_stream, shard_ranges
 from tests.peers.servers import Peer
 from tests.sinks.test_firehose import delivery_stream, s3_bodies
 from tests.support.agent import kill_agent, rss_bytes, run_once, start_agent, stop_agent, wait_for
-from tests.support.config import logs_config
+from tests.support.config import kinesis_config, logs_config
 from tests.support.logs import append, logs_dir, numbered
 from tests.support.streams import kinesis_counts
 
 pytestmark = pytest.mark.slow
+
+
+FAST_RETRY = {"retryInitialBackoffMillis": 5, "retryMaxBackoffMillis": 50}
 
 
 def write_lines(path: Path, start: int, count: int, width: int = 0) -> list[bytes]:
@@ -40,10 +42,8 @@ class TestKinesisEndToEnd:
         stream = new_stream(kinesalite.endpoint, shards=4)
         d = logs_dir(tmp_path)
         sent = write_lines(d / "a.log", 0, 6000) + write_lines(d / "b.log", 6000, 6000)
-        config = logs_config(
-            tmp_path,
-            {"kinesisStream": stream, "partitionKeyOption": "DETERMINISTIC"},
-            **{"kinesis.endpoint": kinesalite.endpoint},
+        config = kinesis_config(
+            tmp_path, kinesalite.endpoint, stream, {"partitionKeyOption": "DETERMINISTIC"}
         )
         run_once(config, timeout=120)
         got = read_stream(kinesalite.endpoint, stream)
@@ -58,11 +58,7 @@ class TestKinesisEndToEnd:
         """aggregateRecords: a consumer deaggregating with aws-kinesis-agg sees every line once."""
         stream = new_stream(kinesalite.endpoint, shards=2)
         sent = write_lines(logs_dir(tmp_path) / "a.log", 0, 20_000)
-        config = logs_config(
-            tmp_path,
-            {"kinesisStream": stream, "aggregateRecords": True},
-            **{"kinesis.endpoint": kinesalite.endpoint},
-        )
+        config = kinesis_config(tmp_path, kinesalite.endpoint, stream, {"aggregateRecords": True})
         run_once(config, timeout=120)
         raw = [
             {
@@ -84,29 +80,9 @@ class TestKinesisEndToEnd:
         stream = new_stream(kinesalite.endpoint, shards=2)
         sent = write_lines(logs_dir(tmp_path) / "a.log", 0, 10_000)
 
-        def chaos(rng: random.Random) -> Fault:
-            return rng.choices(
-                [
-                    PASS,
-                    Fault("throttle", fraction=0.3),
-                    Fault("status", status=500),
-                    Fault("status", status=503),
-                    Fault("reset"),
-                ],
-                weights=[4, 4, 1, 1, 1],
-            )[0]
-
         with FaultProxy(kinesalite.port, seed=3) as proxy:
-            proxy.choose_with(chaos)
-            config = logs_config(
-                tmp_path,
-                {
-                    "kinesisStream": stream,
-                    "retryInitialBackoffMillis": 5,
-                    "retryMaxBackoffMillis": 50,
-                },
-                **{"kinesis.endpoint": proxy.endpoint},
-            )
+            proxy.choose_with(CHAOS)
+            config = kinesis_config(tmp_path, proxy.endpoint, stream, FAST_RETRY)
             run_once(config, timeout=120)
         assert Counter(e.fault.split()[0] for e in proxy.events)["throttle"] > 3
         assert kinesis_counts(kinesalite.endpoint, stream) == Counter(sent)
@@ -119,25 +95,25 @@ class TestKinesisEndToEnd:
         stream = new_stream(kinesalite.endpoint, shards=2)
         sent = write_lines(logs_dir(tmp_path) / "a.log", 0, 8000)
 
-        def lossy(rng: random.Random) -> Fault:
-            return rng.choices(
-                [PASS, Fault("lost"), Fault("throttle", fraction=0.5), Fault("stall", seconds=1)],
-                weights=[6, 2, 2, 1],
-            )[0]
+        lossy = at_random(
+            PASS,
+            Fault("lost"),
+            Fault("throttle", fraction=0.5),
+            Fault("stall", seconds=1),
+            weights=[6, 2, 2, 1],
+        )
 
         with FaultProxy(kinesalite.port, seed=11) as proxy:
             proxy.plan(Fault("lost"), Fault("stall", seconds=1), Fault("lost"))
             proxy.choose_with(lossy)
-            config = logs_config(
+            config = kinesis_config(
                 tmp_path,
-                {
-                    "kinesisStream": stream,
-                    "retryInitialBackoffMillis": 5,
-                    "retryMaxBackoffMillis": 50,
-                },
+                proxy.endpoint,
+                stream,
+                FAST_RETRY,
                 # stalls end in the proxy's own reset after 1 s; a client timeout shorter than
                 # a loaded kinesalite's answer would be an unanswered call the proxy cannot see
-                **{"kinesis.endpoint": proxy.endpoint, "socketTimeoutMillis": 5000},
+                socketTimeoutMillis=5000,
             )
             run_once(config, timeout=120)
         lost = Counter(d for e in proxy.events if e.fault == "lost" for d in e.forwarded)
@@ -154,9 +130,7 @@ class TestKinesisEndToEnd:
         with FaultProxy(kinesalite.port) as proxy:
             # A slow service (0.1 s per call, ~5,000 lines/s) so the kill lands mid-file.
             proxy.choose_with(lambda rng: Fault("delay", seconds=0.1))
-            config = logs_config(
-                tmp_path, {"kinesisStream": stream}, **{"kinesis.endpoint": proxy.endpoint}
-            )
+            config = kinesis_config(tmp_path, proxy.endpoint, stream)
             agent = start_agent(config)
             try:
                 wait_for(
@@ -191,15 +165,15 @@ class TestKinesisEndToEnd:
         sent = write_lines(logs_dir(tmp_path) / "a.log", 0, 60_000, width=400)
         with FaultProxy(kinesalite.port) as proxy:
             proxy.choose_with(lambda rng: Fault("status", status=503))
-            config = logs_config(
+            config = kinesis_config(
                 tmp_path,
+                proxy.endpoint,
+                stream,
                 {
-                    "kinesisStream": stream,
                     "maxInFlightBytes": 2 * 1024 * 1024,
                     "retryInitialBackoffMillis": 10,
                     "retryMaxBackoffMillis": 200,
                 },
-                **{"kinesis.endpoint": proxy.endpoint},
             )
             agent = start_agent(config)
             try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import random
 import time
 from collections import Counter
 from typing import Any
@@ -23,7 +22,7 @@ from agent.observability.metrics import FlowMetrics
 from agent.records import Record
 from agent.sinks.kinesis import AGGREGATED_SEND_LANES, SEND_LANES, KinesisSink
 from agent.sinks.shards import ShardMap
-from tests.peers.faultproxy import PASS, Event, Fault, FaultProxy
+from tests.peers.faultproxy import PASS, Event, Fault, FaultProxy, at_random
 from tests.peers.helpers import deaggregate, new_stream, read_stream, shard_ranges
 from tests.peers.servers import Peer
 from tests.sinks.test_kinesis import sink_for
@@ -151,16 +150,13 @@ class TestLanes:
         no shard ever takes a record ahead of one queued before it."""
         stream = new_stream(kinesalite.endpoint, shards=4)
 
-        def chaos(rng: random.Random) -> Fault:
-            return rng.choices(
-                [
-                    PASS,
-                    Fault("throttle", fraction=0.3),
-                    Fault("status", status=503),
-                    Fault("reset"),
-                ],
-                weights=[4, 3, 1, 1],
-            )[0]
+        chaos = at_random(
+            PASS,
+            Fault("throttle", fraction=0.3),
+            Fault("status", status=503),
+            Fault("reset"),
+            weights=[4, 3, 1, 1],
+        )
 
         batch = lines(8000)
         with FaultProxy(kinesalite.port, seed=3) as proxy:
