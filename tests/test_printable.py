@@ -12,7 +12,7 @@ from rich.console import Console
 from agent.observability.top import render
 from agent.printable import printable
 from tests.support.agent import run_agent, running_agent, snapshot_when, spawn_agent_tty, wait_for
-from tests.support.config import from_start, state_config
+from tests.support.config import from_start, state_config, state_socket
 
 CLEAR = "\x1b[2J"
 HOSTILE_NAMES = ("[/]z.log", f"{CLEAR}boom.log", "[bold]x.log", "a\rb.log", "\u202egol.txt.log")
@@ -106,7 +106,7 @@ def test_status_top_and_check_against_a_hostile_directory(tmp_path: Path) -> Non
     assert b"\\x1b[2Jboom.log" in check.stdout
     assert b"\\x1b[2J\\x1b]0;pwned\\x07 record" in check.stdout  # the record, shown not obeyed
 
-    sock = str(tmp_path / "state" / "status.sock")
+    sock = state_socket(tmp_path)
     with running_agent(cfg, tmp_path / "agent.log") as proc:
         wait_for(
             snapshot_when(sock, lambda s: s["records_sent"] == 2, proc), what="both files shipped"

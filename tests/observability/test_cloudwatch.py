@@ -78,6 +78,20 @@ def _kinesis_emitter(put: Recorder) -> tuple[FlowMetrics, CloudWatchEmitter]:
     return metrics.flows["flow-KinesisStream:k"], emitter
 
 
+def _first_flush_fails(
+    put: Recorder, first: tuple[int, int], second: tuple[int, int]
+) -> CloudWatchEmitter:
+    """Two periods of sends, (records, bytes) each: the first period's flush fails as ``put`` is
+    set to, the second's goes through."""
+    k, emitter = _kinesis_emitter(put)
+    for (records, nbytes), delivered in ((first, False), (second, True)):
+        k.send_call(
+            attempted=records, sent=records, sent_bytes=nbytes, failed=0, service_error=False
+        )
+        assert asyncio.run(emitter.flush()) is delivered
+    return emitter
+
+
 class TestWhenToEmit:
     def test_local_only_without_endpoint_stays_quiet(self) -> None:
         """The embedded-store install has no AWS account: no calls unless an endpoint is set."""
@@ -177,11 +191,7 @@ class TestEmitter:
         """A put that may have landed is not sent again: sums never exceed what was shipped."""
         put = Recorder()
         put.lose = 1
-        k, emitter = _kinesis_emitter(put)
-        k.send_call(attempted=3000, sent=3000, sent_bytes=300, failed=0, service_error=False)
-        assert not asyncio.run(emitter.flush())
-        k.send_call(attempted=2000, sent=2000, sent_bytes=200, failed=0, service_error=False)
-        assert asyncio.run(emitter.flush())
+        emitter = _first_flush_fails(put, (3000, 300), (2000, 200))
         sums = [
             d["StatisticValues"]["Sum"] for d in put.datums() if d["MetricName"] == "RecordsSent"
         ]
@@ -193,11 +203,7 @@ class TestEmitter:
         """A send that stored nothing loses nothing: the sets merge with the next period's."""
         put = Recorder()
         put.fail = 1
-        k, emitter = _kinesis_emitter(put)
-        k.send_call(attempted=10, sent=10, sent_bytes=100, failed=0, service_error=False)
-        assert not asyncio.run(emitter.flush())
-        k.send_call(attempted=5, sent=5, sent_bytes=50, failed=0, service_error=False)
-        assert asyncio.run(emitter.flush())
+        emitter = _first_flush_fails(put, (10, 100), (5, 50))
         sent = {d["MetricName"]: d["StatisticValues"] for d in put.datums()}["RecordsSent"]
         assert sent == {"SampleCount": 2.0, "Sum": 15.0, "Minimum": 5.0, "Maximum": 10.0}
         assert emitter.failures == 1

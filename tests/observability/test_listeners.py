@@ -18,7 +18,7 @@ from agent.observability import listeners, prometheus, status
 from agent.observability.listeners import ConnectionGuard
 from agent.observability.metrics import AgentMetrics
 from tests.support.agent import running_agent, snapshot_when, wait_for
-from tests.support.config import from_start, state_config
+from tests.support.config import from_start, state_config, state_socket
 
 HALF_SENT = 1100  # the reported attack: past the default soft limit of 1024 descriptors
 AGENT_NOFILE = 1024
@@ -97,7 +97,7 @@ def test_slowloris_cannot_exhaust_descriptors_while_flows_keep_shipping(tmp_path
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    sock_path = str(tmp_path / "state" / "status.sock")
+    sock_path = state_socket(tmp_path)
     config = state_config(
         tmp_path,
         from_start(logs / "*.log", localStream="s", maxBufferAgeMillis=1000),

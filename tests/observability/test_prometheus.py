@@ -15,8 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.observability.status import StatusUnavailable, fetch
-from tests.support.agent import running_agent, snapshot_when, wait_for
-from tests.support.config import obs_config
+from tests.support.agent import running_agent, shipped_agent, snapshot_when, wait_for
+from tests.support.config import obs_config, state_socket
 from tests.support.logs import write_log
 
 LINES = 777
@@ -48,12 +48,7 @@ def test_scrape_matches_the_work_done(tmp_path: Path) -> None:
     nbytes = write_log(log_file, LINES, WIDTH)
     port = _free_port()
     cfg = obs_config(tmp_path, **{"metrics.prometheusListen": str(port)})
-    sock = str(tmp_path / "state" / "status.sock")
-    with running_agent(cfg, tmp_path / "agent.log") as proc:
-        wait_for(
-            snapshot_when(sock, lambda s: s["records_sent"] == LINES and s["lag_bytes"] == 0, proc),
-            what="the file to be shipped",
-        )
+    with shipped_agent(cfg, tmp_path, LINES):
         samples = _scrape(port)
     flow_id = f"local:obs:{tmp_path}/logs/*.log"
     flow = (("destination", "LocalStream:obs"), ("flow", flow_id))
@@ -96,7 +91,7 @@ def test_busy_port_does_not_stop_shipping(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         cfg = obs_config(tmp_path, **{"metrics.prometheusListen": f"127.0.0.1:{port}"})
-        sock = str(tmp_path / "state" / "status.sock")
+        sock = state_socket(tmp_path)
         with running_agent(cfg, tmp_path / "agent.log") as proc:
             wait_for(snapshot_when(sock, lambda s: s["records_sent"] == 10, proc))
     assert "Prometheus endpoint off" in (tmp_path / "agent.log").read_text()

@@ -14,8 +14,14 @@ import pytest
 from agent.config import load_config
 from agent.observability.metrics import AgentMetrics
 from agent.observability.status import StatusServer, StatusUnavailable, fetch, socket_path
-from tests.support.agent import run_agent, running_agent, snapshot_when, wait_for
-from tests.support.config import obs_config
+from tests.support.agent import (
+    run_agent,
+    running_agent,
+    shipped_agent,
+    snapshot_when,
+    wait_for,
+)
+from tests.support.config import obs_config, state_socket
 from tests.support.logs import write_log
 
 LINES = 1234
@@ -83,17 +89,10 @@ class TestRunningAgent:
         log_file = tmp_path / "logs" / "app.log"
         nbytes = write_log(log_file, LINES, WIDTH)
         cfg = obs_config(tmp_path)
-        sock = str(tmp_path / "state" / "status.sock")
-        with running_agent(cfg, tmp_path / "agent.log") as proc:
-            wait_for(
-                snapshot_when(
-                    sock, lambda s: s["records_sent"] == LINES and s["lag_bytes"] == 0, proc
-                ),
-                what="the file to be shipped",
-            )
+        with shipped_agent(cfg, tmp_path, LINES) as proc:
             out = run_agent("status", "-c", str(cfg), "--json", check=True)
             snap = json.loads(out.stdout)
-            table = run_agent("status", "--socket", sock, check=True).stdout
+            table = run_agent("status", "--socket", state_socket(tmp_path), check=True).stdout
         assert snap["version"] == 1
         assert snap["pid"] == proc.pid
         assert snap["uptime_ms"] > 0
@@ -148,7 +147,9 @@ class TestRunningAgent:
         st = os.stat(log_file)
         assert f["file_id"].startswith(f"{st.st_dev}:{st.st_ino}:")
         assert "LocalStream:obs" in table and str(LINES) in table
-        assert not os.path.exists(sock), "the socket is removed when the agent stops"
+        assert not os.path.exists(state_socket(tmp_path)), (
+            "the socket is removed when the agent stops"
+        )
         assert (
             f"Agent: Progress: {LINES} records parsed ({nbytes} bytes), and {LINES} records sent "
             "successfully to destinations. Uptime: "
@@ -163,7 +164,7 @@ class TestRunningAgent:
         doc = json.loads(cfg.read_text())
         doc["flows"][0].update(maxBufferAgeMillis=60_000, maxBufferSizeRecords=500)
         cfg.write_text(json.dumps(doc))
-        sock = str(tmp_path / "state" / "status.sock")
+        sock = state_socket(tmp_path)
         with running_agent(cfg, tmp_path / "agent.log") as proc:
             snap = wait_for(
                 snapshot_when(

@@ -13,6 +13,7 @@ from tests.peers.helpers import aws_client
 from tests.peers.servers import Peer
 from tests.support.agent import run_agent, running_agent, snapshot_when, wait_for
 from tests.support.config import kinesis_config as one_kinesis_flow
+from tests.support.config import state_socket
 from tests.support.logs import write_log
 
 LINES = 2000
@@ -40,7 +41,7 @@ def test_kinesis_flow_status_capacity_and_cloudwatch(
     """Shipping to kinesalite: status advises shards from the observed rate; CloudWatch has the sums."""
     nbytes = write_log(tmp_path / "logs" / "app.log", LINES, WIDTH)
     cfg = kinesis_config(tmp_path, stream, kinesalite, moto)
-    sock = str(tmp_path / "state" / "status.sock")
+    sock = state_socket(tmp_path)
     started = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     with running_agent(cfg, tmp_path / "agent.log") as proc:
         snap = wait_for(

@@ -10,7 +10,7 @@ import pexpect
 import pytest
 
 from agent.observability.top import human_bytes, human_seconds, render
-from tests.support.agent import running_agent, snapshot_when, spawn_agent_tty, wait_for
+from tests.support.agent import shipped_agent, spawn_agent_tty
 from tests.support.config import obs_config
 from tests.support.logs import write_log as write_lines
 
@@ -49,12 +49,7 @@ def test_top_shows_the_flows_in_a_terminal(tmp_path: Path) -> None:
     log_file = tmp_path / "logs" / "top.log"
     nbytes = write_lines(log_file, LINES, WIDTH)
     cfg = obs_config(tmp_path)
-    sock = str(tmp_path / "state" / "status.sock")
-    with running_agent(cfg, tmp_path / "agent.log") as proc:
-        wait_for(
-            snapshot_when(sock, lambda s: s["records_sent"] == LINES and s["lag_bytes"] == 0, proc),
-            what="the file to be shipped",
-        )
+    with shipped_agent(cfg, tmp_path, LINES):
         child = spawn_agent_tty("top", "-c", str(cfg), "--interval", "0.5", columns=160, rows=40)
         transcript = io.BytesIO()
         child.logfile_read = transcript

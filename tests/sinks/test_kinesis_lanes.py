@@ -20,6 +20,7 @@ from agent.config import AgentConfig, FlowConfig
 from agent.hashspace import even_ranges, hash_key
 from agent.observability.metrics import FlowMetrics
 from agent.records import Record
+from agent.sinks import SendResult
 from agent.sinks.kinesis import AGGREGATED_SEND_LANES, SEND_LANES, KinesisSink
 from agent.sinks.shards import ShardMap
 from tests.peers.faultproxy import PASS, Event, Fault, FaultProxy, at_random
@@ -94,6 +95,18 @@ class TestShardMap:
         assert ShardMap([("only", 0)], 8).lanes == 1
 
 
+def timed_send(
+    proxy: FaultProxy, sink: KinesisSink, batch: list[Record]
+) -> tuple[SendResult, float]:
+    """One send with every call taking ~0.3 s at the service: its result and how long it took
+    (the shard map is fetched before the clock starts)."""
+    proxy.choose_with(lambda rng: Fault("delay", seconds=0.3))
+    asyncio.run(sink.shard_map())  # ListShards outside the timing
+    start = time.perf_counter()
+    result = asyncio.run(sink.send(batch, ()))
+    return result, time.perf_counter() - start
+
+
 class TestLanes:
     def test_calls_overlap_and_each_shard_keeps_order(self, kinesalite: Peer) -> None:
         """2,000 records on 4 shards: 4 calls in 2 lanes, each ~0.3 s at the service, take
@@ -102,11 +115,7 @@ class TestLanes:
         batch = lines(2000)
         with FaultProxy(kinesalite.port) as proxy:
             sink = make_sink(proxy.endpoint, stream)
-            proxy.choose_with(lambda rng: Fault("delay", seconds=0.3))
-            asyncio.run(sink.shard_map())  # ListShards outside the timing
-            start = time.perf_counter()
-            result = asyncio.run(sink.send(batch, ()))
-            elapsed = time.perf_counter() - start
+            result, elapsed = timed_send(proxy, sink, batch)
         assert result.error is None and not result.retry
         assert Counter(r.data for r in result.delivered) == Counter(r.data for r in batch)
         assert sink.metrics is not None and sink.metrics.send_calls == 4
@@ -127,11 +136,7 @@ class TestLanes:
                 agent, flow, metrics=FlowMetrics(flow.flow_id, flow.destination)
             )
             assert sink.max_send_bytes == AGGREGATED_SEND_LANES * sink.max_batch_bytes
-            proxy.choose_with(lambda rng: Fault("delay", seconds=0.3))
-            asyncio.run(sink.shard_map())  # ListShards outside the timing
-            start = time.perf_counter()
-            result = asyncio.run(sink.send(batch, ()))
-            elapsed = time.perf_counter() - start
+            result, elapsed = timed_send(proxy, sink, batch)
         assert result.error is None and not result.retry
         assert sink.metrics is not None and sink.metrics.send_calls == 4
         assert AGGREGATED_SEND_LANES == 4 and elapsed < 2 * 0.3

@@ -25,6 +25,7 @@ import pexpect
 
 from agent.observability.status import StatusUnavailable, fetch
 from tests.peers.servers import TEST_ENV
+from tests.support.config import state_socket
 
 T = TypeVar("T")
 
@@ -199,6 +200,23 @@ def snapshot_when(
         return snap if predicate(snap) else None
 
     return probe
+
+
+def all_shipped(
+    sock: str, records: int, proc: subprocess.Popen[bytes] | None = None
+) -> Callable[[], dict[str, Any] | None]:
+    """A probe for :func:`wait_for`: the status snapshot once ``records`` are sent and nothing is
+    left to read."""
+    return snapshot_when(sock, lambda s: s["records_sent"] == records and s["lag_bytes"] == 0, proc)
+
+
+@contextmanager
+def shipped_agent(config: Path, tmp: Path, records: int) -> Iterator[subprocess.Popen[bytes]]:
+    """:func:`running_agent` (log ``tmp/agent.log``) once it has sent ``records`` and has nothing
+    left to read; ``config`` keeps its state under ``tmp/state`` (state_config)."""
+    with running_agent(config, tmp / "agent.log") as proc:
+        wait_for(all_shipped(state_socket(tmp), records, proc), what="the file to be shipped")
+        yield proc
 
 
 def rss_bytes(pid: int) -> int:

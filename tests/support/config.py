@@ -69,6 +69,11 @@ def state_config(tmp: Path, *flows: dict[str, Any], **settings: Any) -> Path:
     )
 
 
+def state_socket(tmp: Path) -> str:
+    """Where an agent configured by :func:`state_config` serves its status (the default place)."""
+    return str(tmp / "state" / "status.sock")
+
+
 def logs_flow(tmp: Path, stream: str, **keys: Any) -> dict[str, Any]:
     """A flow over ``tmp/logs/*.log`` from the start into the local stream ``stream``."""
     return from_start(tmp / "logs" / "*.log", localStream=stream, **keys)

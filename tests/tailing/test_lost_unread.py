@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.sinks import MemorySink
 from tests.support.agent import running_agent, snapshot_when, wait_for
-from tests.support.config import from_start, state_config
+from tests.support.config import from_start, state_config, state_socket
 from tests.support.logs import write_log
 from tests.tailing.harness import FlowHarness, fast_flow
 
@@ -55,7 +55,7 @@ def test_compressed_away_before_it_was_read_is_reported_after_restart(tmp_path: 
         from_start(logs / "access.log*", localStream="obs", maxBufferAgeMillis=1000),
         **{"metrics.prometheusListen": f"127.0.0.1:{port}"},
     )
-    sock = str(tmp_path / "state" / "status.sock")
+    sock = state_socket(tmp_path)
     with running_agent(cfg, tmp_path / "agent1.log") as proc:
         wait_for(
             snapshot_when(sock, lambda s: s["records_sent"] == 1010 and s["lag_bytes"] == 0, proc),
