@@ -32,8 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import table, write_config
+from common import table
 from peers import proc_cpu
+
+from tests.support.config import write_config
 
 PER_DIR = 1000  # files per directory, under a ``**`` pattern
 WATCHDOG_USEC = 2_000_000

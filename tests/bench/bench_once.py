@@ -16,7 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import agent_once, make_log, median, table, timed, write_config
+from common import agent_once, make_log, median, table, timed
+
+from tests.support.config import write_config
 
 
 def main() -> int:

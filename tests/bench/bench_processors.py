@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import os
 import pstats
 import random
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from agent.processors import build_chain  # noqa: E402 - after the path set-up above
+from tests.support.config import from_start, state_config  # noqa: E402
 
 LOGTOJSON = {"optionName": "LOGTOJSON", "logFormat": "COMBINEDAPACHELOG"}
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
@@ -122,22 +122,10 @@ def agent_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "agent"]
 
 
-def write_config(workdir: Path, log: Path) -> Path:
-    config = {
-        "checkpointFile": str(workdir / "state" / "checkpoints.db"),
-        "localStore.directory": str(workdir / "state" / "streams"),
-        "flows": [
-            {
-                "filePattern": str(log),
-                "localStream": "bench",
-                "initialPosition": "START_OF_FILE",
-                "dataProcessingOptions": [LOGTOJSON],
-            }
-        ],
-    }
-    path = workdir / "agent.json"
-    path.write_text(json.dumps(config, indent=2))
-    return path
+def bench_config(workdir: Path, log: Path) -> Path:
+    return state_config(
+        workdir, from_start(log, localStream="bench", dataProcessingOptions=[LOGTOJSON])
+    )
 
 
 def run_once(workdir: Path, log: Path) -> tuple[float, float, subprocess.CompletedProcess[str]]:
@@ -146,7 +134,7 @@ def run_once(workdir: Path, log: Path) -> tuple[float, float, subprocess.Complet
     if state.exists():
         subprocess.run(["rm", "-rf", str(state)], check=True)
     state.mkdir()
-    config = write_config(workdir, log)
+    config = bench_config(workdir, log)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import resource
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # tests.support, for the benches that import this module first
 
 
 def apache_line(i: int, rng: random.Random) -> bytes:
@@ -95,11 +95,6 @@ def timed(
 
 def agent_once(config: Path) -> Run:
     return timed([sys.executable, "-m", "agent", "run", "--once", "-c", str(config)])
-
-
-def write_config(path: Path, doc: dict[str, object]) -> Path:
-    path.write_text(json.dumps(doc, indent=2))
-    return path
 
 
 def median(values: list[float]) -> float:

@@ -24,8 +24,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import agent_once, make_log, timed, write_config
+from common import agent_once, make_log, timed
 from peers import proc_cpu, proc_mem_mb, rsyslog_once, stop
+
+from tests.support.agent import wait_for
+from tests.support.config import write_config
 
 MIB = 1024 * 1024
 STREAM = "bench"
@@ -168,14 +171,6 @@ def daemon(ctx: Context, conf: Path, name: str) -> Iterator[subprocess.Popen[byt
         errors.close()
 
 
-def _wait_for(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out waiting for the agent")
-        time.sleep(0.05)
-
-
 def _stream_exists(store_dir: Path) -> bool:
     db = store_dir / "streams.db"
     if not db.exists():
@@ -222,7 +217,7 @@ def p6(ctx: Context) -> dict[str, float]:
                 time.sleep(max(0.0, next_at - time.monotonic()))
 
     with daemon(ctx, conf, "p6") as proc:
-        _wait_for(lambda: _stream_exists(store_dir))
+        wait_for(lambda: _stream_exists(store_dir), 30, what="the agent to make its stream")
         writer = threading.Thread(target=write, daemon=True)
         writer.start()
         started = time.monotonic()
