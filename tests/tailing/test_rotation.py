@@ -9,16 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.logs import append, numbered
 from tests.tailing.harness import FlowHarness, fast_flow
-
-
-def lines(prefix: str, start: int, count: int) -> list[bytes]:
-    return [f"{prefix}-{i}\n".encode() for i in range(start, start + count)]
-
-
-def append(path: Path, data: list[bytes]) -> None:
-    with open(path, "ab") as fh:
-        fh.write(b"".join(data))
 
 
 @pytest.fixture
@@ -36,60 +28,60 @@ class TestRotation:
     def test_rename_create_loses_nothing(self, harness: FlowHarness, logs: Path) -> None:
         """Lines written before and after a rename rotation all arrive once, in order."""
         live = logs / "app.log"
-        append(live, lines("a", 0, 100))
+        append(live, numbered("a", 0, 100))
         harness.start()
         assert harness.wait_until(lambda: len(delivered(harness)) == 100)
-        append(live, lines("a", 100, 50))
+        append(live, numbered("a", 100, 50))
         os.rename(live, logs / "app.log.1")
-        append(logs / "app.log.1", lines("a", 150, 10))  # the writer had not reopened yet
-        append(live, lines("b", 0, 100))
-        expected = lines("a", 0, 160) + lines("b", 0, 100)
+        append(logs / "app.log.1", numbered("a", 150, 10))  # the writer had not reopened yet
+        append(live, numbered("b", 0, 100))
+        expected = numbered("a", 0, 160) + numbered("b", 0, 100)
         assert harness.wait_until(lambda: len(delivered(harness)) >= 260)
         assert sorted(delivered(harness)) == sorted(expected)
-        assert [r for r in delivered(harness) if r.startswith(b"a")] == lines("a", 0, 160)
+        assert [r for r in delivered(harness) if r.startswith(b"a")] == numbered("a", 0, 160)
 
     def test_rotated_out_of_pattern_is_drained(self, tmp_path: Path, logs: Path) -> None:
         """A file renamed to a name the pattern does not match is still read to its end."""
         h = FlowHarness(tmp_path, fast_flow(str(logs / "*.log")))
         live = logs / "app.log"
-        append(live, lines("a", 0, 10))
+        append(live, numbered("a", 0, 10))
         h.start()
         assert h.wait_until(lambda: len(h.memory.records) == 10)
-        append(live, lines("a", 10, 20))
+        append(live, numbered("a", 10, 20))
         os.rename(live, logs / "app.log.old")
         assert h.wait_until(lambda: len(h.memory.records) == 30)
         h.close()
-        assert h.memory.records == lines("a", 0, 30)
+        assert h.memory.records == numbered("a", 0, 30)
 
     def test_copytruncate_continues_in_the_copy(self, harness: FlowHarness, logs: Path) -> None:
         """copytruncate: what the agent had not read yet is taken from the copy, not lost or repeated."""
         live = logs / "app.log"
-        append(live, lines("a", 0, 100))
+        append(live, numbered("a", 0, 100))
         harness.start()
         assert harness.wait_until(lambda: len(delivered(harness)) == 100)
         harness.stop()  # the agent is down while lines are written and the file is rotated
-        append(live, lines("a", 100, 50))
+        append(live, numbered("a", 100, 50))
         shutil.copyfile(live, logs / "app.log.1")
         os.truncate(live, 0)
-        append(live, lines("b", 0, 30))
+        append(live, numbered("b", 0, 30))
         harness.start()
         assert harness.wait_until(lambda: len(delivered(harness)) >= 180)
         harness.run_for(0.3)
-        assert sorted(delivered(harness)) == sorted(lines("a", 0, 150) + lines("b", 0, 30))
+        assert sorted(delivered(harness)) == sorted(numbered("a", 0, 150) + numbered("b", 0, 30))
 
     def test_copytruncate_while_running(self, harness: FlowHarness, logs: Path) -> None:
         """copytruncate under a running agent: every line once."""
         live = logs / "app.log"
         harness.start()
         for round_ in range(5):
-            append(live, lines(f"r{round_}", 0, 40))
+            append(live, numbered(f"r{round_}", 0, 40))
             harness.run_for(0.05)  # the agent reads some of it
-            append(live, lines(f"r{round_}", 40, 10))  # and not this, before the rotation
+            append(live, numbered(f"r{round_}", 40, 10))  # and not this, before the rotation
             shutil.copyfile(live, logs / f"app.log.{round_ + 1}")
             os.truncate(live, 0)
             harness.run_for(0.05)
-        append(live, lines("end", 0, 5))
-        expected = [x for r in range(5) for x in lines(f"r{r}", 0, 50)] + lines("end", 0, 5)
+        append(live, numbered("end", 0, 5))
+        expected = [x for r in range(5) for x in numbered(f"r{r}", 0, 50)] + numbered("end", 0, 5)
         assert harness.wait_until(lambda: len(delivered(harness)) >= len(expected))
         harness.run_for(0.5)
         assert sorted(delivered(harness)) == sorted(expected)
@@ -114,24 +106,24 @@ class TestRotation:
     @staticmethod
     def _copy_shorter(harness: FlowHarness, logs: Path, copy_ends_mid_line: bool) -> None:
         live = logs / "app.log"
-        append(live, lines("a", 0, 50))
+        append(live, numbered("a", 0, 50))
         if copy_ends_mid_line:
             append(live, [b"half"])
         harness.start()
         assert harness.wait_until(lambda: len(delivered(harness)) == 50)
         shutil.copyfile(live, logs / "app.log.1")
-        append(live, [b"-done\n", *lines("a", 50, 5)])
+        append(live, [b"-done\n", *numbered("a", 50, 5)])
         assert harness.wait_until(lambda: len(delivered(harness)) == 56)
         os.truncate(live, 0)
-        append(live, lines("b", 0, 3))
+        append(live, numbered("b", 0, 3))
         assert harness.wait_until(lambda: len(delivered(harness)) >= 59)
         assert harness.wait_until(harness.settled)
         head = b"half-done\n" if copy_ends_mid_line else b"-done\n"
         assert delivered(harness) == [
-            *lines("a", 0, 50),
+            *numbered("a", 0, 50),
             head,
-            *lines("a", 50, 5),
-            *lines("b", 0, 3),
+            *numbered("a", 50, 5),
+            *numbered("b", 0, 3),
         ]
 
     def test_held_tail_the_copy_lacks_is_sent_from_the_original(
@@ -139,7 +131,7 @@ class TestRotation:
     ) -> None:
         """An unterminated line written after the copy and read (held) before the truncate is sent."""
         live = logs / "app.log"
-        append(live, lines("a", 0, 10))
+        append(live, numbered("a", 0, 10))
         harness.start()
         assert harness.wait_until(lambda: len(delivered(harness)) == 10)
         shutil.copyfile(live, logs / "app.log.1")
@@ -151,7 +143,7 @@ class TestRotation:
         os.truncate(live, 0)  # before the idle flush: the tail is held, and the copy lacks it
         assert harness.wait_until(lambda: len(delivered(harness)) == 11)
         assert harness.wait_until(harness.settled)
-        assert delivered(harness) == [*lines("a", 0, 10), b"no-newline-yet"]
+        assert delivered(harness) == [*numbered("a", 0, 10), b"no-newline-yet"]
 
     def test_new_file_starting_like_a_longer_old_one_is_read_from_zero(
         self, tmp_path: Path, logs: Path
@@ -162,37 +154,37 @@ class TestRotation:
         append(live, [b"time,level,message\n"])
         h.start()
         assert h.wait_until(lambda: str(live) in h.open_paths())  # identified by its header
-        append(live, lines("old", 0, 40))
+        append(live, numbered("old", 0, 40))
         assert h.wait_until(lambda: len(h.memory.records) == 41)
         os.rename(live, logs / "app.csv.1")  # out of the pattern: drained and closed
         assert h.wait_until(lambda: not h.open_paths())
-        append(live, [b"time,level,message\n", *lines("new", 0, 3)])
+        append(live, [b"time,level,message\n", *numbered("new", 0, 3)])
         assert h.wait_until(lambda: len(h.memory.records) == 45)
-        assert h.memory.records[41:] == [b"time,level,message\n", *lines("new", 0, 3)]
+        assert h.memory.records[41:] == [b"time,level,message\n", *numbered("new", 0, 3)]
         h.close()
 
     def test_truncation_restarts_at_zero(self, harness: FlowHarness, logs: Path) -> None:
         """A truncated file is read again from 0 and the truncation is counted."""
         live = logs / "app.log"
-        append(live, lines("a", 0, 20))
+        append(live, numbered("a", 0, 20))
         harness.start()
         assert harness.wait_until(lambda: len(delivered(harness)) == 20)
         os.truncate(live, 0)
-        append(live, lines("b", 0, 5))
+        append(live, numbered("b", 0, 5))
         assert harness.wait_until(lambda: len(delivered(harness)) == 25)
-        assert delivered(harness)[20:] == lines("b", 0, 5)
+        assert delivered(harness)[20:] == numbered("b", 0, 5)
         assert harness.flow is not None and harness.flow.metrics.files_truncated >= 1
 
     def test_deleted_while_unread_is_drained(self, tmp_path: Path, logs: Path) -> None:
         """A file deleted after the agent opened it is read to its end through the open descriptor."""
         h = FlowHarness(tmp_path, fast_flow(str(logs / "*.log")))
         live = logs / "app.log"
-        append(live, lines("a", 0, 5))
+        append(live, numbered("a", 0, 5))
         h.start()
         assert h.wait_until(lambda: len(h.memory.records) == 5)
         with open(live, "ab") as fh:
             os.unlink(live)
-            fh.write(b"".join(lines("a", 5, 5)))
+            fh.write(b"".join(numbered("a", 5, 5)))
         assert h.wait_until(lambda: len(h.memory.records) == 10)
         h.close()
 
@@ -210,35 +202,35 @@ class TestRestart:
     def test_checkpoint_survives_restart(self, harness: FlowHarness, logs: Path) -> None:
         """After a restart the agent resumes at its checkpoint: no line twice, none missing."""
         live = logs / "app.log"
-        append(live, lines("a", 0, 50))
+        append(live, numbered("a", 0, 50))
         harness.start()
         assert harness.wait_until(lambda: len(delivered(harness)) == 50)
         harness.stop()
-        append(live, lines("a", 50, 50))
+        append(live, numbered("a", 50, 50))
         os.rename(live, logs / "app.log.1")
-        append(live, lines("b", 0, 10))
+        append(live, numbered("b", 0, 10))
         harness.start()
         assert harness.wait_until(lambda: len(delivered(harness)) >= 110)
         harness.run_for(0.3)
-        assert sorted(delivered(harness)) == sorted(lines("a", 0, 100) + lines("b", 0, 10))
+        assert sorted(delivered(harness)) == sorted(numbered("a", 0, 100) + numbered("b", 0, 10))
 
     def test_end_of_file_applies_only_to_the_first_sight(self, tmp_path: Path, logs: Path) -> None:
         """END_OF_FILE skips what existed when the flow was first seen, never later data."""
         h = FlowHarness(tmp_path, fast_flow(str(logs / "app.log*"), initial_position="END_OF_FILE"))
         live = logs / "app.log"
-        append(live, lines("old", 0, 10))
+        append(live, numbered("old", 0, 10))
         h.start()
         h.run_for(0.2)
-        append(live, lines("new", 0, 3))
+        append(live, numbered("new", 0, 3))
         assert h.wait_until(lambda: len(h.memory.records) == 3)
         h.stop()
-        append(live, lines("down", 0, 2))  # written while the agent was stopped
-        (logs / "app.log.2").write_bytes(b"".join(lines("created", 0, 2)))
+        append(live, numbered("down", 0, 2))  # written while the agent was stopped
+        (logs / "app.log.2").write_bytes(b"".join(numbered("created", 0, 2)))
         h.start()
         assert h.wait_until(lambda: len(h.memory.records) == 7)
         h.close()
         assert sorted(h.memory.records) == sorted(
-            lines("new", 0, 3) + lines("down", 0, 2) + lines("created", 0, 2)
+            numbered("new", 0, 3) + numbered("down", 0, 2) + numbered("created", 0, 2)
         )
 
     def test_reused_inode_with_new_head_is_a_new_file(
@@ -246,15 +238,15 @@ class TestRestart:
     ) -> None:
         """Delete and recreate (likely the same inode): the new file is read from 0."""
         live = logs / "app.log"
-        append(live, lines("first", 0, 30))
+        append(live, numbered("first", 0, 30))
         harness.start()
         assert harness.wait_until(lambda: len(delivered(harness)) == 30)
         harness.stop()
         live.unlink()
-        append(live, lines("second", 0, 3))
+        append(live, numbered("second", 0, 3))
         harness.start()
         assert harness.wait_until(lambda: len(delivered(harness)) == 33)
-        assert delivered(harness)[30:] == lines("second", 0, 3)
+        assert delivered(harness)[30:] == numbered("second", 0, 3)
 
 
 def test_empty_file_written_through_an_open_descriptor_is_read_at_once(
@@ -272,8 +264,8 @@ def test_empty_file_written_through_an_open_descriptor_is_read_at_once(
     try:
         h.run_for(0.5)  # the first scan saw it, too short to identify
         with open(live, "ab", buffering=0) as fh:
-            fh.write(b"".join(lines("a", 0, 3)))
+            fh.write(b"".join(numbered("a", 0, 3)))
             assert h.wait_until(lambda: len(delivered(h)) == 3, timeout=5)
     finally:
         h.close()
-    assert delivered(h) == lines("a", 0, 3)
+    assert delivered(h) == numbered("a", 0, 3)

@@ -15,16 +15,13 @@ from pathlib import Path
 from agent.observability.metrics import FlowMetrics
 from agent.tailing.tailer import Truncated
 from agent.tailing.tracker import FileSet
+from tests.support.logs import append, numbered
 from tests.tailing.harness import fast_flow
 
 
-def lines(prefix: str, start: int, count: int) -> list[bytes]:
-    return [f"{prefix} {i:06d} {'x' * (i % 50)}\n".encode() for i in range(start, start + count)]
-
-
-def append(path: Path, data: list[bytes]) -> None:
-    with open(path, "ab") as fh:
-        fh.write(b"".join(data))
+def ragged(prefix: str, start: int, count: int) -> list[bytes]:
+    """Numbered lines of ragged lengths (0 to 49 x's of padding)."""
+    return numbered(prefix, start, count, lambda i: i % 50)
 
 
 class Reader:
@@ -73,20 +70,20 @@ def test_truncated_and_refilled_between_open_and_first_read(logs: Path) -> None:
     old generation's head lost.
     """
     live = logs / "app.log"
-    append(live, lines("old", 0, 60))
+    append(live, ragged("old", 0, 60))
     reader = Reader(logs)
     reader.rescan()  # app.log is identified by its head, nothing read yet
     assert len(reader.files.files) == 1
 
     shutil.copyfile(live, logs / "app.log.1")
     os.truncate(live, 0)
-    append(live, lines("new", 0, 45))
+    append(live, ragged("new", 0, 45))
 
     reader.read_all()
     reader.rescan()
     reader.read_all()
 
-    expected = lines("old", 0, 60) + lines("new", 0, 45)
+    expected = ragged("old", 0, 60) + ragged("new", 0, 45)
     twice = [line for line, n in Counter(reader.got).items() if n > 1]
     assert not twice, f"read twice: {twice[:3]}"
     assert sorted(reader.got) == sorted(expected)
@@ -98,17 +95,17 @@ def test_refilled_between_open_and_first_read_without_a_copy(logs: Path) -> None
     Nothing of the old generation can be read any more; the new one is read once, from 0.
     """
     live = logs / "app.log"
-    append(live, lines("old", 0, 30))
+    append(live, ragged("old", 0, 30))
     reader = Reader(logs)
     reader.rescan()
     os.truncate(live, 0)
-    append(live, lines("new", 0, 20))
+    append(live, ragged("new", 0, 20))
 
     reader.read_all()
     reader.rescan()
     reader.read_all()
 
-    assert reader.got == lines("new", 0, 20)
+    assert reader.got == ragged("new", 0, 20)
 
 
 def test_a_scan_out_of_descriptors_does_not_take_the_files_for_gone(tmp_path: Path) -> None:
@@ -118,7 +115,7 @@ def test_a_scan_out_of_descriptors_does_not_take_the_files_for_gone(tmp_path: Pa
     logs = tmp_path / "logs"
     logs.mkdir()
     for name in ("app.log", "app.log.1"):
-        append(logs / name, lines(name, 0, 3))
+        append(logs / name, ragged(name, 0, 3))
     reader = Reader(logs)
     reader.rescan()
     reader.read_all()
