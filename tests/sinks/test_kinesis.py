@@ -34,6 +34,7 @@ from agent.sinks.kinesis import KinesisSink
 from tests.peers.faultproxy import Fault, FaultProxy
 from tests.peers.helpers import deaggregate, new_stream, read_stream, shard_ranges
 from tests.peers.servers import Peer, free_port
+from tests.support.logs import line_records
 
 
 def configs(endpoint: str, stream: str, **flow: Any) -> tuple[AgentConfig, FlowConfig]:
@@ -46,12 +47,6 @@ def sink_for(endpoint: str, stream: str, **flow: Any) -> KinesisSink:
     agent, f = configs(endpoint, stream, **flow)
     sink = KinesisSink.open(agent, f, metrics=FlowMetrics(f.flow_id, f.destination))
     return sink
-
-
-def lines(n: int, prefix: str = "line") -> list[Record]:
-    return [
-        Record(b"%s %06d\n" % (prefix.encode(), i), None, i * 12, i * 12 + 12) for i in range(n)
-    ]
 
 
 def send(sink: KinesisSink, batch: Sequence[Record]) -> Any:
@@ -74,7 +69,7 @@ class TestDelivery:
     def test_every_record_arrives_in_order(self, kinesalite: Peer, stream: str) -> None:
         """Two batches of 500 arrive complete and in order; all are acknowledged."""
         sink = sink_for(kinesalite.endpoint, stream)
-        batch = lines(1000)
+        batch = line_records(1000)
         for chunk in (batch[:500], batch[500:]):
             result = send(sink, chunk)
             assert result.error is None and not result.retry
@@ -89,7 +84,7 @@ class TestDelivery:
     def test_too_big_a_batch_is_split_not_refused(self, kinesalite: Peer, stream: str) -> None:
         """A batch over 500 records or 5 MiB is sent in several calls, still in order."""
         sink = sink_for(kinesalite.endpoint, stream)
-        batch = lines(700) + [Record(b"b" * 900_000 + b"\n", None, 0, 1) for _ in range(7)]
+        batch = line_records(700) + [Record(b"b" * 900_000 + b"\n", None, 0, 1) for _ in range(7)]
         result = send(sink, batch)
         assert result.error is None and result.delivered == batch
         assert sink.metrics is not None and sink.metrics.send_calls == 3
@@ -102,7 +97,7 @@ class TestDelivery:
         sink = open_sink(agent, f)
         assert isinstance(sink, KinesisSink)
         assert not sink.transactional
-        assert send(sink, lines(3)).delivered
+        assert send(sink, line_records(3)).delivered
         asyncio.run(sink.aclose())
         asyncio.run(sink.aclose())  # idempotent
 
@@ -113,7 +108,7 @@ class TestPartitionKeys:
         whose hash range holds MD5(key)."""
         stream = new_stream(kinesalite.endpoint, shards=4)
         sink = sink_for(kinesalite.endpoint, stream, partition_key_option="DETERMINISTIC")
-        batch = lines(400)
+        batch = line_records(400)
         assert send(sink, batch).delivered == batch
         ranges = shard_ranges(kinesalite.endpoint, stream)
         got = read_stream(kinesalite.endpoint, stream)
@@ -188,7 +183,7 @@ class TestPartitionKeys:
     def test_a_resent_record_keeps_its_key(self, kinesalite: Peer, stream: str) -> None:
         """A RANDOM key is chosen once, so a retried record goes to the same shard as before."""
         sink = sink_for(kinesalite.endpoint, stream)
-        batch = lines(5)
+        batch = line_records(5)
         send(sink, batch)
         keys = [r.partition_key for r in batch]
         assert all(keys) and len(set(keys)) == 5
@@ -201,7 +196,7 @@ class TestAggregation:
         """20,000 user records go in a handful of Kinesis records and come back exactly."""
         sink = sink_for(kinesalite.endpoint, stream, aggregate_records=True)
         assert sink.max_batch_records > 500
-        batch = lines(20_000, prefix="agg")
+        batch = line_records(20_000, name="agg")
         result = send(sink, batch)
         assert result.error is None and result.delivered == batch
         assert sink.metrics is not None and sink.metrics.send_calls == 1
@@ -219,7 +214,7 @@ class TestAggregation:
             aggregate_records=True,
             partition_key_option="DETERMINISTIC",
         )
-        batch = lines(50)
+        batch = line_records(50)
         send(sink, batch)
         stored = next(iter(read_stream(kinesalite.endpoint, stream).values()))
         users = deaggregate(stored)
@@ -232,7 +227,7 @@ class TestErrors:
     def test_missing_stream_is_fatal_and_keeps_everything(self, kinesalite: Peer) -> None:
         """ResourceNotFound fails the call as FatalSinkError; every record comes back to retry."""
         sink = sink_for(kinesalite.endpoint, "no-such-stream")
-        batch = lines(3)
+        batch = line_records(3)
         result = send(sink, batch)
         assert isinstance(result.error, FatalSinkError)
         assert "ResourceNotFoundException" in str(result.error)
@@ -243,14 +238,14 @@ class TestErrors:
     def test_refused_connection_is_retryable(self) -> None:
         """Nothing listening: a network error, retried with backoff."""
         sink = sink_for(f"http://127.0.0.1:{free_port()}", "s")
-        result = send(sink, lines(2))
+        result = send(sink, line_records(2))
         assert isinstance(result.error, RetryableSinkError)
         assert len(result.retry) == 2
 
     def test_partial_failure_maps_entries_back(self) -> None:
         """Failed entries come back in order; KMS refusals make the result fatal (loud)."""
         sink = sink_for("http://127.0.0.1:9", "s")
-        batch = lines(4)
+        batch = line_records(4)
         answers = [
             {"SequenceNumber": "1", "ShardId": "shardId-0"},
             {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow"},
@@ -272,7 +267,7 @@ class TestErrors:
             stub.add_client_error(
                 "put_records", "ProvisionedThroughputExceededException", http_status_code=400
             )
-            result = send(sink, lines(1))
+            result = send(sink, line_records(1))
         assert isinstance(result.error, RetryableSinkError)
 
     def test_botocore_does_not_retry_behind_our_back(self, kinesalite: Peer, stream: str) -> None:
@@ -280,7 +275,7 @@ class TestErrors:
         with FaultProxy(kinesalite.port) as proxy:
             sink = sink_for(proxy.endpoint, stream)
             proxy.plan(Fault("status", status=503))
-            result = send(sink, lines(2))
+            result = send(sink, line_records(2))
             assert isinstance(result.error, RetryableSinkError)
             assert proxy.requests == 1
 
@@ -370,7 +365,7 @@ class TestClientSettings:
         )
         seen = headers_seen(sink)
         with caplog.at_level(logging.DEBUG):
-            result = send(sink, lines(1))
+            result = send(sink, line_records(1))
         assert "AKIDSTATICKEY/" in seen[0]["Authorization"]
         for text in (repr(sink), str(result.error), caplog.text, repr(configs("x", "y")[0])):
             assert secret not in text
@@ -379,12 +374,12 @@ class TestClientSettings:
         """userAgent is prepended to ours and the SDK's; userAgentOverride replaces it all."""
         sink = sink_for(kinesalite.endpoint, stream, user_agent="fleet-7")
         seen = headers_seen(sink)
-        send(sink, lines(1))
+        send(sink, line_records(1))
         assert seen[0]["User-Agent"].startswith("fleet-7 kinesis-agent/")
         assert "Botocore/" in seen[0]["User-Agent"]
         sink = sink_for(kinesalite.endpoint, stream, user_agent_override="exactly-this")
         seen = headers_seen(sink)
-        send(sink, lines(1))
+        send(sink, line_records(1))
         assert seen[0]["User-Agent"] == "exactly-this"
 
     def test_region_defaults_to_us_east_1(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -415,7 +410,7 @@ class TestClientSettings:
             monkeypatch.setenv("NO_PROXY", "")
             monkeypatch.setenv("no_proxy", "")
             sink = sink_for(kinesalite.endpoint, stream)
-            assert send(sink, lines(3)).delivered
+            assert send(sink, line_records(3)).delivered
             assert proxy.requests == 1
 
     def test_assume_role_through_sts(self, kinesalite: Peer, moto: Peer, stream: str) -> None:
@@ -428,7 +423,7 @@ class TestClientSettings:
             sts_endpoint=moto.endpoint,
         )
         seen = headers_seen(sink)
-        assert send(sink, lines(2)).delivered
+        assert send(sink, line_records(2)).delivered
         credential = seen[0]["Authorization"].split("Credential=")[1].split("/")[0]
         assert credential != "testing" and credential.startswith("ASIA")
         assert "X-Amz-Security-Token" in seen[0]

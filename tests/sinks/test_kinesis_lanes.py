@@ -28,10 +28,7 @@ from tests.peers.helpers import deaggregate, new_stream, read_stream, shard_rang
 from tests.peers.servers import Peer
 from tests.sinks.test_kinesis import sink_for
 from tests.sinks.test_kinesis_faults import deliver_all, make_sink
-
-
-def lines(n: int) -> list[Record]:
-    return [Record(b"rid=%07d\n" % i, None, i, i + 1) for i in range(n)]
+from tests.support.logs import line_records
 
 
 def assert_shard_order(kinesalite: Peer, stream: str, batch: list[Record]) -> None:
@@ -112,7 +109,7 @@ class TestLanes:
         """2,000 records on 4 shards: 4 calls in 2 lanes, each ~0.3 s at the service, take
         about two calls' time, and every shard holds its records in order."""
         stream = new_stream(kinesalite.endpoint, shards=4)
-        batch = lines(2000)
+        batch = line_records(2000)
         with FaultProxy(kinesalite.port) as proxy:
             sink = make_sink(proxy.endpoint, stream)
             result, elapsed = timed_send(proxy, sink, batch)
@@ -126,7 +123,7 @@ class TestLanes:
         """Aggregated, 4 shards: 4 calls, one per shard, each ~0.3 s at the service, take about
         one call's time; every user record arrives once and each shard keeps their order."""
         stream = new_stream(kinesalite.endpoint, shards=4)
-        batch = lines(8000)
+        batch = line_records(8000)
         with FaultProxy(kinesalite.port) as proxy:
             flow = FlowConfig(
                 file_pattern="/l/*.log", kinesis_stream=stream, aggregate_records=True
@@ -163,7 +160,7 @@ class TestLanes:
             weights=[4, 3, 1, 1],
         )
 
-        batch = lines(8000)
+        batch = line_records(8000)
         with FaultProxy(kinesalite.port, seed=3) as proxy:
             proxy.plan(Fault("throttle", fraction=0.5), PASS, Fault("status", status=500))
             proxy.choose_with(chaos)
@@ -185,7 +182,7 @@ class TestLanes:
         throttled entry and the lane's later records come back to retry, in order; the other
         lane delivers all of its records."""
         stream = new_stream(kinesalite.endpoint, shards=2)
-        batch = lines(2000)
+        batch = line_records(2000)
         with FaultProxy(kinesalite.port) as proxy:
             sink = make_sink(proxy.endpoint, stream)
             smap = asyncio.run(sink.shard_map())
@@ -220,7 +217,7 @@ class TestLanes:
             )
 
         sink.client.list_shards = refuse
-        batch = lines(2000)
+        batch = line_records(2000)
         for chunk in (batch[:1000], batch[1000:]):
             result = asyncio.run(sink.send(chunk, ()))
             assert result.error is None and result.delivered == chunk
@@ -237,9 +234,9 @@ class TestLanes:
         stream = new_stream(kinesalite.endpoint, shards=4)
         sink = sink_for(kinesalite.endpoint, stream)
         sink._map = ShardMap([("shardId-gone-1", 0), ("shardId-gone-2", 1 << 127)], SEND_LANES)
-        asyncio.run(sink.send(lines(1000), ()))
+        asyncio.run(sink.send(line_records(1000), ()))
         assert sink._map_stale
-        asyncio.run(sink.send(lines(1000), ()))
+        asyncio.run(sink.send(line_records(1000), ()))
         assert sink._map is not None
         assert sink._map.ids == set(shard_ranges(kinesalite.endpoint, stream))
 

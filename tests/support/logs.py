@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.records import Record
+
 
 def numbered(
     name: str, start: int, count: int, width: int | Callable[[int], int] = 0
@@ -32,6 +34,17 @@ def logs_dir(tmp: Path) -> Path:
     path = tmp / "logs"
     path.mkdir(exist_ok=True)
     return path
+
+
+def line_records(count: int, name: str = "line", start: int = 0) -> list[Record]:
+    """:func:`numbered` lines as the Records a reader makes of them, back to back from offset 0
+    (for sinks and flows fed without a file)."""
+    out: list[Record] = []
+    offset = 0
+    for line in numbered(name, start, count):
+        out.append(Record(line, None, offset, offset + len(line)))
+        offset += len(line)
+    return out
 
 
 def append(path: Path, lines: list[bytes]) -> list[bytes]:
