@@ -280,64 +280,23 @@ class TestErrors:
             assert proxy.requests == 1
 
 
+def client_error(code: str, status: int) -> ClientError:
+    """What botocore raises for a PutRecords answered ``status`` with the error ``code``."""
+    return ClientError(
+        {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutRecords"
+    )
+
+
 class TestErrorTranslation:
     @pytest.mark.parametrize(
         ("exc", "retryable"),
         [
-            (
-                ClientError(
-                    {
-                        "Error": {"Code": "InternalFailure"},
-                        "ResponseMetadata": {"HTTPStatusCode": 500},
-                    },
-                    "PutRecords",
-                ),
-                True,
-            ),
-            (
-                ClientError(
-                    {"Error": {"Code": "Weird"}, "ResponseMetadata": {"HTTPStatusCode": 502}},
-                    "PutRecords",
-                ),
-                True,
-            ),
-            (
-                ClientError(
-                    {
-                        "Error": {"Code": "LimitExceededException"},
-                        "ResponseMetadata": {"HTTPStatusCode": 400},
-                    },
-                    "PutRecords",
-                ),
-                True,
-            ),
-            (
-                ClientError(
-                    {
-                        "Error": {"Code": "AccessDeniedException"},
-                        "ResponseMetadata": {"HTTPStatusCode": 400},
-                    },
-                    "PutRecords",
-                ),
-                False,
-            ),
-            (
-                ClientError(
-                    {
-                        "Error": {"Code": "ResourceNotFoundException"},
-                        "ResponseMetadata": {"HTTPStatusCode": 400},
-                    },
-                    "PutRecords",
-                ),
-                False,
-            ),
-            (
-                ClientError(
-                    {"Error": {"Code": "413"}, "ResponseMetadata": {"HTTPStatusCode": 413}},
-                    "PutRecords",
-                ),
-                False,
-            ),
+            (client_error("InternalFailure", 500), True),
+            (client_error("Weird", 502), True),
+            (client_error("LimitExceededException", 400), True),
+            (client_error("AccessDeniedException", 400), False),
+            (client_error("ResourceNotFoundException", 400), False),
+            (client_error("413", 413), False),
             (EndpointConnectionError(endpoint_url="http://x"), True),
             (ReadTimeoutError(endpoint_url="http://x"), True),
             (ConnectionResetError(), True),
