@@ -63,8 +63,7 @@ def start_agent(
     """Start ``kinesis-agent run -c config *args`` (behind ``prefix``, e.g. ``setpriv …``); its
     output is appended to ``log`` (or dropped)."""
     command = [*prefix, *AGENT, "run", "-c", str(config), *args]
-    out = subprocess.DEVNULL if log is None else open(log, "ab")  # noqa: SIM115 (closed below)
-    try:
+    with open(log or os.devnull, "ab") as out:  # the child keeps its own descriptor
         return subprocess.Popen(
             command,
             stdout=out,
@@ -73,9 +72,6 @@ def start_agent(
             cwd=REPO,
             start_new_session=True,
         )
-    finally:
-        if log is not None:
-            out.close()  # type: ignore[union-attr]
 
 
 def stop_agent(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
