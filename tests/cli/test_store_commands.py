@@ -17,6 +17,7 @@ import pytest
 
 from agent.cli.stream import register
 from agent.store import StreamStore
+from tests.support.clock import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,21 +31,13 @@ def cli(*argv: str) -> int:
     return result
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC).timestamp()
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2024, 5, 1, 12, 0, tzinfo=UTC).timestamp())
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store_dir(tmp_path: Path, clock: Clock) -> Path:
+def store_dir(tmp_path: Path, clock: FakeClock) -> Path:
     directory = tmp_path / "streams"
     with StreamStore.open(directory, clock=clock) as store:
         store.ensure_stream("app", 2, 24)
@@ -161,7 +154,7 @@ class TestRead:
             assert seqs == sorted(seqs)
 
     def test_from_latest_sequence_and_time(
-        self, store_dir: Path, clock: Clock, capsysbinary: pytest.CaptureFixture[bytes]
+        self, store_dir: Path, clock: FakeClock, capsysbinary: pytest.CaptureFixture[bytes]
     ) -> None:
         """--from takes latest, a sequence number, and an ISO time (UTC or with an offset)."""
         base = ["stream", "read", "app", "--store", str(store_dir)]

@@ -20,16 +20,7 @@ from agent.errors import StoreError, StreamNotFound
 from agent.records import Checkpoint, FileId
 from agent.store import StreamStore
 from agent.store.model import SEQUENCE_BASE
-
-
-class FakeClock:
-    """Wall clock and monotonic clock a test moves by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture

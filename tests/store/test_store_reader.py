@@ -9,14 +9,7 @@ import pytest
 
 from agent.errors import StreamNotFound
 from agent.store import LATEST, TRIM_HORIZON, Position, StreamCursor, StreamStore
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture

@@ -16,4 +16,5 @@
 - ``streams``: what arrived: ``stored_lines`` / ``stored_so_far`` (embedded store),
   ``kinesis_lines`` / ``kinesis_counts`` (kinesalite).
 - ``endpoint``: the in-process Kinesis endpoint on its own thread.
+- ``clock``: ``FakeClock``, a clock the test moves by hand.
 """
