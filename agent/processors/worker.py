@@ -12,7 +12,7 @@ parent logs as its own (the worker has no log configuration of its own). The fir
 chain's options as JSON. The worker ignores SIGINT and SIGTERM (a Ctrl+C or systemd's stop reaches
 the whole process group; the parent decides when to stop) and exits when its stdin closes, also
 when the parent dies (quietly, when its answers then meet a closed pipe). If it dies, the parent still has every record it sent and processes them
-itself: nothing is lost or duplicated (see Flow._collect).
+itself: nothing is lost or duplicated (see agent/pipeline/processing.py).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from agent.errors import AgentError
 from agent.records import Checkpoint, Record
 
 if TYPE_CHECKING:
@@ -19,7 +20,9 @@ class SendResult:
 
     delivered: list[Record] = field(default_factory=list)
     retry: list[Record] = field(default_factory=list)
-    error: BaseException | None = None
+    # Our error tree only (a sink translates foreign errors at its boundary): the sender's one
+    # retryable rule reads ``error.retryable``.
+    error: AgentError | None = None
 
 
 class Sink(Protocol):
@@ -27,18 +30,38 @@ class Sink(Protocol):
 
     ``send`` gets a batch within the destination's limits and the checkpoints that become true
     once *every* record of the batch is delivered. A transactional sink (``transactional`` True,
-    the embedded store) commits records and those checkpoints atomically; the others ignore them
-    and the flow persists checkpoints after acknowledgement.
+    the embedded store) commits records and those checkpoints atomically, and ``load_checkpoints``
+    gives them back; the others ignore them (their ``load_checkpoints`` is empty) and the flow
+    keeps checkpoints in its checkpoint database after acknowledgement.
+
+    Limits: a record is at most ``max_record_bytes`` (the reader cuts longer ones); a batch at
+    most ``max_batch_records`` and ``max_batch_bytes`` — the flow's maxBufferSize* bound them too,
+    unless the sink ``packs_records`` (KPL aggregation, Firehose packing: its requests are bound
+    by its own limits, not the input's). One send carries at most ``max_send_records`` and
+    ``max_send_bytes`` (several batches: a store group commit, Kinesis calls on parallel lanes);
+    None means one batch per send.
+
+    Counters, one writer each: a sink writes the counters of what it does into the
+    ``FlowMetrics`` it was opened with (``metrics``; None counts nothing) — ``send_call`` (calls,
+    records sent and failed, bytes), ``partition_key_fallbacks``, and ``records_truncated`` for
+    the records it cuts to fit a long partition key. The sender writes the retry counters,
+    status and in-flight gauges; it never writes the sink's.
     """
 
     transactional: bool
+    packs_records: bool
     max_record_bytes: int
     max_batch_records: int
     max_batch_bytes: int
+    max_send_records: int | None
+    max_send_bytes: int | None
+    metrics: FlowMetrics | None
 
     async def send(
         self, records: Sequence[Record], checkpoints: Sequence[Checkpoint]
     ) -> SendResult: ...
+
+    def load_checkpoints(self, flow_id: str) -> list[Checkpoint]: ...
 
     async def aclose(self) -> None: ...
 
@@ -47,6 +70,9 @@ class MemorySink:
     """Keeps everything it is sent, in order; can be told to fail the next sends (for tests)."""
 
     transactional = False
+    packs_records = False
+    max_send_records: int | None = None
+    max_send_bytes: int | None = None
 
     def __init__(
         self,
@@ -54,10 +80,12 @@ class MemorySink:
         max_record_bytes: int = 1024 * 1024,
         max_batch_records: int = 500,
         max_batch_bytes: int = 5 * 1024 * 1024,
+        metrics: FlowMetrics | None = None,
     ) -> None:
         self.max_record_bytes = max_record_bytes
         self.max_batch_records = max_batch_records
         self.max_batch_bytes = max_batch_bytes
+        self.metrics = metrics
         self.records: list[bytes] = []
         self.batches: list[list[bytes]] = []
         self.fail_next = 0
@@ -66,13 +94,33 @@ class MemorySink:
     async def send(
         self, records: Sequence[Record], checkpoints: Sequence[Checkpoint]
     ) -> SendResult:
+        m = self.metrics
         if self.fail_next:
             self.fail_next -= 1
+            if m is not None:
+                m.send_call(
+                    attempted=len(records),
+                    sent=0,
+                    sent_bytes=0,
+                    failed=len(records),
+                    service_error=False,
+                )
             return SendResult(retry=list(records))
         batch = [r.data for r in records]
         self.batches.append(batch)
         self.records.extend(batch)
+        if m is not None:
+            m.send_call(
+                attempted=len(records),
+                sent=len(records),
+                sent_bytes=sum(map(len, batch)),
+                failed=0,
+                service_error=False,
+            )
         return SendResult(delivered=list(records))
+
+    def load_checkpoints(self, flow_id: str) -> list[Checkpoint]:
+        return []  # not transactional: checkpoints live in the checkpoint database
 
     async def aclose(self) -> None:
         self.closed = True
@@ -83,7 +131,7 @@ def open_sink(agent: AgentConfig, flow: FlowConfig, metrics: FlowMetrics | None 
     if flow.local_stream is not None:
         from agent.sinks.local import LocalSink
 
-        return LocalSink.open(agent, flow)
+        return LocalSink.open(agent, flow, metrics)
     if flow.kinesis_stream is not None:
         from agent.sinks.kinesis import KinesisSink
 

@@ -1,7 +1,7 @@
 """boto3 clients for the AWS sinks: credentials, endpoints, timeouts, user agent, error translation.
 
 Built once per sink from the typed config. botocore's own retries are switched off (one attempt per
-call): the flow's retry loop (agent/sinks/retry.py) is the only layer that retries, so the two never
+call): the sender's retry loop (agent/pipeline/sender.py) is the only layer that retries, so the two never
 multiply. Proxies come from the standard environment variables (HTTPS_PROXY, HTTP_PROXY, NO_PROXY),
 which botocore reads whenever no proxy is configured explicitly.
 """
@@ -258,12 +258,15 @@ class AwsSink:
     """
 
     transactional = False
+    packs_records = False
     api = ""
     max_call_entries = 500
     max_call_bytes = 5 * 1024 * 1024
     max_record_bytes: int
     max_batch_records: int
     max_batch_bytes: int
+    max_send_records: int | None = None  # one batch per send unless a subclass overlaps calls
+    max_send_bytes: int | None = None
 
     def __init__(self, client: Any, name: str, *, metrics: FlowMetrics | None = None) -> None:
         self.client = client
@@ -390,6 +393,9 @@ class AwsSink:
                     for entry in rest:
                         result.retry.extend(entry.records)
                 return
+
+    def load_checkpoints(self, flow_id: str) -> list[Checkpoint]:
+        return []  # not transactional: checkpoints live in the checkpoint database
 
     async def aclose(self) -> None:
         if self.closed:

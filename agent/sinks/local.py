@@ -22,18 +22,26 @@ from agent.store import StreamStore
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig, FlowConfig
+    from agent.observability.metrics import FlowMetrics
 
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
+# The store commits every batch that is ready in one transaction, up to these limits: the
+# 500-record cap is Kinesis's API limit, and a commit has a fixed cost.
+GROUP_COMMIT_RECORDS = 50_000
+GROUP_COMMIT_BYTES = 4 * 1024 * 1024
 
 
 class LocalSink:
     """One flow's connection to the store directory; several sinks may share a directory."""
 
     transactional = True
+    packs_records = False
     max_batch_records = 500
     max_batch_bytes = 5 * MIB
+    max_send_records: int | None = GROUP_COMMIT_RECORDS
+    max_send_bytes: int | None = GROUP_COMMIT_BYTES
 
     def __init__(
         self,
@@ -44,6 +52,8 @@ class LocalSink:
         *,
         shard_count: int = 4,
         retention_hours: int = 24,
+        metrics: FlowMetrics | None = None,
+        batch_records: int = 500,
     ) -> None:
         self.store = store
         self.stream = stream
@@ -53,11 +63,16 @@ class LocalSink:
         self.terminator = terminator
         # the reader cuts records to fit beside a key of known length; a FIELD key is cut for here
         self.max_record_bytes = MIB - keys.key_bytes_known_before
-        self.records_cut = 0  # delivered records a long FIELD key made us cut (the flow counts)
+        self.metrics = metrics
+        # the batches a group commit carries, as the operator configured them (maxBufferSizeRecords)
+        self.batch_records = batch_records
+        self._fallbacks_seen = 0
         self._closed = False
 
     @classmethod
-    def open(cls, agent: AgentConfig, flow: FlowConfig) -> LocalSink:
+    def open(
+        cls, agent: AgentConfig, flow: FlowConfig, metrics: FlowMetrics | None = None
+    ) -> LocalSink:
         """Open the store of ``localStore.directory`` and create the flow's stream if missing."""
         assert flow.local_stream is not None
         store = StreamStore.open(agent.local_store_directory)
@@ -78,6 +93,8 @@ class LocalSink:
             flow.truncated_record_terminator.encode(),
             shard_count=agent.local_store_shard_count,
             retention_hours=agent.local_store_retention_hours,
+            metrics=metrics,
+            batch_records=min(flow.max_buffer_size_records, cls.max_batch_records),
         )
 
     def __repr__(self) -> str:
@@ -89,6 +106,7 @@ class LocalSink:
         """Store the whole batch and the checkpoints, or nothing (then all of it is to retry)."""
         if self._closed:
             error = StoreError(f"{self!r} is closed")
+            self._count_calls(records, error)
             return SendResult(retry=list(records), error=error)
         given = [r.partition_key for r in records]
         keys = self._assign_keys(records, given) if None in given else cast(list[str], given)
@@ -99,9 +117,50 @@ class LocalSink:
             # checkpoints committed with it keep a restart from sending the batch again.
             await asyncio.to_thread(self._put, keys, datas, checkpoints)
         except StoreError as exc:
+            self._count_calls(records, exc)
             return SendResult(retry=list(records), error=exc)
-        self.records_cut += cut
+        self._count_calls(records, None)
+        self._count_keys(cut)
         return SendResult(delivered=list(records))
+
+    def _count_calls(self, records: Sequence[Record], error: StoreError | None) -> None:
+        """Record the commit as calls: one per batch it carries, all delivered or all failed.
+
+        The store commits every ready batch at once, but the operator configured (and the
+        metrics describe) batches of ``maxBufferSizeRecords``: each one counts as a send.
+        A commit of checkpoints alone is no send.
+        """
+        m = self.metrics
+        if m is None or not records:
+            return
+        size = self.batch_records
+        delivered = error is None
+        for i in range(0, len(records), size):
+            part = records[i : i + size]
+            m.send_call(
+                attempted=len(part),
+                sent=len(part) if delivered else 0,
+                sent_bytes=sum(map(len, [r.data for r in part])) if delivered else 0,
+                failed=0 if delivered else len(part),
+                service_error=error is not None,
+            )
+
+    def _count_keys(self, cut: int) -> None:
+        """Key fallbacks and records a long FIELD key made us cut: counted by increments, so a
+        counter carried over a reload only grows."""
+        m = self.metrics
+        if m is None:
+            return
+        m.partition_key_fallbacks += self.keys.fallbacks - self._fallbacks_seen
+        self._fallbacks_seen = self.keys.fallbacks
+        if cut:
+            m.records_truncated += cut
+            log.warning(
+                "%s: %d record(s) with a long partition key were over the 1 MiB limit; cut to "
+                "fit, ending with the truncation terminator",
+                self,
+                cut,
+            )
 
     def _put(self, keys: list[str], datas: list[bytes], checkpoints: Sequence[Checkpoint]) -> None:
         try:
@@ -109,7 +168,7 @@ class LocalSink:
             return
         except StoreError:
             # The put rolled back. A stream deleted under us (DeleteStream through the Kinesis
-            # endpoint) is made again, as at start; anything else is retried by the flow.
+            # endpoint) is made again, as at start; anything else is retried by the sender.
             try:
                 self.store.describe(self.stream)
             except StreamNotFound:

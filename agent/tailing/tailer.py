@@ -119,10 +119,6 @@ class FileAcks:
         offset = self.stored_offset(preview=preview)
         return Checkpoint(self.flow, self.file_id, self.path, offset, self.size)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self.pending)
-
 
 class TrackedFile:
     """An open file: identity, read position (via its framer), and its acknowledgement tracker."""

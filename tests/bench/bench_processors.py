@@ -184,13 +184,20 @@ class DiscardSink:
     """Accepts every batch at once and keeps nothing: the pipeline's cost without a store."""
 
     transactional = False
+    packs_records = False
     max_record_bytes = 1024 * 1024
     max_batch_records = 500
     max_batch_bytes = 5 * 1024 * 1024
+    max_send_records = None
+    max_send_bytes = None
+    metrics = None
 
     def __init__(self) -> None:
         self.records = 0
         self.bytes = 0
+
+    def load_checkpoints(self, flow_id: str) -> list[Any]:
+        return []
 
     async def send(self, records: Any, checkpoints: Any) -> Any:
         from agent.sinks import SendResult

@@ -1,40 +1,55 @@
-"""Backoff arithmetic and the resend loop, with a scripted fake sink and an injected clock."""
+"""Backoff arithmetic and the sender's resend loop (the one the daemon runs), with a scripted fake
+sink and an injected clock."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Sequence
+from itertools import pairwise
 
 import pytest
 
+from agent.config import AgentConfig, FlowConfig
 from agent.errors import FatalSinkError, RetryableSinkError
 from agent.observability.metrics import FlowMetrics
-from agent.records import Checkpoint, Record
+from agent.pipeline.flow import Flow
+from agent.pipeline.sender import Backoff
+from agent.records import Checkpoint, FileId, Record
 from agent.sinks import SendResult
-from agent.sinks.retry import Backoff, send_until_delivered
+from agent.tailing.tailer import FileAcks
 
 
-def records(n: int) -> list[Record]:
-    return [Record(b"r%d\n" % i, None, i * 10, i * 10 + 10) for i in range(n)]
+def records(n: int, acks: FileAcks | None = None) -> list[Record]:
+    out = [Record(b"r%d\n" % i, acks, i * 10, i * 10 + 10) for i in range(n)]
+    if acks is not None:
+        acks.pending.extend(out)
+    return out
 
 
 class ScriptedSink:
     """Fails entries as told, attempt by attempt; remembers what each attempt carried."""
 
     transactional = False
+    packs_records = False
     max_record_bytes = 1024
     max_batch_records = 500
     max_batch_bytes = 1 << 20
+    max_send_records = None
+    max_send_bytes = None
+    metrics = None
 
     def __init__(self, script: list[object]) -> None:
         # each step: a set of positions to fail, or an exception to fail the whole call with
         self.script = script
         self.attempts: list[list[bytes]] = []
         self.stored: list[bytes] = []
+        self.watch: list[Record] = []  # records whose acknowledgement each attempt notes
+        self.acked_at_send: list[list[bytes]] = []
 
     async def send(self, batch: Sequence[Record], checkpoints: Sequence[Checkpoint]) -> SendResult:
         self.attempts.append([r.data for r in batch])
+        self.acked_at_send.append([r.data for r in self.watch if r.acked])
         step = self.script.pop(0) if self.script else set()
         if isinstance(step, BaseException):
             return SendResult(retry=list(batch), error=step)
@@ -44,6 +59,9 @@ class ScriptedSink:
             (result.retry if i in step else result.delivered).append(r)
         self.stored.extend(r.data for r in result.delivered)
         return result
+
+    def load_checkpoints(self, flow_id: str) -> list[Checkpoint]:
+        return []
 
     async def aclose(self) -> None:
         pass
@@ -94,20 +112,23 @@ class TestBackoff:
             Backoff(100, 50)
 
 
-class TestSendUntilDelivered:
-    def run(self, sink: ScriptedSink, batch: list[Record], **kw: object) -> tuple[int, FakeTime]:
+def sender_of(sink: ScriptedSink, t: FakeTime, metrics: FlowMetrics | None = None) -> Flow:
+    """A flow as the daemon builds it (not run): its sender, on fake time, without jitter."""
+    flow_cfg = FlowConfig(file_pattern="/l/*.log", kinesis_stream="s")
+    agent = AgentConfig(flows=(flow_cfg,))
+    metrics = metrics or FlowMetrics(flow_cfg.flow_id, flow_cfg.destination)
+    flow = Flow(agent, flow_cfg, sink, metrics, None, clock=t.clock)
+    flow.sender.sleep = t.sleep
+    flow.sender.backoff = Backoff(100, 10_000, rand=lambda: 1.0)
+    return flow
+
+
+class TestSenderRetries:
+    def run(
+        self, sink: ScriptedSink, batch: list[Record], metrics: FlowMetrics | None = None
+    ) -> tuple[int, FakeTime]:
         t = FakeTime()
-        attempts = asyncio.run(
-            send_until_delivered(
-                sink,
-                batch,
-                (),
-                Backoff(100, 10_000, rand=lambda: 1.0),
-                sleep=t.sleep,
-                clock=t.clock,
-                **kw,  # type: ignore[arg-type]
-            )
-        )
+        attempts = asyncio.run(sender_of(sink, t, metrics).sender.deliver(batch))
         return attempts, t
 
     def test_resends_only_failed_entries_in_order(self) -> None:
@@ -133,13 +154,8 @@ class TestSendUntilDelivered:
     def test_fatal_errors_wait_the_cap_and_mark_failing(self) -> None:
         """Access denied retries at the maximum delay and the flow shows ``failing`` until it heals."""
         metrics = FlowMetrics("f", "KinesisStream:s")
-        seen: list[str] = []
         sink = ScriptedSink([FatalSinkError("denied"), FatalSinkError("denied"), set()])
-
-        def on_result(result: SendResult) -> None:
-            seen.append(metrics.status)
-
-        attempts, t = self.run(sink, records(2), metrics=metrics, on_result=on_result)
+        attempts, t = self.run(sink, records(2), metrics)
         assert attempts == 3
         assert all(5.0 <= s <= 10.0 for s in t.sleeps)
         assert metrics.status == "running"
@@ -150,7 +166,7 @@ class TestSendUntilDelivered:
         """An hour of access denied gives about one error line per minute, not one per attempt."""
         script: list[object] = [FatalSinkError("denied") for _ in range(400)]
         sink = ScriptedSink([*script, set()])
-        with caplog.at_level(logging.ERROR, logger="agent.sinks.retry"):
+        with caplog.at_level(logging.ERROR, logger="agent.pipeline.sender"):
             _, t = self.run(sink, records(1))
         errors = [r for r in caplog.records if r.levelno == logging.ERROR]
         minutes = t.now / 60
@@ -158,21 +174,23 @@ class TestSendUntilDelivered:
         assert len(errors) >= minutes / 2
         assert "denied" in errors[0].getMessage()
 
-    def test_on_result_sees_every_attempt(self) -> None:
-        """Delivered records are reported as soon as each attempt returns."""
+    def test_delivered_records_are_acknowledged_at_each_attempt(self) -> None:
+        """Delivered records are acknowledged to their file as soon as each attempt returns,
+        before the retries of their neighbours finish."""
+        acks = FileAcks("f", FileId(1, 2, 16, b"\x00" * 16), "/l/a.log", 0)
+        batch = records(3, acks)
         sink = ScriptedSink([{0}, set()])
-        delivered: list[list[bytes]] = []
-        self.run(
-            sink, records(3), on_result=lambda r: delivered.append([x.data for x in r.delivered])
-        )
+        sink.watch = batch
+        self.run(sink, batch)
+        acked = [*sink.acked_at_send, [r.data for r in batch if r.acked]]
+        delivered = [[d for d in now if d not in before] for before, now in pairwise(acked)]
         assert delivered == [[b"r1\n", b"r2\n"], [b"r0\n"]]
+        assert acks.checkpoint == 30 and not acks.pending
 
     def test_success_resets_the_backoff(self) -> None:
-        """A fully delivered batch leaves the shared backoff at its start."""
-        backoff = Backoff(100, 10_000, rand=lambda: 1.0)
+        """A fully delivered batch leaves the sender's backoff at its start."""
         t = FakeTime()
         sink = ScriptedSink([{0}, {0}, set()])
-        asyncio.run(
-            send_until_delivered(sink, records(1), (), backoff, sleep=t.sleep, clock=t.clock)
-        )
-        assert backoff.failures == 0
+        flow = sender_of(sink, t)
+        asyncio.run(flow.sender.deliver(records(1)))
+        assert flow.sender.backoff.failures == 0

@@ -133,7 +133,7 @@ class TestFlowWithWorker:
         h = logtojson_harness(logs)
         try:
             h.start()
-            assert h.flow is not None and h.flow.use_worker
+            assert h.flow is not None and h.flow.processing.use_worker
             want = expected(lines)
             assert h.wait_until(lambda: len(h.memory.records) >= len(want))
             assert h.memory.records == want
@@ -154,12 +154,14 @@ class TestFlowWithWorker:
         (logs / "app.log").write_bytes(b"".join(lines))
         h = logtojson_harness(logs)
         try:
-            with caplog.at_level(logging.ERROR, logger="agent.pipeline.flow"):
+            with caplog.at_level(logging.ERROR, logger="agent.pipeline.processing"):
                 h.start()
                 flow = h.flow
                 assert flow is not None
-                assert h.wait_until(lambda: flow._worker is not None and bool(flow._processing))
-                first = flow._worker
+                assert h.wait_until(
+                    lambda: flow.processing.worker is not None and bool(flow.processing.chunks)
+                )
+                first = flow.processing.worker
                 assert first is not None
                 os.kill(first.pid, signal.SIGKILL)
                 want = expected(lines)
@@ -168,7 +170,9 @@ class TestFlowWithWorker:
             assert h.memory.records == want  # every record once, in file order
             assert flow.metrics.processor_worker_failures == 1
             assert flow.metrics.records_skipped == len(lines) - len(want)
-            assert flow._worker is not None and flow._worker is not first  # restarted
+            assert (
+                flow.processing.worker is not None and flow.processing.worker is not first
+            )  # restarted
             assert any("killed by signal 9" in r.getMessage() for r in caplog.records)
             assert any("nothing is lost" in r.getMessage() for r in caplog.records)
         finally:
@@ -187,14 +191,14 @@ class TestFlowWithWorker:
             acks = next(iter(flow.files.files.values())).acks  # type: ignore[union-attr]
             assert acks.checkpoint == sum(map(len, lines))
             # now hold the worker still: what it holds must keep the checkpoint down
-            worker = flow._worker
+            worker = flow.processing.worker
             assert worker is not None
             os.kill(worker.pid, signal.SIGSTOP)
             try:
                 more = [access_line(i) for i in range(1000, 1100)]
                 with (logs / "app.log").open("ab") as fh:
                     fh.write(b"".join(more))
-                assert h.wait_until(lambda: bool(flow._processing))
+                assert h.wait_until(lambda: bool(flow.processing.chunks))
                 h.run_for(0.3)
                 assert acks.checkpoint == sum(map(len, lines))
                 assert len(acks.pending) == len(more)
@@ -213,13 +217,13 @@ class TestFlowWithWorker:
         lines = [access_line(i) for i in range(300)]
         h = logtojson_harness(logs)
         try:
-            with caplog.at_level(logging.ERROR, logger="agent.pipeline.flow"):
+            with caplog.at_level(logging.ERROR, logger="agent.pipeline.processing"):
                 h.start()
                 flow = h.flow
                 assert flow is not None
-                flow.worker_timeout = 0.5
-                assert h.wait_until(lambda: flow._worker is not None)
-                wedged = flow._worker
+                flow.processing.worker_timeout = 0.5
+                assert h.wait_until(lambda: flow.processing.worker is not None)
+                wedged = flow.processing.worker
                 assert wedged is not None
                 os.kill(wedged.pid, signal.SIGSTOP)
                 (logs / "app.log").write_bytes(b"".join(lines))
@@ -228,7 +232,7 @@ class TestFlowWithWorker:
                 h.run_for(0.1)
             assert h.memory.records == want
             assert flow.metrics.processor_worker_failures == 1
-            assert flow._worker is not None and flow._worker is not wedged
+            assert flow.processing.worker is not None and flow.processing.worker is not wedged
             assert wedged.proc.returncode is not None  # killed, not left stopped
             assert any("did not answer within 0.5 s" in r.getMessage() for r in caplog.records)
         finally:

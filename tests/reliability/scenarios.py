@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.pipeline.flow import CHECKPOINT_INTERVAL
+from agent.pipeline.checkpointer import CHECKPOINT_INTERVAL
 from tests.peers.faultproxy import CHAOS, Fault, FaultProxy
 from tests.peers.helpers import new_stream
 from tests.peers.servers import PEERS_DIR, PeerError, ensure_kinesalite, free_port

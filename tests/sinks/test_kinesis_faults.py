@@ -1,5 +1,8 @@
 """Throttling, 5xx, resets, stalls and lost responses between KinesisSink and kinesalite.
 
+Batches go through the sender the daemon runs (a Flow's, agent/pipeline/sender.py): its retry
+loop, its retryable rule, its backoff.
+
 The fault proxy removes throttled entries before forwarding, so the stream holds exactly what the
 service accepted; reading the stream back shows what was lost or duplicated.
 """
@@ -10,21 +13,22 @@ import asyncio
 import itertools
 import random
 from collections import Counter
+from collections.abc import Sequence
 
 from agent.config import AgentConfig, FlowConfig
 from agent.errors import RetryableSinkError
 from agent.observability.metrics import FlowMetrics
-from agent.records import Record
+from agent.pipeline.flow import Flow
+from agent.records import Checkpoint, Record
 from agent.sinks import SendResult
 from agent.sinks.kinesis import KinesisSink
-from agent.sinks.retry import Backoff, send_until_delivered
 from tests.peers.faultproxy import PASS, Event, Fault, FaultProxy
 from tests.peers.helpers import new_stream, read_stream
 from tests.peers.servers import Peer
 
 
 def make_sink(endpoint: str, stream: str, socket_timeout_millis: int = 5_000) -> KinesisSink:
-    flow = FlowConfig(file_pattern="/l/*.log", kinesis_stream=stream)
+    flow = flow_config(stream)
     agent = AgentConfig(
         flows=(flow,),
         kinesis_endpoint=endpoint,
@@ -34,20 +38,40 @@ def make_sink(endpoint: str, stream: str, socket_timeout_millis: int = 5_000) ->
     return KinesisSink.open(agent, flow, metrics=FlowMetrics(flow.flow_id, flow.destination))
 
 
+def flow_config(stream: str) -> FlowConfig:
+    return FlowConfig(
+        file_pattern="/l/*.log",
+        kinesis_stream=stream,
+        retry_initial_backoff_millis=1,
+        retry_max_backoff_millis=20,
+    )
+
+
 def lines(n: int, start: int = 0) -> list[Record]:
     return [Record(b"rid=%07d\n" % i, None, i, i + 1) for i in range(start, start + n)]
 
 
 def deliver_all(sink: KinesisSink, batches: list[list[Record]]) -> list[SendResult]:
-    """Ship batches one after another, as the flow does, recording every attempt's result."""
+    """Ship batches one after another through the daemon's sender, recording every attempt's
+    result."""
     results: list[SendResult] = []
+    send = sink.send
+
+    async def recording_send(
+        records: Sequence[Record], checkpoints: Sequence[Checkpoint]
+    ) -> SendResult:
+        result = await send(records, checkpoints)
+        results.append(result)
+        return result
+
+    sink.send = recording_send  # type: ignore[method-assign]
+    flow_cfg = flow_config(sink.name)
+    assert sink.metrics is not None
+    sender = Flow(AgentConfig(flows=(flow_cfg,)), flow_cfg, sink, sink.metrics, None).sender
 
     async def main() -> None:
-        backoff = Backoff(1, 20)
         for batch in batches:
-            await send_until_delivered(
-                sink, batch, (), backoff, metrics=sink.metrics, on_result=results.append
-            )
+            await sender.deliver(batch)
 
     asyncio.run(main())
     return results

@@ -75,7 +75,7 @@ def test_fatal_errors_mark_the_flow_failing_and_log_sparingly(
     sink = ScriptedSink([FatalSinkError("AccessDenied: no") for _ in range(30)])
     h = harness(tmp_path, logs, sink)
     states: list[tuple[str, str | None]] = []
-    with caplog.at_level(logging.ERROR, logger="agent.pipeline.flow"):
+    with caplog.at_level(logging.ERROR, logger="agent.pipeline.sender"):
         h.start()
         try:
             assert h.flow is not None
@@ -137,39 +137,26 @@ def test_stuck_flow_gauge_counts_failed_attempts_in_a_row(tmp_path: Path, logs: 
     assert seen == [*sorted(seen[:-1]), 0]
 
 
-def test_a_wake_up_during_a_checkpoint_save_is_not_lost(
-    tmp_path: Path, logs: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The reader finishes (or a batch fills) while the sender is saving checkpoints: the sender
-    must see it at once, not after sleeping a checkpoint interval (a lost wake-up that cost every
-    `run --once` into Kinesis a second)."""
+def test_a_wake_up_while_the_sender_waits_is_not_lost(tmp_path: Path, logs: Path) -> None:
+    """The reader finishes while the sender waits (for a batch's age, or while the checkpointer
+    saves on its own task): the sender must see it at once, not after sleeping a checkpoint
+    interval (a lost wake-up that cost every `run --once` into Kinesis a second)."""
     h = FlowHarness(tmp_path, fast_flow(str(logs / "app.log*")))
     from agent.observability.metrics import FlowMetrics
-    from agent.pipeline import flow as flow_module
+    from agent.pipeline.checkpointer import CHECKPOINT_INTERVAL
     from agent.pipeline.flow import Flow
 
     flow = Flow(h.agent, h.flow_config, h.memory, FlowMetrics("f", "LocalStream:test"), None)
-    signalled = False
 
-    async def persist(*, force: bool) -> None:
-        nonlocal signalled
-        if not signalled:  # what the reader does when it is done, while this await is pending
-            signalled = True
-            flow._reading_done = True
-            flow._wake_sender.set()
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        loop.call_later(0.05, flow.sender.done_reading)  # what the reader does when it is done
+        await asyncio.wait_for(flow.sender.run(), 5)
+        return loop.time() - started
 
-    seen: list[bool] = []
-    real_wait = flow_module._wait
-
-    async def recording_wait(event: asyncio.Event, timeout: float) -> None:
-        seen.append(event.is_set())
-        await real_wait(event, timeout)
-
-    monkeypatch.setattr(flow, "_persist", persist)
-    monkeypatch.setattr(flow_module, "_wait", recording_wait)
     try:
-        asyncio.run(asyncio.wait_for(flow._sender(), 5))
+        took = asyncio.run(main())
     finally:
         h.close()
-    assert signalled
-    assert seen == [True], seen  # the wake-up survived: the wait ended at once
+    assert took < CHECKPOINT_INTERVAL / 2, took  # the wake-up survived: the wait ended at once
