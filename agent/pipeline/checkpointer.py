@@ -1,11 +1,12 @@
 """Writes a flow's checkpoints, on its own task: at most once a second, and once more at the end.
 
 Invariant (a checkpoint never passes a record in flight): what is written is ``FileAcks.row()``,
-the end of a file's longest prefix of acknowledged records (agent/tailing/tailer.py); this module
-only chooses *when*. Tests: tests/processors/test_processors_worker.py
-(test_checkpoint_stays_behind_records_at_the_worker), tests/tailing/test_delivery.py
-(test_a_checkpoint_waits_for_records_being_retried), tests/test_e2e_local.py
-(test_sigkill_many_times_loses_and_duplicates_nothing).
+the end of a file's longest prefix of acknowledged records (agent/tailing/tailer.py), and a record
+is registered there when it is read, before processing (processing.py); this module only chooses
+*when*. Tests: tests/pipeline/test_retry.py (test_delivered_records_are_acknowledged_at_each_attempt:
+behind a record being retried), tests/processors/test_processors_worker.py
+(test_checkpoint_stays_behind_records_at_the_worker), tests/tailing/test_model.py
+(test_crashes_into_the_store_match_the_model).
 
 A transactional sink (the embedded store) is also where the checkpoints go: the sender commits
 each batch with the checkpoints it makes true (``rows_for``, ``committed``), and this writer

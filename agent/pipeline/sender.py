@@ -6,16 +6,19 @@ forever — with ``Backoff`` between attempts. Delivered records are acknowledge
 once (a plain sink) or committed with their checkpoints (a transactional one), and released from
 the in-flight budget.
 
-Invariant (per-file order): one batch at a time, taken from the head of a FIFO, and a retry sends
-``result.retry`` before anything queued later, so no record overtakes one read before it in its
-file. Tests: tests/tailing/test_delivery.py (test_only_failed_entries_are_resent_in_order),
-tests/pipeline/test_retry.py (test_resends_only_failed_entries_in_order),
-tests/sinks/test_kinesis_faults.py (TestChaos).
+Invariant (per-file order): every queue from the reader to the sink is FIFO — processing applies
+results in the order the chunks were read, the Batcher is a FIFO — and here one batch goes at a
+time, taken from the head, and a retry sends ``result.retry`` before anything queued later, so no
+record overtakes one read before it in its file. Tests: tests/tailing/test_delivery.py
+(test_only_failed_entries_are_resent_in_order), tests/pipeline/test_retry.py
+(test_resends_only_failed_entries_in_order), tests/processors/test_processors_worker.py
+(test_worker_killed_mid_run_loses_and_duplicates_nothing), tests/sinks/test_kinesis_faults.py.
 
 Invariant (exactly-once into the store): a transactional sink commits a batch and the
 checkpoints it makes true in one transaction (``_send_transactional``), and the flow starts from
 the checkpoints stored with the records. Tests: tests/test_e2e_local.py
-(test_sigkill_many_times_loses_and_duplicates_nothing), tests/reliability/test_classic.py.
+(test_sigkill_many_times_loses_and_duplicates_nothing), tests/tailing/test_model.py
+(test_crashes_into_the_store_match_the_model).
 
 The one retryable rule (``retryable``): an error is retried with exponential backoff unless it
 says waiting cannot help (``AgentError.retryable`` False: access denied, stream not found);

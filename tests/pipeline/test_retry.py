@@ -46,10 +46,13 @@ class ScriptedSink:
         self.stored: list[bytes] = []
         self.watch: list[Record] = []  # records whose acknowledgement each attempt notes
         self.acked_at_send: list[list[bytes]] = []
+        self.checkpoint_at_send: list[int] = []
 
     async def send(self, batch: Sequence[Record], checkpoints: Sequence[Checkpoint]) -> SendResult:
         self.attempts.append([r.data for r in batch])
         self.acked_at_send.append([r.data for r in self.watch if r.acked])
+        if self.watch and self.watch[0].source is not None:
+            self.checkpoint_at_send.append(self.watch[0].source.checkpoint)
         step = self.script.pop(0) if self.script else set()
         if isinstance(step, BaseException):
             return SendResult(retry=list(batch), error=step)
@@ -176,7 +179,8 @@ class TestSenderRetries:
 
     def test_delivered_records_are_acknowledged_at_each_attempt(self) -> None:
         """Delivered records are acknowledged to their file as soon as each attempt returns,
-        before the retries of their neighbours finish."""
+        before the retries of their neighbours finish; the file's checkpoint stays behind the
+        record still being retried (it never passes a record in flight)."""
         acks = FileAcks("f", FileId(1, 2, 16, b"\x00" * 16), "/l/a.log", 0)
         batch = records(3, acks)
         sink = ScriptedSink([{0}, set()])
@@ -185,6 +189,7 @@ class TestSenderRetries:
         acked = [*sink.acked_at_send, [r.data for r in batch if r.acked]]
         delivered = [[d for d in now if d not in before] for before, now in pairwise(acked)]
         assert delivered == [[b"r1\n", b"r2\n"], [b"r0\n"]]
+        assert sink.checkpoint_at_send == [0, 0]  # r1 and r2 acknowledged, r0 still in flight
         assert acks.checkpoint == 30 and not acks.pending
 
     def test_success_resets_the_backoff(self) -> None:
