@@ -149,12 +149,11 @@ class LocalSink:
         """Key fallbacks and records a long FIELD key made us cut: counted by increments, so a
         counter carried over a reload only grows."""
         m = self.metrics
-        if m is None:
-            return
-        m.partition_key_fallbacks += self.keys.fallbacks - self._fallbacks_seen
+        if m is not None:
+            m.partition_key_fallbacks += self.keys.fallbacks - self._fallbacks_seen
+            m.records_truncated += cut
         self._fallbacks_seen = self.keys.fallbacks
         if cut:
-            m.records_truncated += cut
             log.warning(
                 "%s: %d record(s) with a long partition key were over the 1 MiB limit; cut to "
                 "fit, ending with the truncation terminator",

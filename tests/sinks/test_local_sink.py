@@ -129,6 +129,30 @@ class TestSend:
         await sink.aclose()
 
     @run_async
+    async def test_counts_a_group_commit_as_the_batches_it_carries(self, tmp_path: Path) -> None:
+        """The sink is the one writer of its send counters: a commit of 1,200 records counts
+        as three sends of maxBufferSizeRecords (500), a failed commit as failed sends, and a
+        commit of checkpoints alone as none."""
+        from agent.observability.metrics import FlowMetrics
+
+        cfg = config(tmp_path)
+        flow = cfg.flows[0]
+        metrics = FlowMetrics(flow.flow_id, flow.destination)
+        sink = LocalSink.open(cfg, flow, metrics)
+        batch = records(*[b"line %d\n" % i for i in range(1200)])
+        await sink.send(batch, [checkpoint(flow.flow_id, batch[-1].end)])
+        await sink.send([], [checkpoint(flow.flow_id, batch[-1].end)])
+        sent = sum(len(r.data) for r in batch)
+        assert (metrics.send_calls, metrics.records_sent, metrics.bytes_sent) == (3, 1200, sent)
+        await sink.aclose()
+        await sink.send(records(b"late\n"), [])  # closed: to retry, counted as failed
+        assert (metrics.send_calls, metrics.record_send_errors, metrics.service_errors) == (
+            4,
+            1,
+            1,
+        )
+
+    @run_async
     async def test_checkpoints_alone(self, cfg: AgentConfig) -> None:
         """An empty batch with checkpoints (records a processor dropped) saves the checkpoints."""
         flow = cfg.flows[0]
