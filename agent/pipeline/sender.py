@@ -45,7 +45,7 @@ from agent.errors import AgentError
 from agent.observability.metrics import FlowMetrics
 from agent.pipeline.batching import Batcher
 from agent.pipeline.budget import Budget
-from agent.pipeline.checkpointer import CHECKPOINT_INTERVAL, Checkpointer
+from agent.pipeline.checkpointer import Checkpointer
 from agent.pipeline.events import wait
 from agent.records import Record
 from agent.sinks import SendResult, Sink
@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 LOUD_LOG_INTERVAL = 60.0
 # Retryable failures in a row after which the flow is shown ``failing`` and logged loudly.
 FAILING_AFTER = 5
+# The longest the sender sleeps unwoken: records queued into a batch that is not full do not
+# wake it, so the first of them is looked at (and its batch's age deadline set) within this long.
+IDLE_WAIT = 1.0
 
 
 class Backoff:
@@ -159,7 +162,7 @@ class Sender:
         while True:
             # Cleared before the conditions are read, never after an await: a wake-up set while
             # we deliver (the reader finishing, a batch filling) then ends the wait below at once
-            # instead of being lost for a CHECKPOINT_INTERVAL.
+            # instead of being lost for an IDLE_WAIT.
             self.wake.clear()
             now = self.clock()
             batcher = self.batcher
@@ -172,8 +175,8 @@ class Sender:
             if self.reading_done and not batcher:
                 return
             deadline = batcher.deadline()
-            timeout = CHECKPOINT_INTERVAL if deadline is None else max(0.0, deadline - now)
-            await wait(self.wake, min(timeout, CHECKPOINT_INTERVAL))
+            timeout = IDLE_WAIT if deadline is None else max(0.0, deadline - now)
+            await wait(self.wake, min(timeout, IDLE_WAIT))
 
     async def deliver(self, batch: list[Record]) -> int:
         """Send ``batch`` until every record is delivered; returns the number of attempts.

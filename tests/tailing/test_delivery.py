@@ -139,12 +139,12 @@ def test_stuck_flow_gauge_counts_failed_attempts_in_a_row(tmp_path: Path, logs: 
 
 def test_a_wake_up_while_the_sender_waits_is_not_lost(tmp_path: Path, logs: Path) -> None:
     """The reader finishes while the sender waits (for a batch's age, or while the checkpointer
-    saves on its own task): the sender must see it at once, not after sleeping a checkpoint
-    interval (a lost wake-up that cost every `run --once` into Kinesis a second)."""
+    saves on its own task): the sender must see it at once, not after sleeping its idle wait
+    (a lost wake-up that cost every `run --once` into Kinesis a second)."""
     h = FlowHarness(tmp_path, fast_flow(str(logs / "app.log*")))
     from agent.observability.metrics import FlowMetrics
-    from agent.pipeline.checkpointer import CHECKPOINT_INTERVAL
     from agent.pipeline.flow import Flow
+    from agent.pipeline.sender import IDLE_WAIT
 
     flow = Flow(h.agent, h.flow_config, h.memory, FlowMetrics("f", "LocalStream:test"), None)
 
@@ -159,4 +159,4 @@ def test_a_wake_up_while_the_sender_waits_is_not_lost(tmp_path: Path, logs: Path
         took = asyncio.run(main())
     finally:
         h.close()
-    assert took < CHECKPOINT_INTERVAL / 2, took  # the wake-up survived: the wait ended at once
+    assert took < IDLE_WAIT / 2, took  # the wake-up survived: the wait ended at once
