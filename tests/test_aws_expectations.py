@@ -180,9 +180,9 @@ class TestReadmeSaysWhatHappens:
     def test_addbrackets_and_user_agent_are_described(self) -> None:
         """ADDBRACKETS' newline outside the braces and the product name in the User-Agent, as
         the README describes them to AWS users."""
+        from agent.awsclient import user_agent_for
         from agent.config import AgentConfig
         from agent.processors import build_chain
-        from agent.sinks.aws import user_agent_for
 
         text = README.read_text()
         chain = build_chain(({"optionName": "ADDBRACKETS"},))

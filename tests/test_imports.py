@@ -179,18 +179,6 @@ RULES = (
 KNOWN_VIOLATIONS: dict[str, str] = {}
 
 
-# Import edges that close a cycle today in files other helpers of issue 13 own. The cycle test
-# runs without them (so no new cycle slips in); the strict xfail below runs with them and flips
-# once they are gone, when this table and its mark are removed.
-KNOWN_CYCLE_EDGES = {
-    ("agent.sinks", "agent.sinks.local"),
-    ("agent.sinks", "agent.sinks.kinesis"),
-    ("agent.sinks", "agent.sinks.firehose"),
-}
-KNOWN_CYCLES_REASON = (
-    "agent.sinks.open_sink imports the sinks, which import agent.sinks for SendResult: "
-    "the pipeline helper of issue 13 owns agent/sinks/__init__.py (open_sink can move out)"
-)
 # The parts (agent.<part>) form cycles too, through single modules in other helpers' areas.
 KNOWN_PART_CYCLES_REASON = (
     "config <-> observability (config imports parse_listen from observability.prometheus: the "
@@ -232,16 +220,6 @@ class TestImportGraph:
 
     def test_no_module_imports_itself_through_others(self) -> None:
         """An import cycle makes start-up order matter and the parts impossible to take apart."""
-        graph = import_graph()
-        for source, target in KNOWN_CYCLE_EDGES:
-            assert target in graph[source], f"{source} no longer imports {target}: drop the entry"
-            graph[source].discard(target)
-        cycle = find_cycle(graph)
-        assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
-
-    @pytest.mark.xfail(strict=True, reason=KNOWN_CYCLES_REASON)
-    def test_no_module_cycle_at_all(self) -> None:
-        """The same, with the known cycles of other areas counted."""
         cycle = find_cycle(import_graph())
         assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 

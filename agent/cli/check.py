@@ -83,7 +83,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _aws_client(config: AgentConfig, service: str) -> Any:
-    from agent.sinks.aws import make_client
+    from agent.awsclient import make_client
 
     return make_client(config, service)
 

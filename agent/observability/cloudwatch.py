@@ -76,7 +76,7 @@ def instance_name() -> str:
 
 def region_for(config: AgentConfig) -> str:
     """The endpoint's region, else ``kinesis.region``, else the SDK's chain (as the AWS agent)."""
-    from agent.sinks.aws import DEFAULT_REGION, region_from_endpoint
+    from agent.awsclient import DEFAULT_REGION, region_from_endpoint
 
     return (
         region_from_endpoint(config.cloudwatch_endpoint)
@@ -97,7 +97,7 @@ def boto_put_metric_data(config: AgentConfig, *, read_timeout: float = 5.0) -> P
     import botocore.config
     import botocore.exceptions
 
-    from agent.sinks.aws import install_user_agent, make_session
+    from agent.awsclient import install_user_agent, make_session
 
     region = region_for(config)
     client = make_session(config, region).create_client(

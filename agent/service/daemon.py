@@ -25,7 +25,8 @@ from agent.records import FileId
 from agent.service.instance import InstanceLock
 from agent.service.signals import install_signal_handlers, raise_fd_limit
 from agent.service.systemd import Notifier
-from agent.sinks import Sink, open_sink
+from agent.sinks import Sink
+from agent.sinks.factory import open_sink
 from agent.sqlitedb import file_still_there
 
 if TYPE_CHECKING:

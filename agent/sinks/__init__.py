@@ -1,4 +1,8 @@
-"""The Sink protocol every destination implements, an in-memory sink for tests, and open_sink()."""
+"""The Sink contract every destination implements, and an in-memory sink for tests.
+
+The destinations themselves live beside it (local, kinesis, firehose); agent.sinks.factory picks
+one from a flow's config, so this module imports none of them.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from agent.errors import AgentError
 from agent.records import Checkpoint, Record
 
 if TYPE_CHECKING:
-    from agent.config import AgentConfig, FlowConfig
     from agent.observability.metrics import FlowMetrics
 
 
@@ -124,20 +127,3 @@ class MemorySink:
 
     async def aclose(self) -> None:
         self.closed = True
-
-
-def open_sink(agent: AgentConfig, flow: FlowConfig, metrics: FlowMetrics | None = None) -> Sink:
-    """Build the sink that a flow's destination key asks for."""
-    if flow.local_stream is not None:
-        from agent.sinks.local import LocalSink
-
-        return LocalSink.open(agent, flow, metrics)
-    if flow.kinesis_stream is not None:
-        from agent.sinks.kinesis import KinesisSink
-
-        return KinesisSink.open(agent, flow, metrics)
-    if flow.delivery_stream is not None:
-        from agent.sinks.firehose import FirehoseSink
-
-        return FirehoseSink.open(agent, flow, metrics)
-    raise AssertionError("config validation guarantees exactly one destination per flow")

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from agent.awsclient import make_client
 from agent.observability.metrics import FlowMetrics
 from agent.records import Record
-from agent.sinks.aws import AwsSink, make_client
+from agent.sinks.aws import AwsSink
 from agent.sinks.kpl import Aggregate, newline_aggregate
 
 if TYPE_CHECKING:

@@ -22,9 +22,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from agent.awsclient import make_client
 from agent.observability.metrics import FlowMetrics
 from agent.records import Record
-from agent.sinks.aws import AwsSink, make_client
+from agent.sinks.aws import AwsSink
 from agent.sinks.kpl import (
     KINESIS_MAX_RECORD_BYTES,
     KPL_PER_RECORD_RESERVE,

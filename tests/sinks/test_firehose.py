@@ -14,7 +14,7 @@ from agent.config import AgentConfig, FlowConfig
 from agent.errors import FatalSinkError
 from agent.observability.metrics import FlowMetrics
 from agent.records import Record
-from agent.sinks import open_sink
+from agent.sinks.factory import open_sink
 from agent.sinks.firehose import FIREHOSE_MAX_RECORD_BYTES, FirehoseSink
 from tests.peers.helpers import aws_client
 from tests.peers.servers import Peer

@@ -21,6 +21,7 @@ from botocore.exceptions import (
 )
 from botocore.stub import Stubber
 
+from agent.awsclient import make_client
 from agent.checkpoints import CheckpointDB
 from agent.config import AgentConfig, FlowConfig
 from agent.errors import FatalSinkError, RetryableSinkError
@@ -28,8 +29,8 @@ from agent.hashspace import hash_key
 from agent.observability.metrics import FlowMetrics
 from agent.pipeline.flow import Flow
 from agent.records import Record
-from agent.sinks import open_sink
-from agent.sinks.aws import make_client, translate_error
+from agent.sinks.aws import translate_error
+from agent.sinks.factory import open_sink
 from agent.sinks.kinesis import KinesisSink
 from tests.peers.faultproxy import Fault, FaultProxy
 from tests.peers.helpers import deaggregate, new_stream, read_stream, shard_ranges

@@ -16,7 +16,8 @@ import pytest
 from agent.config import AgentConfig, parse_config
 from agent.errors import StoreError
 from agent.records import Checkpoint, FileId, Record
-from agent.sinks import Sink, open_sink
+from agent.sinks import Sink
+from agent.sinks.factory import open_sink
 from agent.sinks.local import LocalSink
 from agent.store import StreamStore
 

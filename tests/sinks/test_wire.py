@@ -11,8 +11,8 @@ from botocore.exceptions import ParamValidationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.awsclient import make_client
 from agent.config import AgentConfig
-from agent.sinks.aws import make_client
 from agent.sinks.wire import PutRecordsSerializer, install_put_records_serializer, put_records_body
 
 
