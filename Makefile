@@ -41,7 +41,7 @@ check: lint typecheck unit
 test: setup check
 
 bench: setup
-	bash scripts/bootstrap-system.sh rsyslog
+	PEERS_DIR=$(VENV)/peers bash scripts/bootstrap-system.sh rsyslog syslog-ng
 	$(PY) tests/bench/run_all.py
 	$(PY) tests/bench/bench_endpoint.py
 

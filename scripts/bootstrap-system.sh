@@ -9,8 +9,20 @@ set -euo pipefail
 # apache2-bin is the server alone, ~6 MB, without the apache2 package's service and site setup).
 # Extra packages may be named as arguments: `make bench` asks for rsyslog, the reference shipper
 # it measures (its own instance, never the system's), so `make test` does not install a syslog
-# daemon.
-want=(libsystemd-dev pkg-config rpm systemd logrotate nginx-light apache2-bin "$@")
+# daemon. The argument syslog-ng is not a package: it is the second reference, which cannot be
+# installed beside rsyslog (Debian's syslog-ng-core conflicts with it), so scripts/peer-syslog-ng.sh
+# unpacks it into $PEERS_DIR/syslog-ng (default: the checkout's .venv/peers) and installs only its
+# libraries.
+extra=()
+for arg in "$@"; do
+  if [ "$arg" = syslog-ng ]; then
+    here=$(cd "$(dirname "$0")" && pwd)
+    bash "$here/peer-syslog-ng.sh" "${PEERS_DIR:-$(dirname "$here")/.venv/peers}/syslog-ng"
+  else
+    extra+=("$arg")
+  fi
+done
+want=(libsystemd-dev pkg-config rpm systemd logrotate nginx-light apache2-bin ${extra[@]+"${extra[@]}"})
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
