@@ -1,7 +1,7 @@
 """The figures of issue 6, one function each; every run is from scratch and returns its numbers.
 
-P1  SINGLELINE file → embedded store with ``run --once`` against rsyslog imfile → omfile and
-    ``wc -l`` on the same file, in the same run.
+P1  SINGLELINE file → embedded store with ``run --once`` against syslog-ng file() → file() (tuned),
+    rsyslog imfile → omfile and ``wc -l`` on the same file, in the same run.
 P2  LOGTOJSON COMBINEDAPACHELOG and CSVTOJSON → store (``run --once``), MiB/s of input.
 P4  RSS of the running daemon: steady (tailing 10k lines/s) and with a 1 GB backlog while the
     destination refuses everything (the store's write lock held by this process).
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import agent_once, make_log, timed
-from peers import proc_cpu, proc_mem_mb, rsyslog_once, stop
+from peers import proc_cpu, proc_mem_mb, rsyslog_once, stop, syslog_ng_once
 
 from tests.support.agent import wait_for
 from tests.support.config import write_config
@@ -99,6 +99,8 @@ def p1(ctx: Context) -> dict[str, float]:
     shutil.rmtree(_state(ctx, "p1"), ignore_errors=True)
     os.sync()
     rsyslog = rsyslog_once(ctx.work, log)
+    os.sync()
+    syslog_ng = syslog_ng_once(ctx.work, log, profile="tuned")
     wc = timed(["wc", "-l", str(log)])
     return {
         "agent lines/s": lines / agent.wall,
@@ -109,6 +111,10 @@ def p1(ctx: Context) -> dict[str, float]:
         "rsyslog MB/s": size / rsyslog.wall / 1e6,
         "rsyslog CPU-s": rsyslog.cpu,
         "rsyslog peak RSS MB": rsyslog.rss_mb,
+        "syslog-ng lines/s": lines / syslog_ng.wall,
+        "syslog-ng MB/s": size / syslog_ng.wall / 1e6,
+        "syslog-ng CPU-s": syslog_ng.cpu,
+        "syslog-ng peak RSS MB": syslog_ng.rss_mb,
         "wc lines/s": lines / wc.wall,
     }
 
