@@ -187,7 +187,7 @@ class TestDescriptorBudget:
         self, tmp_path: Path, logs: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """With room for 8 open files, 60 files are all shipped, once, never past the budget."""
-        monkeypatch.setattr("agent.tailing.tracker.fd_budget", lambda: 8)
+        monkeypatch.setattr("agent.tailing.tables.fd_budget", lambda: 8)
         expected = []
         for i in range(60):
             line = f"file {i} only line\n".encode()

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from agent.observability.metrics import FlowMetrics
+from agent.tailing.adoption import QUIET_BURST
 from agent.tailing.probe import SLICE
-from agent.tailing.tracker import QUIET_BURST, FileSet
+from agent.tailing.tracker import FileSet
 from tests.tailing.harness import fast_flow
 
 
