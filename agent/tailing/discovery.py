@@ -75,10 +75,6 @@ class ScanResult:
         return any(path.startswith(d if d.endswith(os.sep) else d + os.sep) for d, _ in self.failed)
 
 
-class ScanError(OSError):
-    """A directory of the pattern could not be listed (too many open files, no permission...)."""
-
-
 def scan(pattern: str, problems: ScanProblems | None = None) -> list[Found]:
     """Every regular, uncompressed file the pattern matches, oldest modification first."""
     return walk(pattern, problems).found

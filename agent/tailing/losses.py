@@ -20,6 +20,9 @@ from agent.tailing.tailer import FileAcks
 
 log = logging.getLogger(__name__)
 
+# How a file that went after logrotate's copy lost its bytes (only what the copy lacks is lost).
+AFTER_COPY = "was truncated after logrotate's copy (written between the copy and the truncate)"
+
 
 def lost(metrics: FlowMetrics, path: str, *, size: int | None, read_to: int, how: str) -> bool:
     """Count and log what a file that went took with it; True if anything (or an unknown) was lost."""
@@ -81,7 +84,7 @@ def judge_checkpoints(
             continue  # still there: waiting to be opened (too short, unreadable for now)
         copy_size = continued.get(fid)
         if copy_size is not None:
-            how = "was truncated after logrotate's copy (written between the copy and the truncate)"
+            how = AFTER_COPY
             read_to = max(c.offset, copy_size)
         elif there:
             how = "was truncated or replaced while the agent was stopped"

@@ -1,7 +1,7 @@
 """The blocking half of identifying files, run in a worker thread: open, stat, read the head, find the end.
 
 The event loop then decides who each file is from these results alone, by dictionary look-ups
-(tracker.py): no decision needs another read, so the loop's share stays O(1) per file.
+(adoption.py): no decision needs another read, so the loop's share stays O(1) per file.
 """
 
 from __future__ import annotations
@@ -51,17 +51,14 @@ def probe(found: Found, *, want_end: bool) -> Probe:
         fd = os.open(found.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         return Probe(found, -1, None, b"", {}, None, exc)
-    try:
-        st = os.fstat(fd)
-        head = os.pread(fd, FINGERPRINT_BYTES, 0)
-        end = last_line_end(fd, st.st_size) if want_end else None
-    except OSError as exc:
+    p = probe_held(found, fd, want_end=want_end)
+    if p.error is not None:
         os.close(fd)
-        return Probe(found, -1, None, b"", {}, None, exc)
-    return Probe(found, fd, st, head, natural_digests(head), end, None)
+        p.fd = -1
+    return p
 
 
-def probe_held(found: Found, fd: int) -> Probe:
+def probe_held(found: Found, fd: int, *, want_end: bool = False) -> Probe:
     """``probe`` through a descriptor already held (a file that left the pattern has no path).
 
     The descriptor stays the caller's on error too (it closes it once, wherever it ends).
@@ -69,9 +66,10 @@ def probe_held(found: Found, fd: int) -> Probe:
     try:
         st = os.fstat(fd)
         head = os.pread(fd, FINGERPRINT_BYTES, 0)
+        end = last_line_end(fd, st.st_size) if want_end else None
     except OSError as exc:
         return Probe(found, fd, None, b"", {}, None, exc)
-    return Probe(found, fd, st, head, natural_digests(head), None, None)
+    return Probe(found, fd, st, head, natural_digests(head), end, None)
 
 
 def probe_many(found: list[Found], *, want_end: bool) -> list[Probe]:
@@ -82,7 +80,7 @@ def natural_digests(head: bytes) -> dict[int, bytes]:
     """Digests at the lengths a fingerprint of a file starting with ``head`` may have.
 
     A fingerprint covers the first KiB, or up to a line end (identity.fingerprint); a forced
-    one (an idle unterminated line) covers everything there was: tracker.py asks ``digest_at``
+    one (an idle unterminated line) covers everything there was: adoption.py asks ``digest_at``
     for the rarer lengths it knows of.
     """
     out: dict[int, bytes] = {}

@@ -172,14 +172,7 @@ class Scanning(DescriptorBudget):
                     # failure it could not see): the file has not left the pattern
                     self._missed_by_scan(tracked.path)
                     continue
-                tracked.gone = True
-                self.metrics.files_rotated += 1
-                self._file_metrics(tracked).rotated = True
-                log.info(
-                    "%s: %s left the pattern (rotated or deleted); draining it",
-                    self.flow_id,
-                    tracked.path,
-                )
+                self._start_draining(tracked, "left the pattern (rotated or deleted)")
         for key, tracked in list(self.dormant.items()):
             if (
                 key not in seen

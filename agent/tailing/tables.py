@@ -14,8 +14,8 @@ import re
 import resource
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from agent.config import FlowConfig
 from agent.observability.metrics import FileMetrics, FlowMetrics
 from agent.records import Checkpoint, FileId
 from agent.service import gcpolicy
@@ -24,6 +24,9 @@ from agent.tailing.framing import Framed
 from agent.tailing.identity import HeadIndex
 from agent.tailing.probe import Probe
 from agent.tailing.tailer import FileAcks, TrackedFile
+
+if TYPE_CHECKING:  # typed config only: tailing needs no config code at run time
+    from agent.config import FlowConfig
 
 # One logger for every layer of the FileSet: its name is in each log line operators filter on.
 log = logging.getLogger("agent.tailing.tracker")
@@ -145,6 +148,14 @@ class FileTables:
         if self.files.get(key) is tracked:
             del self.files[key]
         self.open_heads.remove(tracked.file_id.fp_len, tracked.file_id.fp_hash, key)
+
+    def _start_draining(self, tracked: TrackedFile, how: str) -> None:
+        """An open file no longer at a matching path: read to EOF through its descriptor, then
+        closed, with no time limit while it holds unread bytes (counted as rotated)."""
+        tracked.gone = True
+        self.metrics.files_rotated += 1
+        self._file_metrics(tracked).rotated = True
+        log.info("%s: %s %s; draining it", self.flow_id, tracked.path, how)
 
     def _file_metrics(self, tracked: TrackedFile) -> FileMetrics:
         key = tracked.metrics_key

@@ -11,7 +11,7 @@ import os
 
 from agent.tailing.discovery import Found
 from agent.tailing.identity import head_matches
-from agent.tailing.losses import lost
+from agent.tailing.losses import AFTER_COPY, lost
 from agent.tailing.probe import probe
 from agent.tailing.tables import Flushed, key_of, log
 from agent.tailing.tailer import TrackedFile
@@ -49,8 +49,13 @@ class Truncation(WaitingFiles):
         if copy is None:
             lost(self.metrics, tracked.path, size=held, read_to=read_to, how="was truncated")
         else:
-            how = "was truncated after logrotate's copy (written between the copy and the truncate)"
-            lost(self.metrics, tracked.path, size=held, read_to=max(read_to, copy.size), how=how)
+            lost(
+                self.metrics,
+                tracked.path,
+                size=held,
+                read_to=max(read_to, copy.size),
+                how=AFTER_COPY,
+            )
         if copy is not None and copy.size >= tracked.framer.next_offset:
             # the copy holds the held tail too: continue there from the last complete record
             self._retire(tracked, tracked.framer.consumed)

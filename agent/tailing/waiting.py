@@ -59,14 +59,7 @@ class WaitingFiles(Adoption):
             tracked = self.files.get(key)
             if tracked is None:
                 continue  # a copy of a file still read: the original holds its bytes
-            tracked.gone = True
-            self.metrics.files_rotated += 1
-            self._file_metrics(tracked).rotated = True
-            log.info(
-                "%s: %s left the pattern before it could be identified; draining it",
-                self.flow_id,
-                found.path,
-            )
+            self._start_draining(tracked, "left the pattern before it could be identified")
 
 
 def probe_left(left: list[tuple[Found, int, float]]) -> list[Probe]:
