@@ -19,6 +19,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from agent import gcpolicy
 from agent.checkpoints import CheckpointDB
 from agent.config import AgentConfig, FlowConfig
 from agent.observability.metrics import FlowMetrics
@@ -28,7 +29,6 @@ from agent.pipeline.processing import Processing
 from agent.pipeline.reader import Reader
 from agent.pipeline.sender import Sender
 from agent.records import Checkpoint
-from agent.service import gcpolicy
 from agent.sinks import Sink
 from agent.tailing.tracker import FileSet
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agent import gcpolicy
 from agent.observability.metrics import FileMetrics, FlowMetrics
 from agent.records import Checkpoint, FileId
-from agent.service import gcpolicy
 from agent.tailing.discovery import Found, PathFilter, Scandir, ScanProblems
 from agent.tailing.framing import Framed
 from agent.tailing.identity import HeadIndex

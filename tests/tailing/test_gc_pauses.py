@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from agent import gcpolicy
 from agent.observability.metrics import FlowMetrics
-from agent.service import gcpolicy
 from agent.tailing.tracker import FileSet
 from tests.tailing.harness import fast_flow
 
