@@ -30,12 +30,13 @@ class DescriptorBudget(Dormancy):
         self.backlog = self._backlog_of(new[room:])
         return new[:room]
 
-    def _room_for(self, wanted: int) -> int:
+    def _room_for(self, wanted: int, closing: list[int] | None = None) -> int:
         """How many new files may be opened now, closing idle ones for them: a slice at a time
-        (each close is a system call on the loop; the backlog's turns open the rest)."""
+        (each close is a system call on the loop; the backlog's turns open the rest).
+        ``closing``: as for ``shed``."""
         room = self.max_open - len(self.files)
         if wanted > room:
-            room += self.shed(min(wanted - room, SLICE))
+            room += self.shed(min(wanted - room, SLICE), closing)
         return max(0, room)
 
     def _backlog_of(self, waiting: list[Found]) -> list[tuple[Found, bool]]:
@@ -45,8 +46,13 @@ class DescriptorBudget(Dormancy):
         before = {(f.dev, f.ino): end for f, end in self.backlog}
         return [(f, before.get((f.dev, f.ino), want_end)) for f in waiting]
 
-    def shed(self, count: int) -> int:
-        """Close up to ``count`` idle files read to their end (least recently grown first)."""
+    def shed(self, count: int, closing: list[int] | None = None) -> int:
+        """Close up to ``count`` idle files read to their end (least recently grown first).
+
+        With ``closing``, their descriptors are put there for the caller, which closes them in a
+        worker thread and waits for that before it opens new files: until they are closed they
+        still count against the budget (opened first, a slice of new files went past it).
+        """
         idle = [
             t
             for t in self.files.values()
@@ -57,17 +63,21 @@ class DescriptorBudget(Dormancy):
         ]
         if len(idle) > count:
             idle.sort(key=lambda t: t.last_growth)
-        fds: list[int] = []
+        fds: list[int] = [] if closing is None else closing
         for tracked in idle[:count]:
             self.make_dormant(tracked, closing=fds)
-        _close_soon(fds)
+        if closing is None:
+            _close_soon(fds)
         return min(count, len(idle))
 
     async def adopt_backlog(self) -> None:
         """Open the next files that waited for descriptors, as many as there is room for."""
         room = min(SLICE, len(self.backlog), self.max_open - len(self.files))
         if room <= 0:
-            room = self.shed(min(SLICE, len(self.backlog)))
+            closing: list[int] = []
+            room = self.shed(min(SLICE, len(self.backlog)), closing)
+            if closing:
+                await asyncio.to_thread(close_all, closing)
         if room <= 0:
             return
         batch, self.backlog = self.backlog[:room], self.backlog[room:]
@@ -76,7 +86,7 @@ class DescriptorBudget(Dormancy):
         self._adopt_all(probes)
 
 
-def _close_all(fds: list[int]) -> None:
+def close_all(fds: list[int]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -91,6 +101,6 @@ def _close_soon(fds: list[int]) -> None:
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        _close_all(fds)
+        close_all(fds)
         return
-    loop.run_in_executor(None, _close_all, fds)
+    loop.run_in_executor(None, close_all, fds)

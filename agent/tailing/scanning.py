@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from agent.tailing.budget import DescriptorBudget
+from agent.tailing.budget import DescriptorBudget, close_all
 from agent.tailing.discovery import Found, ScanResult, walk
 from agent.tailing.dormancy import reopen, reopen_all
 from agent.tailing.losses import judge_checkpoints
@@ -72,7 +72,10 @@ class Scanning(DescriptorBudget):
                 if self.files.get(key_of(tracked)) is tracked:
                     flushed += self.check_truncation(tracked, verify_head=True)
         new = await asyncio.to_thread(self._new_files, result)
-        room = self._room_for(len(new))
+        closing: list[int] = []
+        room = self._room_for(len(new), closing)
+        if closing:  # idle files shed for room: closed before new ones are opened
+            await asyncio.to_thread(close_all, closing)
         if len(new) > room:  # a hundred thousand files waiting for descriptors: listed off the loop
             self.backlog = await asyncio.to_thread(self._backlog_of, new[room:])
         else:

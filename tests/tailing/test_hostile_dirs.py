@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.observability.metrics import FlowMetrics
+from agent.tailing import budget, scanning
 from agent.tailing.tracker import FileSet
 from tests.support.agent import kill_agent, run_agent, start_agent, stop_agent, wait_for
 from tests.support.config import local_flow_config
@@ -183,11 +184,22 @@ class TestIdleFilesClosed:
 
 
 class TestDescriptorBudget:
+    @pytest.mark.parametrize("lagging_closes", [False, True], ids=["", "lagging-closes"])
     def test_more_files_than_descriptors_all_arrive_once(
-        self, tmp_path: Path, logs: Path, monkeypatch: pytest.MonkeyPatch
+        self, tmp_path: Path, logs: Path, monkeypatch: pytest.MonkeyPatch, lagging_closes: bool
     ) -> None:
-        """With room for 8 open files, 60 files are all shipped, once, never past the budget."""
+        """With room for 8 open files, 60 files are all shipped, once, never past the budget;
+        also when the worker thread closing the idle files shed for room is slow (busy)."""
         monkeypatch.setattr("agent.tailing.tables.fd_budget", lambda: 8)
+        if lagging_closes:
+            real_close_all = budget.close_all
+
+            def close_all_late(fds: list[int]) -> None:
+                time.sleep(0.2)
+                real_close_all(fds)
+
+            monkeypatch.setattr(budget, "close_all", close_all_late)
+            monkeypatch.setattr(scanning, "close_all", close_all_late)
         expected = []
         for i in range(60):
             line = f"file {i} only line\n".encode()
