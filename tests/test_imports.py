@@ -172,11 +172,47 @@ RULES = (
             "agent.cli",
         ),
     ),
+    Rule(
+        "processors depend on the error tree only (they run in the worker process too)",
+        within("agent.processors"),
+        lambda m: m != "agent" and not within("agent.processors", "agent.errors")(m),
+    ),
+    Rule(
+        "tailing reads files: it knows no pipeline, sink, store, endpoint, service or CLI",
+        within("agent.tailing"),
+        within(
+            "agent.pipeline",
+            "agent.sinks",
+            "agent.store",
+            "agent.endpoint",
+            "agent.service",
+            "agent.cli",
+        ),
+    ),
+    Rule(
+        "the pipeline sees sinks through their contract only, and knows no service or CLI",
+        within("agent.pipeline"),
+        lambda m: (
+            m.startswith("agent.sinks.")
+            or within("agent.store", "agent.endpoint", "agent.service", "agent.cli")(m)
+        ),
+    ),
+    Rule(
+        "sinks know no pipeline, tailing, endpoint, service or CLI",
+        within("agent.sinks"),
+        within("agent.pipeline", "agent.tailing", "agent.endpoint", "agent.service", "agent.cli"),
+    ),
+    Rule(
+        "the endpoint serves the store: it knows no sink, pipeline, tailing, service or CLI",
+        within("agent.endpoint"),
+        within("agent.sinks", "agent.pipeline", "agent.tailing", "agent.service", "agent.cli"),
+    ),
+    Rule(
+        "observability watches: it knows no pipeline, tailing, service or CLI",
+        within("agent.observability"),
+        within("agent.pipeline", "agent.tailing", "agent.service", "agent.cli"),
+    ),
 )
-
-# Rules other helpers' work of issue 13 makes true; strict, so each flips to a failure (and its
-# mark is removed) once that work is merged.
-KNOWN_VIOLATIONS: dict[str, str] = {}
 
 
 def part_graph(graph: Graph) -> Graph:
@@ -219,19 +255,7 @@ class TestImportGraph:
         cycle = find_cycle(part_graph(import_graph()))
         assert cycle is None, "import cycle between parts: " + " -> ".join(cycle or [])
 
-    @pytest.mark.parametrize(
-        "rule",
-        [
-            pytest.param(
-                rule,
-                id=rule.name,
-                marks=[pytest.mark.xfail(strict=True, reason=KNOWN_VIOLATIONS[rule.name])]
-                if rule.name in KNOWN_VIOLATIONS
-                else [],
-            )
-            for rule in RULES
-        ],
-    )
+    @pytest.mark.parametrize("rule", [pytest.param(rule, id=rule.name) for rule in RULES])
     def test_layering(self, rule: Rule) -> None:
         """A module imports only the parts below it (the table RULES)."""
         found = violations(import_graph(), rule)
