@@ -40,6 +40,9 @@ IDLE_POLL_WITH_INOTIFY = 1.0
 # With inotify, every file is fstat'ed this often (a safety net for missed events); between, only
 # the files events name. Keeps a thousand idle files from costing a thousand fstats a second.
 STAT_ALL_WITH_INOTIFY = 10.0
+# ``run --once`` with nothing to read but not finished (files wait for descriptors): the longest
+# it waits before looking again. Short: --once ends as soon as the last file is shipped.
+ONCE_IDLE_WAIT = 0.01
 
 
 class Follow:
@@ -273,12 +276,19 @@ class Reader:
                 for tracked in files.readable():
                     self._emit(tracked.acks, tracked.framer.flush(), 0)
                 return
-            if not progressed and policy.wait_when_idle:
+            if not progressed:
+                # Nothing to read now. Following, wait for a wake-up or the next poll. Once, the
+                # pass is only waiting for others (files in the descriptor backlog open when
+                # shipped files close, after their records are acknowledged): give the sender
+                # and the checkpointer the loop for a moment rather than spin (a pass with no
+                # wait held the loop for 10 s with 300 files past the descriptor budget).
                 timeout = max(0.0, min(poll, next_scan - self.clock()))
+                if not policy.wait_when_idle:
+                    timeout = min(timeout, ONCE_IDLE_WAIT)
                 self._wake_pending.clear()
                 await wait_any(self._wake, stop, timeout)
                 self._wake.clear()
-            elif progressed:
+            else:
                 await asyncio.sleep(0)
 
     def _count_cuts(self, tracked: TrackedFile) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -243,3 +244,8 @@ class TestDescriptorBudget:
             f"file {i}\n".encode() for i in range(600)
         )
         assert "Too many open files" not in err
+        # Files past the budget open as shipped ones close, which takes the sender's turn on
+        # the loop: a reader pass that never waited held the loop for seconds, at full CPU.
+        worst = re.search(r"event loop: worst lag (\d+) ms", err)
+        assert worst is not None, err[-3000:]
+        assert int(worst.group(1)) < 2000, worst.group(0)
