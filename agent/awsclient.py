@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import botocore.config
@@ -29,6 +28,9 @@ ASSUME_ROLE_SECONDS = 3600
 
 
 def agent_version() -> str:
+    # importlib.metadata (~60 ms with its imports) loads here, for the User-Agent, not at start-up
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("kinesis-agent")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
