@@ -12,7 +12,6 @@ agent's records-plus-checkpoint commits stay whole and exactly-once holds.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import signal
 from typing import TYPE_CHECKING
@@ -61,7 +60,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    # the endpoint (HTTP/2, the store, orjson) loads here, not when the CLI registers `serve`
+    # the endpoint (HTTP/2, the store, orjson, asyncio) loads here, not when the CLI registers
+    # `serve`
+    import asyncio
+
     from agent.endpoint.limits import ShardLimits
     from agent.endpoint.server import KinesisEndpoint
     from agent.service.serve import endpoint_from_config
@@ -88,6 +90,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _serve(endpoint: KinesisEndpoint) -> None:
+    import asyncio
+
     from agent.endpoint.server import serve_forever
 
     stop = asyncio.Event()
