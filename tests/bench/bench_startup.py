@@ -4,7 +4,9 @@ Three commands in turn, round by round (A B C A B C ...), so all three see the s
 the agent on an empty local-stream flow (goal: <= 0.4x the botocore import, since it needs no
 botocore at all), the agent on an empty Kinesis flow (goal: <= 1.2x; its endpoint, 127.0.0.1:1,
 is never connected to: --once with no file sends nothing), and the botocore import itself. Each
-ratio is the median of the rounds' ratios; the seconds are whole-process wall time.
+ratio is the median of the rounds' ratios; the seconds are whole-process wall time. A fourth
+command, importing only the standard modules any run needs (asyncio, sqlite3, dataclasses,
+logging, argparse, json), is the floor: what no start-up of this design can go below.
 
 Every command runs with a bytecode cache (in the work directory; one warm-up run each writes it):
 an installed agent has its .pyc files, as botocore in site-packages has. With
@@ -31,6 +33,7 @@ from tests.peers.servers import TEST_ENV
 from tests.support.config import write_config
 
 ROUNDS = 11
+STDLIB_FLOOR = "asyncio, sqlite3, dataclasses, logging, argparse, json"
 LOCAL_GOAL = 0.4
 KINESIS_GOAL = 1.2
 
@@ -72,6 +75,7 @@ def measure(work: Path, rounds: int = ROUNDS) -> dict[str, float]:
         "local": [sys.executable, "-m", "agent", "run", "--once", "-c", str(configs["local"])],
         "kinesis": [sys.executable, "-m", "agent", "run", "--once", "-c", str(configs["kinesis"])],
         "botocore": [sys.executable, "-c", "import botocore.session"],
+        "floor": [sys.executable, "-c", f"import {STDLIB_FLOOR}"],
     }
     # dummy credentials and no instance metadata: nothing reaches AWS; a bytecode cache (above)
     env = {**TEST_ENV, "PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(work / "pyc")}
@@ -85,7 +89,7 @@ def measure(work: Path, rounds: int = ROUNDS) -> dict[str, float]:
                 walls[name].append(run.wall)
     ratios = {
         name: statistics.median(a / b for a, b in zip(walls[name], walls["botocore"], strict=True))
-        for name in ("local", "kinesis")
+        for name in ("local", "kinesis", "floor")
     }
     return {
         "local s": statistics.median(walls["local"]),
@@ -93,6 +97,7 @@ def measure(work: Path, rounds: int = ROUNDS) -> dict[str, float]:
         "botocore import s": statistics.median(walls["botocore"]),
         "local ratio": ratios["local"],
         "kinesis ratio": ratios["kinesis"],
+        "stdlib floor ratio": ratios["floor"],
     }
 
 
@@ -119,6 +124,7 @@ def main() -> int:
         for kind, goal in (("local", LOCAL_GOAL), ("kinesis", KINESIS_GOAL))
     ]
     print(f'python -c "import botocore.session": {m["botocore import s"]:.3f} s (median)')
+    print(f"python -c 'import {STDLIB_FLOOR}': {m['stdlib floor ratio']:.2f}x that")
     print(table(rows, ["start-up", "median", "vs botocore import", "goal", "met"]))
     return 0
 

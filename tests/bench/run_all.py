@@ -168,7 +168,10 @@ def rows_for(name: str, m: dict[str, float]) -> list[Row]:
                 )
         return out
     if name == "S1":
-        boto = f"import botocore.session {_fmt(m['botocore import s'])} s"
+        boto = (
+            f"import botocore.session {_fmt(m['botocore import s'])} s; "
+            f"stdlib floor {_fmt(m['stdlib floor ratio'])}x"
+        )
         return [
             row(
                 f"S1 start-up s, empty {kind} flow ({_fmt(m[f'{kind} ratio'])}x)",
