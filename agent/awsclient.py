@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import botocore.config
@@ -29,6 +28,9 @@ ASSUME_ROLE_SECONDS = 3600
 
 
 def agent_version() -> str:
+    # importlib.metadata (~60 ms with its imports) loads here, for the User-Agent, not at start-up
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("kinesis-agent")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
@@ -57,16 +59,19 @@ def user_agent_for(agent: AgentConfig, sdk_user_agent: str) -> str:
 
 def make_client(agent: AgentConfig, service: str) -> Any:
     """A boto3 client for ``kinesis`` or ``firehose`` with the agent's endpoint, region and credentials."""
+    # One botocore session for the region's look-up and the client: each session registers some
+    # 240 handlers, ~10 ms of the start-up of a Kinesis flow
+    core = botocore.session.Session()
     if service == "kinesis":
         endpoint = agent.kinesis_endpoint
-        region = agent.kinesis_region or region_from_endpoint(endpoint) or _chain_region()
+        region = agent.kinesis_region or region_from_endpoint(endpoint) or _chain_region(core)
     elif service == "firehose":
         # No firehose.region key exists: the endpoint's region, else us-east-1 (as the AWS agent).
         endpoint = agent.firehose_endpoint
         region = region_from_endpoint(endpoint) or DEFAULT_REGION
     else:
         raise ValueError(f"unknown service {service!r}")
-    session = make_session(agent, region)
+    session = make_session(agent, region, core)
     client = session.create_client(
         service,
         region_name=region,
@@ -96,18 +101,22 @@ def region_from_endpoint(endpoint: str | None) -> str | None:
     return None
 
 
-def _chain_region() -> str:
-    # The SDK's chain (AWS_REGION, AWS_DEFAULT_REGION, the profile), then us-east-1.
-    return botocore.session.Session().get_config_variable("region") or DEFAULT_REGION
+def _chain_region(core: botocore.session.Session) -> str:
+    # The SDK's chain (AWS_REGION, AWS_DEFAULT_REGION, the profile), then us-east-1; ``core`` is
+    # a new session (one whose region is not set yet).
+    return core.get_config_variable("region") or DEFAULT_REGION
 
 
-def make_session(agent: AgentConfig, region: str) -> botocore.session.Session:
+def make_session(
+    agent: AgentConfig, region: str, core: botocore.session.Session | None = None
+) -> botocore.session.Session:
     """Static keys when configured, else the standard chain; then an assumed role on top if asked.
+    ``core``: a new session to use (else one is made).
 
     A botocore session, not boto3's: boto3 adds nothing the agent's clients use and its import
     (s3transfer and all) was a tenth of the agent's start-up.
     """
-    core = botocore.session.Session()
+    core = core or botocore.session.Session()
     core.set_config_variable("region", region)
     if agent.aws_access_key_id and agent.aws_secret_access_key:
         core.set_credentials(agent.aws_access_key_id, agent.aws_secret_access_key)

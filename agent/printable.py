@@ -12,8 +12,10 @@ as markup.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.text import Text
 
 # C0 (newline and tab optional), DEL, C1, and the Unicode line/paragraph separators and bidi
 # embeddings, overrides and isolates that reorder what the terminal shows
@@ -43,4 +45,7 @@ def printable(text: str, *, keep_layout: bool = False) -> str:
 
 def plain(text: str, style: str = "") -> Text:
     """A rich ``Text`` of ``text`` as it is: no markup parsed, no control character left."""
+    # rich is for the terminal views (status, top); the daemon's logs use printable() alone
+    from rich.text import Text
+
     return Text(printable(text), style=style)

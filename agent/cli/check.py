@@ -15,7 +15,6 @@ from typing import Any
 
 from agent.cli.options import add_config
 from agent.config import AgentConfig, FlowConfig, load_config
-from agent.observability.status import StatusUnavailable, fetch, socket_path
 from agent.printable import printable
 
 Describe = Callable[[AgentConfig, FlowConfig], str]
@@ -151,6 +150,8 @@ def capacity_lines(config: AgentConfig) -> list[str]:
     kinesis = [f for f in config.flows if f.destination_kind == "kinesis"]
     if not kinesis:
         return []
+    from agent.observability.status import StatusUnavailable, fetch, socket_path
+
     try:
         snap = fetch(socket_path(config), timeout=2.0)
     except StatusUnavailable as exc:

@@ -7,8 +7,8 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from agent import __version__
 from agent.cli import check, observe, serve, stream
 from agent.cli.options import PROG, add_config, report
 from agent.config import load_config
@@ -17,12 +17,29 @@ from agent.errors import EX_CONFIG, AgentError, ConfigError
 log = logging.getLogger("agent")
 
 
+class _Version(argparse._VersionAction):
+    """``--version``, the version looked up only when asked (``agent.__version__`` reads the
+    package metadata: importlib.metadata, a fifth of a local flow's start-up)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        from agent import __version__
+
+        self.version = f"{PROG} {__version__}"
+        super().__call__(parser, namespace, values, option_string)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Ship log files into Kinesis Data Streams, Firehose, or the embedded stream store.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument(
         "--log-level",
         default=os.environ.get("KINESIS_AGENT_LOG_LEVEL", "INFO"),
@@ -40,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    # the other commands, in the order --help lists them, each from its own module
+    # the other commands, in the order --help lists them, each from its own module; registering
+    # one imports nothing its work needs (the store, the endpoint, rich, botocore): those load
+    # when it runs, so `run` starts without them (tests/service/test_startup_imports.py)
     for command in (check, observe, stream, serve):
         command.register(sub)
     return parser

@@ -8,7 +8,6 @@ from typing import Any
 
 from agent.cli.options import config_or_path
 from agent.config import DEFAULT_CONFIG, load_config
-from agent.observability.status import fetch, socket_path
 
 
 def register(subparsers: Any) -> None:
@@ -41,10 +40,16 @@ def register(subparsers: Any) -> None:
 def _socket(args: argparse.Namespace) -> str:
     if args.socket:
         return str(args.socket)
+    # imported where used: registering these commands must not load asyncio and the status
+    # server for every other command
+    from agent.observability.status import socket_path
+
     return socket_path(load_config(args.config))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from agent.observability.status import fetch
+
     snap = fetch(_socket(args))
     if args.json:
         print(json.dumps(snap, indent=2, sort_keys=True))
@@ -56,6 +61,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
+    from agent.observability.status import fetch
     from agent.observability.top import run_top
 
     path = _socket(args)

@@ -12,17 +12,17 @@ agent's records-plus-checkpoint commits stay whole and exactly-once holds.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import signal
+from typing import TYPE_CHECKING
 
 from agent.cli.options import config_or_path
 from agent.config import DEFAULT_CONFIG, load_config
 from agent.config.listen import ENDPOINT_DEFAULT_PORT, LOOPBACK, parse_endpoint_listen
-from agent.endpoint.limits import ShardLimits
-from agent.endpoint.server import KinesisEndpoint, serve_forever
 from agent.errors import ConfigError
-from agent.service.serve import endpoint_from_config
+
+if TYPE_CHECKING:
+    from agent.endpoint.server import KinesisEndpoint
 
 DEFAULT_LISTEN = f"{LOOPBACK}:{ENDPOINT_DEFAULT_PORT}"
 # Inside the agent every connection is a descriptor the flows' files and commits also need
@@ -60,6 +60,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # the endpoint (HTTP/2, the store, orjson, asyncio) loads here, not when the CLI registers
+    # `serve`
+    import asyncio
+
+    from agent.endpoint.limits import ShardLimits
+    from agent.endpoint.server import KinesisEndpoint
+    from agent.service.serve import endpoint_from_config
+
     if args.store is not None:
         listen = args.listen or DEFAULT_LISTEN
         try:
@@ -82,6 +90,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _serve(endpoint: KinesisEndpoint) -> None:
+    import asyncio
+
+    from agent.endpoint.server import serve_forever
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -16,17 +16,19 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import IO, Any
-
-import orjson
+from typing import IO, TYPE_CHECKING, Any
 
 from agent.cli.options import PROG, config_or_path, report
 from agent.config import DEFAULT_CONFIG, load_config
 from agent.errors import ConfigError, StoreError
 from agent.printable import printable
-from agent.store.model import LATEST, TRIM_HORIZON, Position, StoredRecord
-from agent.store.reader import FOLLOW_INTERVAL, StreamCursor
-from agent.store.store import StreamStore
+
+# The store (and orjson) load when a stream command runs, not when the CLI registers it: `run`
+# of a Kinesis flow needs neither.
+if TYPE_CHECKING:
+    from agent.store.model import Position, StoredRecord
+    from agent.store.reader import StreamCursor
+    from agent.store.store import StreamStore
 
 WRITE_CHUNK = 512  # records per write to stdout
 
@@ -104,6 +106,8 @@ def _non_negative(text: str) -> int:
 
 def parse_start(text: str | None, *, follow: bool) -> Position:
     """``--from``: trim_horizon, latest, a sequence number, or an ISO 8601 time."""
+    from agent.store.model import LATEST, TRIM_HORIZON, Position
+
     if text is None:
         return LATEST if follow else TRIM_HORIZON
     word = text.strip().lower()
@@ -156,6 +160,8 @@ def _silence_stdout() -> None:
 
 def open_store(args: argparse.Namespace) -> StreamStore:
     """The store of ``--store DIR``, or of the config's ``localStore.directory``, read-only."""
+    from agent.store.store import StreamStore
+
     directory = args.store
     if directory is None:
         directory = load_config(args.config).local_store_directory
@@ -174,6 +180,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 @_guarded
 def cmd_describe(args: argparse.Namespace) -> int:
     """Print a stream: shards with their hash ranges and record counts, retention."""
+    import orjson
+
     with open_store(args) as store:
         info = store.describe(args.name)
         stats = store.shard_stats(args.name)
@@ -218,9 +226,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
 @_guarded
 def cmd_read(args: argparse.Namespace) -> int:
     """Print records from --from on; with --follow, keep printing as they arrive."""
+    from agent.store.reader import StreamCursor
+
     position = parse_start(args.start, follow=args.follow)
     out = sys.stdout.buffer
-    render = _raw if args.format == "raw" else _json
+    render = _raw if args.format == "raw" else _json_renderer()
     if render is _raw and out.isatty():
         render = _raw_for_terminal  # records come from whoever writes the logs
     with open_store(args) as store:
@@ -283,6 +293,8 @@ def _follow(
     limit: int | None,
     stop: threading.Event,
 ) -> None:
+    from agent.store.reader import FOLLOW_INTERVAL
+
     left = limit
     while (left is None or left > 0) and not stop.is_set():
         batch = cursor.poll()
@@ -305,19 +317,25 @@ def _raw_for_terminal(record: StoredRecord) -> bytes:
     return printable(text, keep_layout=True).encode()
 
 
-def _json(record: StoredRecord) -> bytes:
-    doc: dict[str, object] = {
-        "stream": record.stream,
-        "shard_id": record.shard_id,
-        "sequence_number": record.sequence_number,
-        "partition_key": record.partition_key,
-        "arrival_timestamp": record.arrival_timestamp,
-    }
-    try:
-        doc["data"] = record.data.decode("utf-8")
-    except UnicodeDecodeError:
-        doc["data_base64"] = base64.b64encode(record.data).decode("ascii")
-    return orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
+def _json_renderer() -> Callable[[StoredRecord], bytes]:
+    """``--format json``'s renderer, orjson imported once here rather than once per record."""
+    import orjson
+
+    def _json(record: StoredRecord) -> bytes:
+        doc: dict[str, object] = {
+            "stream": record.stream,
+            "shard_id": record.shard_id,
+            "sequence_number": record.sequence_number,
+            "partition_key": record.partition_key,
+            "arrival_timestamp": record.arrival_timestamp,
+        }
+        try:
+            doc["data"] = record.data.decode("utf-8")
+        except UnicodeDecodeError:
+            doc["data_base64"] = base64.b64encode(record.data).decode("ascii")
+        return orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
+
+    return _json
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,6 @@ from typing import Any
 
 from agent.config import AgentConfig
 from agent.errors import AgentError
-from agent.observability.capacity import kinesis_capacity
 from agent.observability.listeners import ACCEPT_BATCH, GuardedListener
 from agent.observability.metrics import AgentMetrics, FlowMetrics, RateMeter
 
@@ -119,6 +118,9 @@ def flow_snapshot(
     out["rates"] = {f"{k}_per_s": round(v, 3) for k, v in recent.items()}
     out["capacity"] = None
     if m.destination.startswith("KinesisStream:") and rates is not None:
+        # only Kinesis flows have capacity advice: the module loads with the first of them
+        from agent.observability.capacity import kinesis_capacity
+
         peak = rates.peak(m.flow_id)
         kwargs = {"aggregate_bytes": aggregate_bytes} if aggregate_bytes else {}
         cap = kinesis_capacity(peak["records_sent"], peak["bytes_sent"], **kwargs)

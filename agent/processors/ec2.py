@@ -17,7 +17,6 @@ http://169.254.169.254), ``timeoutMillis`` per request (1000), ``describeTags`` 
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import threading
@@ -87,6 +86,10 @@ class ImdsClient:
         self._token_expires = float("-inf")
 
     def _request(self, method: str, path: str, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        # http.client (and the email package under it, ~7 ms) loads with the first request: every
+        # flow imports this module, few use ADDEC2METADATA
+        import http.client
+
         conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
         try:
             conn.request(method, path, headers=dict(headers))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
+from functools import cache
 from itertools import accumulate, compress
 
 # Unsigned 32-bit items; array's "I" is 4 bytes on every platform CPython supports.
@@ -104,7 +105,7 @@ def pack_shards(
         if shard not in where:
             out.append(None)
             continue
-        mine = where.translate(_SELECTORS[shard])
+        mine = where.translate(_selector(shard))
         out.append(
             Packed(
                 list(compress(range(len(keys)), mine)),
@@ -126,8 +127,11 @@ def _pack_shards_slow(
     ]
 
 
-# _SELECTORS[s] maps byte s to 1 and every other byte to 0
-_SELECTORS = [bytes(int(b == s) for b in range(256)) for s in range(255)]
+@cache
+def _selector(s: int) -> bytes:
+    """The table mapping byte ``s`` to 1 and every other byte to 0: each built on first use (all
+    255 at import were ~5 ms of every start-up, and a store with one shard never needs one)."""
+    return bytes(int(b == s) for b in range(256))
 
 
 def unpack(row: ChunkRow, after: int, upto: int) -> list[RecordRow]:

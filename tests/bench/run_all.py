@@ -167,6 +167,21 @@ def rows_for(name: str, m: dict[str, float]) -> list[Row]:
                     row(f"D1 {n:,} files: idle CPU (% of a core)", idle, "10 s", "< 1", idle < 1)
                 )
         return out
+    if name == "S1":
+        boto = (
+            f"import botocore.session {_fmt(m['botocore import s'])} s; "
+            f"stdlib floor {_fmt(m['stdlib floor ratio'])}x"
+        )
+        return [
+            row(
+                f"S1 start-up s, empty {kind} flow ({_fmt(m[f'{kind} ratio'])}x)",
+                m[f"{kind} s"],
+                boto,
+                f"<= {goal}x",
+                m[f"{kind} ratio"] <= goal,
+            )
+            for kind, goal in (("local", 0.4), ("kinesis", 1.2))
+        ]
     raise KeyError(name)
 
 

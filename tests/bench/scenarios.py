@@ -7,6 +7,7 @@ P4  RSS of the running daemon: steady (tailing 10k lines/s) and with a 1 GB back
     destination refuses everything (the store's write lock held by this process).
 P6  append → readable in the store latency at 10k lines/s (measured with the P4 steady run).
 P7  CPU of the daemon over a window with 1,000 idle matched files.
+S1  start-up of ``run --once`` on empty flows beside ``import botocore.session`` (issue 14).
 """
 
 from __future__ import annotations
@@ -314,7 +315,14 @@ def d1(ctx: Context) -> dict[str, float]:
     return out
 
 
-SCENARIOS = {"P1": p1, "P2": p2, "P4": p4_backlog, "P6": p6, "P7": p7, "D1": d1}
+def s1(ctx: Context) -> dict[str, float]:
+    """Start-up (issue 14): bench_startup.py, ``run --once`` on empty flows beside botocore's import."""
+    from bench_startup import measure
+
+    return measure(ctx.work)
+
+
+SCENARIOS = {"P1": p1, "P2": p2, "P4": p4_backlog, "P6": p6, "P7": p7, "D1": d1, "S1": s1}
 
 
 def cpu_count() -> int:
