@@ -139,8 +139,13 @@ def test_slowloris_cannot_exhaust_descriptors_while_flows_keep_shipping(tmp_path
             for s in held:
                 s.close()
     text = agent_log.read_text()
-    # each listener may hold one accept batch of descriptors before its guard runs
-    limit = prometheus.MAX_CONNECTIONS + status.MAX_CONNECTIONS + 2 * listeners.ACCEPT_BATCH
+    # Before a guard sees a connection, asyncio takes three loop steps (the accept batch, the
+    # _accept_connection2 task, connection_made, the handler task), and a listening socket that
+    # is still readable is served again at each: a listener may hold up to three accept batches
+    # of not-yet-guarded descriptors. One batch each was the first bound; under load it was
+    # passed by 3-9 descriptors (1 run in 3). What is bounded is the point: 1,200 attacking
+    # connections cost at most this many, not 1,200.
+    limit = prometheus.MAX_CONNECTIONS + status.MAX_CONNECTIONS + 2 * 3 * listeners.ACCEPT_BATCH
     assert peak <= baseline + limit + 16, f"{peak} descriptors (baseline {baseline})"
     assert "Prometheus listener: 32 connections already open" in text
     assert "unable to open database file" not in text
