@@ -16,6 +16,7 @@ from agent.observability.metrics import FlowMetrics
 from agent.pipeline.flow import Flow
 from agent.records import Checkpoint
 from agent.sinks import MemorySink, Sink
+from agent.tailing.tracker import FileSet
 
 
 def fast_flow(pattern: str, **overrides: object) -> FlowConfig:
@@ -30,6 +31,20 @@ def fast_flow(pattern: str, **overrides: object) -> FlowConfig:
         partial_line_flush_millis=150,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def file_set_for(
+    flow: FlowConfig,
+    checkpoints: Sequence[Checkpoint] = (),
+    *,
+    metrics: FlowMetrics | None = None,
+    clock: Callable[[], float] = lambda: 0.0,
+) -> FileSet:
+    """A flow's FileSet driven by the test itself (no Flow around it): a still clock unless
+    given one, fresh metrics unless the test reads them."""
+    if metrics is None:
+        metrics = FlowMetrics(flow.flow_id, "test")
+    return FileSet(flow, list(checkpoints), metrics, max_record_bytes=1 << 20, clock=clock)
 
 
 class SeverableCheckpoints(CheckpointDB):

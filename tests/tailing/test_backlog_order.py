@@ -17,7 +17,7 @@ from agent.observability.metrics import FlowMetrics
 from agent.records import Checkpoint, FileId
 from agent.tailing.identity import file_id, fingerprint
 from agent.tailing.tracker import FileSet
-from tests.tailing.harness import fast_flow
+from tests.tailing.harness import fast_flow, file_set_for
 
 
 def _read_all(files: FileSet) -> list[bytes]:
@@ -28,19 +28,25 @@ def _read_all(files: FileSet) -> list[bytes]:
     return got
 
 
+def _read_the_backlog(files: FileSet) -> list[bytes]:
+    """A descriptor frees up (another flow's file closed): the backlog's turn, then rescans."""
+    files.max_open = 2
+    got: list[bytes] = []
+    for _ in range(3):
+        asyncio.run(files.adopt_backlog())
+        got += _read_all(files)
+        asyncio.run(files.rescan_async())
+        got += _read_all(files)
+    return got
+
+
 def test_a_copy_older_than_its_original_is_not_adopted_before_it_from_the_backlog(
     logs: Path,
 ) -> None:
     lines = [f"line {i:04d} {'x' * 40}\n".encode() for i in range(100)]
     live = logs / "app.log"
     live.write_bytes(b"".join(lines))
-    fd = os.open(live, os.O_RDONLY)
-    try:
-        fp = fingerprint(fd)
-        assert fp is not None
-        fid = file_id(os.fstat(fd), fp)
-    finally:
-        os.close(fd)
+    fid = _fid(live)
     half = sum(len(x) for x in lines[:50])
     # logrotate copied app.log to app-1.log, the server wrote one more line, the agent restarts
     (logs / "app-1.log").write_bytes(b"".join(lines))
@@ -51,19 +57,11 @@ def test_a_copy_older_than_its_original_is_not_adopted_before_it_from_the_backlo
     os.utime(live, (2000.0, 2000.0))  # the walk lists the copy first (oldest first)
     flow = fast_flow(str(logs / "app*.log"))
     cp = Checkpoint(flow.flow_id, fid, str(live), half, size=len(b"".join(lines)))
-    files = FileSet(
-        flow, [cp], FlowMetrics(flow.flow_id, "test"), max_record_bytes=1 << 20, clock=lambda: 0.0
-    )
+    files = file_set_for(flow, [cp])
     files.max_open = 1  # one descriptor: the other new file waits in the backlog
-    got: list[bytes] = []
     asyncio.run(files.rescan_async())
-    got += _read_all(files)
-    files.max_open = 2  # a descriptor frees up (another flow's file closed): the backlog's turn
-    for _ in range(3):
-        asyncio.run(files.adopt_backlog())
-        got += _read_all(files)
-        asyncio.run(files.rescan_async())
-        got += _read_all(files)
+    got = _read_all(files)
+    got += _read_the_backlog(files)
     files.close()
     assert got == [*lines[50:], late]
 
@@ -85,16 +83,11 @@ def test_a_copy_waiting_in_the_backlog_is_not_reported_lost_at_the_first_scan(
     flow = fast_flow(str(logs / "app*.log"))
     cp = Checkpoint(flow.flow_id, fid, str(live), half, size=len(b"".join(lines)))
     metrics = FlowMetrics(flow.flow_id, "test")
-    files = FileSet(flow, [cp], metrics, max_record_bytes=1 << 20, clock=lambda: 0.0)
+    files = file_set_for(flow, [cp], metrics=metrics)
     files.max_open = 1  # one descriptor: the copy waits in the backlog
     asyncio.run(files.rescan_async())
     got = _read_all(files)
-    files.max_open = 2  # a descriptor frees up: the backlog's turn
-    for _ in range(3):
-        asyncio.run(files.adopt_backlog())
-        got += _read_all(files)
-        asyncio.run(files.rescan_async())
-        got += _read_all(files)
+    got += _read_the_backlog(files)
     files.close()
     assert sorted(got) == sorted([*lines[50:], fresh])
     assert (metrics.files_lost, metrics.unread_bytes_lost) == (0, 0)

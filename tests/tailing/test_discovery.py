@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 import agent.tailing.identity as identity
-from agent.observability.metrics import FlowMetrics
 from agent.tailing.discovery import walk
 from agent.tailing.tracker import FileSet
-from tests.tailing.harness import fast_flow
+from tests.tailing.harness import fast_flow, file_set_for
 
 
 def touch(path: Path, data: bytes = b"x\n") -> Path:
@@ -88,9 +87,7 @@ class TestWalk:
 
 
 def file_set(pattern: str, **overrides: object) -> FileSet:
-    flow = fast_flow(pattern, **overrides)
-    return FileSet(flow, [], FlowMetrics(flow.flow_id, "test"), max_record_bytes=1 << 20,
-                   clock=lambda: 0.0)  # fmt: skip
+    return file_set_for(fast_flow(pattern, **overrides))
 
 
 class TestScanErrors:

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from agent import gcpolicy
-from agent.observability.metrics import FlowMetrics
 from agent.tailing.tracker import FileSet
-from tests.tailing.harness import fast_flow
+from tests.tailing.harness import fast_flow, file_set_for
 
 
 @pytest.fixture
@@ -46,9 +45,7 @@ def test_tuning_leaves_a_disabled_or_higher_collector_alone(gc_state: None) -> N
 
 
 def _file_set(pattern: str) -> FileSet:
-    flow = fast_flow(pattern)
-    return FileSet(flow, [], FlowMetrics(flow.flow_id, "test"), max_record_bytes=1 << 20,
-                   clock=lambda: 0.0)  # fmt: skip
+    return file_set_for(fast_flow(pattern))
 
 
 def test_a_burst_of_new_files_is_frozen(tmp_path: Path, gc_state: None) -> None:

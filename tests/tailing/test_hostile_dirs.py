@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.observability.metrics import FlowMetrics
 from agent.tailing import budget, scanning
 from agent.tailing.tracker import FileSet
 from tests.support.agent import kill_agent, run_agent, start_agent, stop_agent, wait_for
 from tests.support.config import local_flow_config
 from tests.support.streams import stored_lines
-from tests.tailing.harness import FlowHarness, fast_flow
+from tests.tailing.harness import FlowHarness, fast_flow, file_set_for
 
 
 class TestSymlinkLoops:
@@ -91,9 +90,7 @@ class TestSymlinkLoops:
 
 
 def file_set(pattern: str, **overrides: object) -> FileSet:
-    flow = fast_flow(pattern, **overrides)
-    return FileSet(flow, [], FlowMetrics(flow.flow_id, "test"), max_record_bytes=1 << 20,
-                   clock=time.monotonic)  # fmt: skip
+    return file_set_for(fast_flow(pattern, **overrides), clock=time.monotonic)
 
 
 def sparse(path: Path, size: str = "30G") -> Path:

@@ -9,20 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from agent.observability.metrics import FlowMetrics
 from agent.tailing.adoption import QUIET_BURST
 from agent.tailing.probe import SLICE
-from agent.tailing.tracker import FileSet
-from tests.tailing.harness import fast_flow
+from tests.tailing.harness import fast_flow, file_set_for
 
 
 def test_a_scan_closes_at_most_a_slice_of_idle_files(tmp_path: Path) -> None:
     first = SLICE + 88
     for i in range(first):
         (tmp_path / f"a{i:05d}.log").write_bytes(b"first %d\n" % i)
-    flow = fast_flow(str(tmp_path / "*.log"))
-    files = FileSet(flow, [], FlowMetrics(flow.flow_id, "test"), max_record_bytes=1 << 20,
-                    clock=lambda: 0.0)  # fmt: skip
+    files = file_set_for(fast_flow(str(tmp_path / "*.log")))
     files.max_open = first
     try:
         asyncio.run(files.rescan_async())
@@ -53,9 +49,7 @@ def test_a_burst_of_new_files_is_logged_in_one_line(
     line (each at debug level); a few files found are named one by one, as before."""
     for i in range(QUIET_BURST + 36):
         (tmp_path / f"a{i:05d}.log").write_bytes(b"first %d\n" % i)
-    flow = fast_flow(str(tmp_path / "*.log"))
-    files = FileSet(flow, [], FlowMetrics(flow.flow_id, "test"), max_record_bytes=1 << 20,
-                    clock=lambda: 0.0)  # fmt: skip
+    files = file_set_for(fast_flow(str(tmp_path / "*.log")))
     caplog.set_level(logging.DEBUG, logger="agent.tailing.tracker")
     try:
         asyncio.run(files.rescan_async())

@@ -12,11 +12,9 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from agent.observability.metrics import FlowMetrics
 from agent.tailing.tailer import Truncated
-from agent.tailing.tracker import FileSet
 from tests.support.logs import append, numbered
-from tests.tailing.harness import fast_flow
+from tests.tailing.harness import fast_flow, file_set_for
 
 
 def ragged(prefix: str, start: int, count: int) -> list[bytes]:
@@ -28,14 +26,7 @@ class Reader:
     """The flow's read loop without the flow: every record a FileSet yields, in order."""
 
     def __init__(self, logs: Path) -> None:
-        flow = fast_flow(str(logs / "app.log*"))
-        self.files = FileSet(
-            flow,
-            [],
-            FlowMetrics(flow.flow_id, "test"),
-            max_record_bytes=1 << 20,
-            clock=lambda: 0.0,
-        )
+        self.files = file_set_for(fast_flow(str(logs / "app.log*")))
         self.got: list[bytes] = []
 
     def rescan(self) -> None:

@@ -13,18 +13,13 @@ import os
 import shutil
 from pathlib import Path
 
-from agent.observability.metrics import FlowMetrics
-from agent.tailing.tracker import FileSet
-from tests.tailing.harness import fast_flow
+from tests.tailing.harness import fast_flow, file_set_for
 
 
 class Reader:
     def __init__(self, logs: Path) -> None:
-        flow = fast_flow(str(logs / "app.log*"))
         self.now = 0.0
-        self.files = FileSet(
-            flow, [], FlowMetrics(flow.flow_id, "test"), max_record_bytes=1 << 20, clock=self.clock
-        )
+        self.files = file_set_for(fast_flow(str(logs / "app.log*")), clock=self.clock)
         self.got: list[bytes] = []
 
     def clock(self) -> float:
