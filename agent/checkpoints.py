@@ -38,6 +38,7 @@ from agent.sqlitedb import (
     checkpoint_columns,
     checkpoint_from_row,
     checkpoint_rows,
+    fsync_file,
     migrate_checkpoints,
     refuse_link,
 )
@@ -244,9 +245,5 @@ def _copy_database(source: Path | sqlite3.Connection, target: Path) -> None:
     finally:
         if isinstance(source, Path):
             src.close()
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_file(tmp)
     os.replace(tmp, target)

@@ -80,6 +80,16 @@ def refuse_link(path: Path, what: str) -> None:
         )
 
 
+def fsync_file(path: Path) -> None:
+    """Flush a database file built under a temporary name before it is renamed or linked into
+    place: the name must never reach a file whose contents are still only in the page cache."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def checkpoint_columns(db: sqlite3.Connection) -> set[str]:
     return {row[1] for row in db.execute("PRAGMA table_info(file_checkpoints)")}
 

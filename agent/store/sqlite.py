@@ -38,6 +38,7 @@ from agent.sqlitedb import (
     CHECKPOINTS_TABLE,
     I64_MAX,
     checkpoint_columns,
+    fsync_file,
     migrate_checkpoints,
     refuse_link,
     write,
@@ -155,11 +156,7 @@ def _create_atomically(path: Path, busy_timeout: float) -> None:
             _prepare(db, tmp, read_only=False)
         finally:
             db.close()
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(tmp)
         # link, not rename: a store another process created meanwhile is never replaced
         with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
