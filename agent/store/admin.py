@@ -19,6 +19,7 @@ from agent.store.chunks import _U32 as U32
 from agent.store.chunks import CHUNK_COLUMNS, RecordRow
 from agent.store.consumers import forget_stream
 from agent.store.model import MAX_RETENTION_HOURS, StreamInfo, valid_stream_name
+from agent.store.sidetables import stream_rows, table_exists
 from agent.store.store import StreamStore
 
 CHUNKS_PER_QUERY = 16
@@ -58,10 +59,7 @@ def _stream_id(db: sqlite3.Connection, name: str) -> int | None:
 
 
 def _has_tags_table(db: sqlite3.Connection) -> bool:
-    found = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stream_tags'"
-    ).fetchone()
-    return found is not None
+    return table_exists(db, "stream_tags")
 
 
 def delete_stream(store: StreamStore, name: str) -> None:
@@ -146,21 +144,14 @@ def add_tags(store: StreamStore, name: str, tags: dict[str, str]) -> None:
 def list_tags(store: StreamStore, name: str) -> list[tuple[str, str]]:
     """A stream's tags sorted by key (none when it was never tagged)."""
     store.describe(name)
-    with store._lock:
-        db = store._connection()
-        try:
-            if not _has_tags_table(db):
-                return []
-            stream_id = _stream_id(db, name)
-            return [
-                (str(k), str(v))
-                for k, v in db.execute(
-                    "SELECT key, value FROM stream_tags WHERE stream_id = ? ORDER BY key",
-                    (stream_id,),
-                )
-            ]
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the tags of {name!r}: {exc}") from exc
+    rows = stream_rows(
+        store,
+        name,
+        "stream_tags",
+        "SELECT key, value FROM stream_tags WHERE stream_id = ? ORDER BY key",
+        "tags",
+    )
+    return [(str(k), str(v)) for k, v in rows]
 
 
 @dataclass(frozen=True, slots=True)

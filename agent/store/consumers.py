@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from agent.errors import StoreError, StreamNotFound
+from agent.errors import StoreError
+from agent.store.sidetables import stream_id as _stream_id
+from agent.store.sidetables import stream_rows, table_exists
 from agent.store.store import StreamStore
 
 MAX_CONSUMERS = 20  # per stream, as Kinesis
@@ -30,18 +32,8 @@ class TooManyConsumers(StoreError):
     retryable = False
 
 
-def _stream_id(db: sqlite3.Connection, stream: str) -> int:
-    row = db.execute("SELECT id FROM streams WHERE name = ?", (stream,)).fetchone()
-    if row is None:
-        raise StreamNotFound(f"no stream named {stream!r}")
-    return int(row[0])
-
-
 def _exists(db: sqlite3.Connection) -> bool:
-    found = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stream_consumers'"
-    ).fetchone()
-    return found is not None
+    return table_exists(db, "stream_consumers")
 
 
 def register(store: StreamStore, stream: str, name: str, now: float) -> float:
@@ -76,21 +68,14 @@ def register(store: StreamStore, stream: str, name: str, now: float) -> float:
 
 def consumers(store: StreamStore, stream: str) -> list[tuple[str, float]]:
     """(name, creation time) of every consumer of ``stream``, by name."""
-    with store._lock:
-        db = store._connection()
-        try:
-            stream_id = _stream_id(db, stream)
-            if not _exists(db):
-                return []
-            return [
-                (str(n), float(c))
-                for n, c in db.execute(
-                    "SELECT name, created FROM stream_consumers WHERE stream_id = ? ORDER BY name",
-                    (stream_id,),
-                )
-            ]
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the consumers of {stream!r}: {exc}") from exc
+    rows = stream_rows(
+        store,
+        stream,
+        "stream_consumers",
+        "SELECT name, created FROM stream_consumers WHERE stream_id = ? ORDER BY name",
+        "consumers",
+    )
+    return [(str(n), float(c)) for n, c in rows]
 
 
 def deregister(store: StreamStore, stream: str, name: str) -> None:
