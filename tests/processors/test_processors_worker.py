@@ -155,9 +155,7 @@ class TestFlowWithWorker:
         h = logtojson_harness(logs)
         try:
             with caplog.at_level(logging.ERROR, logger="agent.pipeline.processing"):
-                h.start()
-                flow = h.flow
-                assert flow is not None
+                flow = h.start_flow()
                 assert h.wait_until(
                     lambda: flow.processing.worker is not None and bool(flow.processing.chunks)
                 )
@@ -184,9 +182,7 @@ class TestFlowWithWorker:
         (logs / "app.log").write_bytes(b"".join(lines))
         h = logtojson_harness(logs)
         try:
-            h.start()
-            flow = h.flow
-            assert flow is not None
+            flow = h.start_flow()
             assert h.wait_until(lambda: len(h.memory.records) == 1000)
             acks = next(iter(flow.files.files.values())).acks  # type: ignore[union-attr]
             assert acks.checkpoint == sum(map(len, lines))
@@ -218,9 +214,7 @@ class TestFlowWithWorker:
         h = logtojson_harness(logs)
         try:
             with caplog.at_level(logging.ERROR, logger="agent.pipeline.processing"):
-                h.start()
-                flow = h.flow
-                assert flow is not None
+                flow = h.start_flow()
                 flow.processing.worker_timeout = 0.5
                 assert h.wait_until(lambda: flow.processing.worker is not None)
                 wedged = flow.processing.worker

@@ -98,6 +98,12 @@ class FlowHarness:
         self.task = self.loop.create_task(self.flow.run(self.stop_event))
         self.run_for(0.05)
 
+    def start_flow(self) -> Flow:
+        """:meth:`start`, and the Flow it runs (for a test that reaches into it)."""
+        self.start()
+        assert self.flow is not None
+        return self.flow
+
     def stop(self) -> None:
         """Graceful: stop reading, drain, commit."""
         assert self.task is not None and self.stop_event is not None
