@@ -24,13 +24,25 @@ def delivered(h: FlowHarness) -> list[bytes]:
     return h.memory.records
 
 
+def start_with(h: FlowHarness, live: Path, lines: list[bytes]) -> None:
+    """``lines`` written to ``live``, then the flow started: all of them arrive."""
+    append(live, lines)
+    h.start()
+    assert h.wait_until(lambda: len(delivered(h)) == len(lines))
+
+
+def assert_each_once(h: FlowHarness, expected: list[bytes], settle: float = 0.3) -> None:
+    """Everything expected arrives, and after ``settle`` seconds more nothing arrived twice."""
+    assert h.wait_until(lambda: len(delivered(h)) >= len(expected))
+    h.run_for(settle)
+    assert sorted(delivered(h)) == sorted(expected)
+
+
 class TestRotation:
     def test_rename_create_loses_nothing(self, harness: FlowHarness, logs: Path) -> None:
         """Lines written before and after a rename rotation all arrive once, in order."""
         live = logs / "app.log"
-        append(live, numbered("a", 0, 100))
-        harness.start()
-        assert harness.wait_until(lambda: len(delivered(harness)) == 100)
+        start_with(harness, live, numbered("a", 0, 100))
         append(live, numbered("a", 100, 50))
         os.rename(live, logs / "app.log.1")
         append(logs / "app.log.1", numbered("a", 150, 10))  # the writer had not reopened yet
@@ -44,9 +56,7 @@ class TestRotation:
         """A file renamed to a name the pattern does not match is still read to its end."""
         h = FlowHarness(tmp_path, fast_flow(str(logs / "*.log")))
         live = logs / "app.log"
-        append(live, numbered("a", 0, 10))
-        h.start()
-        assert h.wait_until(lambda: len(h.memory.records) == 10)
+        start_with(h, live, numbered("a", 0, 10))
         append(live, numbered("a", 10, 20))
         os.rename(live, logs / "app.log.old")
         assert h.wait_until(lambda: len(h.memory.records) == 30)
@@ -56,18 +66,14 @@ class TestRotation:
     def test_copytruncate_continues_in_the_copy(self, harness: FlowHarness, logs: Path) -> None:
         """copytruncate: what the agent had not read yet is taken from the copy, not lost or repeated."""
         live = logs / "app.log"
-        append(live, numbered("a", 0, 100))
-        harness.start()
-        assert harness.wait_until(lambda: len(delivered(harness)) == 100)
+        start_with(harness, live, numbered("a", 0, 100))
         harness.stop()  # the agent is down while lines are written and the file is rotated
         append(live, numbered("a", 100, 50))
         shutil.copyfile(live, logs / "app.log.1")
         os.truncate(live, 0)
         append(live, numbered("b", 0, 30))
         harness.start()
-        assert harness.wait_until(lambda: len(delivered(harness)) >= 180)
-        harness.run_for(0.3)
-        assert sorted(delivered(harness)) == sorted(numbered("a", 0, 150) + numbered("b", 0, 30))
+        assert_each_once(harness, numbered("a", 0, 150) + numbered("b", 0, 30))
 
     def test_copytruncate_while_running(self, harness: FlowHarness, logs: Path) -> None:
         """copytruncate under a running agent: every line once."""
@@ -82,9 +88,7 @@ class TestRotation:
             harness.run_for(0.05)
         append(live, numbered("end", 0, 5))
         expected = [x for r in range(5) for x in numbered(f"r{r}", 0, 50)] + numbered("end", 0, 5)
-        assert harness.wait_until(lambda: len(delivered(harness)) >= len(expected))
-        harness.run_for(0.5)
-        assert sorted(delivered(harness)) == sorted(expected)
+        assert_each_once(harness, expected, settle=0.5)
 
     @pytest.mark.parametrize("copy_ends_mid_line", [False, True])
     def test_copy_shorter_than_what_was_read_sends_nothing_again(
@@ -131,9 +135,7 @@ class TestRotation:
     ) -> None:
         """An unterminated line written after the copy and read (held) before the truncate is sent."""
         live = logs / "app.log"
-        append(live, numbered("a", 0, 10))
-        harness.start()
-        assert harness.wait_until(lambda: len(delivered(harness)) == 10)
+        start_with(harness, live, numbered("a", 0, 10))
         shutil.copyfile(live, logs / "app.log.1")
         append(live, [b"no-newline-yet"])
         flow = harness.flow
@@ -166,9 +168,7 @@ class TestRotation:
     def test_truncation_restarts_at_zero(self, harness: FlowHarness, logs: Path) -> None:
         """A truncated file is read again from 0 and the truncation is counted."""
         live = logs / "app.log"
-        append(live, numbered("a", 0, 20))
-        harness.start()
-        assert harness.wait_until(lambda: len(delivered(harness)) == 20)
+        start_with(harness, live, numbered("a", 0, 20))
         os.truncate(live, 0)
         append(live, numbered("b", 0, 5))
         assert harness.wait_until(lambda: len(delivered(harness)) == 25)
@@ -179,9 +179,7 @@ class TestRotation:
         """A file deleted after the agent opened it is read to its end through the open descriptor."""
         h = FlowHarness(tmp_path, fast_flow(str(logs / "*.log")))
         live = logs / "app.log"
-        append(live, numbered("a", 0, 5))
-        h.start()
-        assert h.wait_until(lambda: len(h.memory.records) == 5)
+        start_with(h, live, numbered("a", 0, 5))
         with open(live, "ab") as fh:
             os.unlink(live)
             fh.write(b"".join(numbered("a", 5, 5)))
@@ -202,17 +200,13 @@ class TestRestart:
     def test_checkpoint_survives_restart(self, harness: FlowHarness, logs: Path) -> None:
         """After a restart the agent resumes at its checkpoint: no line twice, none missing."""
         live = logs / "app.log"
-        append(live, numbered("a", 0, 50))
-        harness.start()
-        assert harness.wait_until(lambda: len(delivered(harness)) == 50)
+        start_with(harness, live, numbered("a", 0, 50))
         harness.stop()
         append(live, numbered("a", 50, 50))
         os.rename(live, logs / "app.log.1")
         append(live, numbered("b", 0, 10))
         harness.start()
-        assert harness.wait_until(lambda: len(delivered(harness)) >= 110)
-        harness.run_for(0.3)
-        assert sorted(delivered(harness)) == sorted(numbered("a", 0, 100) + numbered("b", 0, 10))
+        assert_each_once(harness, numbered("a", 0, 100) + numbered("b", 0, 10))
 
     def test_end_of_file_applies_only_to_the_first_sight(self, tmp_path: Path, logs: Path) -> None:
         """END_OF_FILE skips what existed when the flow was first seen, never later data."""
@@ -238,9 +232,7 @@ class TestRestart:
     ) -> None:
         """Delete and recreate (likely the same inode): the new file is read from 0."""
         live = logs / "app.log"
-        append(live, numbered("first", 0, 30))
-        harness.start()
-        assert harness.wait_until(lambda: len(delivered(harness)) == 30)
+        start_with(harness, live, numbered("first", 0, 30))
         harness.stop()
         live.unlink()
         append(live, numbered("second", 0, 3))
