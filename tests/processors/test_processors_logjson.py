@@ -132,26 +132,14 @@ class TestCombinedApacheLog:
         assert out is not None and out["agent"] == "Mozilla/4.08 [en] (Win\ufffd98; I ;Nav)"
 
 
-ERROR_LOG_FIELDS = (
-    "timestamp",
-    "module",
-    "severity",
-    "processid",
-    "threadid",
-    "client",
-    "message",
-)
-
-
-class TestApacheErrorLog:
-    def test_24_example(self) -> None:
-        """The 2.4 example: module, pid and tid, client; the AWS field names and order."""
-        line = (
-            b"[Fri Sep 09 10:42:29.902022 2011] [core:error] [pid 35708:tid 4328636416] "
-            b"[client 72.15.99.187] File does not exist: /usr/local/apache2/htdocs/favicon.ico\n"
-        )
-        out = parse("APACHEERRORLOG", line)
-        assert out == {
+# Whole lines whose every field is known: (logFormat, line, the AWS fields in the AWS order).
+WHOLE_LINES = [
+    # Apache 2.4 "Log Files" example: module, pid and tid, client
+    pytest.param(
+        "APACHEERRORLOG",
+        b"[Fri Sep 09 10:42:29.902022 2011] [core:error] [pid 35708:tid 4328636416] "
+        b"[client 72.15.99.187] File does not exist: /usr/local/apache2/htdocs/favicon.ico\n",
+        {
             "timestamp": "Fri Sep 09 10:42:29.902022 2011",
             "module": "core",
             "severity": "error",
@@ -159,17 +147,15 @@ class TestApacheErrorLog:
             "threadid": "4328636416",
             "client": "72.15.99.187",
             "message": "File does not exist: /usr/local/apache2/htdocs/favicon.ico",
-        }
-        assert out is not None
-        assert tuple(out) == ERROR_LOG_FIELDS
-
-    def test_22_example(self) -> None:
-        """The 2.2 layout has no module and no pid block: those are null."""
-        line = (
-            b"[Wed Oct 11 14:32:52 2000] [error] [client 127.0.0.1] "
-            b"client denied by server configuration: /export/home/live/ap/htdocs/test\n"
-        )
-        assert parse("APACHEERRORLOG", line) == {
+        },
+        id="apache-error-2.4-example",
+    ),
+    # Apache 2.2 layout: no module and no pid block, those are null
+    pytest.param(
+        "APACHEERRORLOG",
+        b"[Wed Oct 11 14:32:52 2000] [error] [client 127.0.0.1] "
+        b"client denied by server configuration: /export/home/live/ap/htdocs/test\n",
+        {
             "timestamp": "Wed Oct 11 14:32:52 2000",
             "module": None,
             "severity": "error",
@@ -177,8 +163,63 @@ class TestApacheErrorLog:
             "threadid": None,
             "client": "127.0.0.1",
             "message": "client denied by server configuration: /export/home/live/ap/htdocs/test",
-        }
+        },
+        id="apache-error-2.2-example",
+    ),
+    # RFC 3164 §5.4 example 1, with its PRI: the PRI is not a field
+    pytest.param(
+        "SYSLOG",
+        b"<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8\n",
+        {
+            "timestamp": "Oct 11 22:14:15",
+            "hostname": "mymachine",
+            "program": "su",
+            "processid": None,
+            "message": "'su root' failed for lonvick on /dev/pts/8",
+        },
+        id="rfc3164-example",
+    ),
+    # the usual syslog file line: space-padded day, TAG[PID]: message
+    pytest.param(
+        "SYSLOG",
+        b"Feb  5 17:32:18 web-1 sshd[4242]: Accepted publickey for deploy from 10.0.0.9\n",
+        {
+            "timestamp": "Feb  5 17:32:18",
+            "hostname": "web-1",
+            "program": "sshd",
+            "processid": "4242",
+            "message": "Accepted publickey for deploy from 10.0.0.9",
+        },
+        id="syslog-file-line-with-pid",
+    ),
+    # RFC 5424 §6.5 example 1: nil PROCID and SD are null, the BOM is dropped
+    pytest.param(
+        "RFC3339SYSLOG",
+        b"<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - "
+        b"\xef\xbb\xbf'su root' failed for lonvick on /dev/pts/8\n",
+        {
+            "timestamp": "2003-10-11T22:14:15.003Z",
+            "hostname": "mymachine.example.com",
+            "program": "su",
+            "processid": None,
+            "message": "'su root' failed for lonvick on /dev/pts/8",
+            "msgid": "ID47",
+            "structureddata": None,
+        },
+        id="rfc5424-example-with-bom",
+    ),
+]
 
+
+@pytest.mark.parametrize(("fmt", "line", "expected"), WHOLE_LINES)
+def test_whole_line(fmt: str, line: bytes, expected: dict[str, Any]) -> None:
+    """Each field of a published (or everyday) line, with the AWS field names and order."""
+    out = parse(fmt, line)
+    assert out == expected
+    assert list(out) == list(expected)
+
+
+class TestApacheErrorLog:
     def test_24_without_client(self) -> None:
         """Server lines without [client …] match (AWS skips them): client is null."""
         line = (
@@ -221,28 +262,6 @@ class TestApacheErrorLog:
 
 
 class TestSyslog:
-    def test_rfc3164_example(self) -> None:
-        """RFC 3164 §5.4 example 1, with its PRI: the PRI is not a field."""
-        line = b"<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8\n"
-        assert parse("SYSLOG", line) == {
-            "timestamp": "Oct 11 22:14:15",
-            "hostname": "mymachine",
-            "program": "su",
-            "processid": None,
-            "message": "'su root' failed for lonvick on /dev/pts/8",
-        }
-
-    def test_file_line_with_pid(self) -> None:
-        """The usual file line: space-padded day, TAG[PID]: message."""
-        line = b"Feb  5 17:32:18 web-1 sshd[4242]: Accepted publickey for deploy from 10.0.0.9\n"
-        assert parse("SYSLOG", line) == {
-            "timestamp": "Feb  5 17:32:18",
-            "hostname": "web-1",
-            "program": "sshd",
-            "processid": "4242",
-            "message": "Accepted publickey for deploy from 10.0.0.9",
-        }
-
     def test_no_tag(self) -> None:
         """RFC 3164 §5.4 example 3 has no TAG: program null, the rest is the message."""
         out = parse("SYSLOG", b"<13>Feb  5 17:32:18 10.0.0.99 Use the BFG!\n")
@@ -285,22 +304,6 @@ class TestRfc3339Syslog:
             "program": "CRON",
             "processid": "12",
             "message": "(root) CMD (run-parts)",
-        }
-
-    def test_rfc5424_example_with_bom(self) -> None:
-        """RFC 5424 §6.5 example 1: nil PROCID and SD are null, the BOM is dropped."""
-        line = (
-            b"<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - "
-            b"\xef\xbb\xbf'su root' failed for lonvick on /dev/pts/8\n"
-        )
-        assert parse("RFC3339SYSLOG", line) == {
-            "timestamp": "2003-10-11T22:14:15.003Z",
-            "hostname": "mymachine.example.com",
-            "program": "su",
-            "processid": None,
-            "message": "'su root' failed for lonvick on /dev/pts/8",
-            "msgid": "ID47",
-            "structureddata": None,
         }
 
     def test_rfc5424_structured_data(self) -> None:
