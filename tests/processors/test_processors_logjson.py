@@ -28,6 +28,13 @@ def parse(fmt: str, line: bytes, **options: Any) -> dict[str, Any] | None:
     return value
 
 
+def fields_of(fmt: str, line: bytes, *names: str) -> tuple[Any, ...]:
+    """The named fields of a line that must match."""
+    out = parse(fmt, line)
+    assert out is not None
+    return tuple(out[name] for name in names)
+
+
 APACHE_DOC_COMMON = (
     b'127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326'
 )
@@ -114,10 +121,10 @@ class TestCombinedApacheLog:
             b'::1 - - [22/Nov/2026:00:19:10 +0000] "GET /a\\"b HTTP/1.1" 400 0 '
             b'"-" "say \\"hi\\" \\\\"\n'
         )
-        out = parse("COMBINEDAPACHELOG", line)
-        assert out is not None
-        assert out["request"] == 'GET /a\\"b HTTP/1.1'
-        assert out["agent"] == 'say \\"hi\\" \\\\'
+        assert fields_of("COMBINEDAPACHELOG", line, "request", "agent") == (
+            'GET /a\\"b HTTP/1.1',
+            'say \\"hi\\" \\\\',
+        )
 
     def test_common_line_does_not_match(self) -> None:
         """Without referer and agent it is not a Combined line: skipped and counted."""
@@ -226,10 +233,11 @@ class TestApacheErrorLog:
             b"[Sun Nov 22 00:00:00.123456 2026] [mpm_event:notice] [pid 123:tid 456] "
             b"AH00489: Apache/2.4.57 (Unix) configured -- resuming normal operations\n"
         )
-        out = parse("APACHEERRORLOG", line)
-        assert out is not None
-        assert out["client"] is None and out["module"] == "mpm_event"
-        assert out["message"].startswith("AH00489: ")
+        assert fields_of("APACHEERRORLOG", line, "client", "module", "message") == (
+            None,
+            "mpm_event",
+            "AH00489: Apache/2.4.57 (Unix) configured -- resuming normal operations",
+        )
 
     @pytest.mark.parametrize(
         "client", [b"72.15.99.187:12345", b"::1:51234", b"2001:db8::7:443", b"[2001:db8::7]:443"]
@@ -250,9 +258,10 @@ class TestApacheErrorLog:
             b"[Sun Nov 22 00:00:00 2026] [core:error] [pid 9:tid 10] (13)Permission denied: "
             b"[client 192.0.2.7:5] AH00035: access to / denied\n"
         )
-        out = parse("APACHEERRORLOG", line)
-        assert out is not None and out["client"] == "192.0.2.7:5"
-        assert out["message"] == "(13)Permission denied: AH00035: access to / denied"
+        assert fields_of("APACHEERRORLOG", line, "client", "message") == (
+            "192.0.2.7:5",
+            "(13)Permission denied: AH00035: access to / denied",
+        )
 
     def test_trace_level(self) -> None:
         """trace1…trace8 severities match."""
@@ -264,10 +273,12 @@ class TestApacheErrorLog:
 class TestSyslog:
     def test_no_tag(self) -> None:
         """RFC 3164 §5.4 example 3 has no TAG: program null, the rest is the message."""
-        out = parse("SYSLOG", b"<13>Feb  5 17:32:18 10.0.0.99 Use the BFG!\n")
-        assert out is not None
-        assert out["hostname"] == "10.0.0.99" and out["program"] is None
-        assert out["message"] == "Use the BFG!"
+        line = b"<13>Feb  5 17:32:18 10.0.0.99 Use the BFG!\n"
+        assert fields_of("SYSLOG", line, "hostname", "program", "message") == (
+            "10.0.0.99",
+            None,
+            "Use the BFG!",
+        )
 
     def test_program_with_slash(self) -> None:
         """Tags like postfix/smtpd keep their slash."""
@@ -313,10 +324,11 @@ class TestRfc3339Syslog:
             b'[examplePriority@32473 class="high"]'
         )
         line = b"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 " + sd
-        out = parse("RFC3339SYSLOG", line + b"\n")
-        assert out is not None
-        assert out["structureddata"] == sd.decode() and out["message"] is None
-        assert out["program"] == "evntslog"
+        assert fields_of("RFC3339SYSLOG", line + b"\n", "structureddata", "message", "program") == (
+            sd.decode(),
+            None,
+            "evntslog",
+        )
 
     def test_3164_timestamp_does_not_match(self) -> None:
         """An RFC 3164 timestamp is not RFC 3339: skipped."""
