@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from agent.config import AgentConfig, FlowConfig  # noqa: E402
 from agent.records import Record  # noqa: E402
 from agent.sinks.kinesis import KinesisSink  # noqa: E402
-from tests.peers.helpers import aws_client, new_stream  # noqa: E402
+from tests.peers.helpers import aws_client, new_stream, read_stream  # noqa: E402
 from tests.peers.servers import TEST_ENV, start_kinesalite  # noqa: E402
 
 
@@ -196,19 +196,7 @@ def interleaved(endpoint: str, stream: str, lines: list[bytes], calls: int) -> d
 
 
 def count_stored(endpoint: str, stream: str) -> int:
-    client = aws_client("kinesis", endpoint)
-    total = 0
-    for shard in client.list_shards(StreamName=stream)["Shards"]:
-        it = client.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while it:
-            page = client.get_records(ShardIterator=it, Limit=10_000)
-            if not page["Records"]:
-                break
-            total += len(page["Records"])
-            it = page["NextShardIterator"]
-    return total
+    return sum(len(records) for records in read_stream(endpoint, stream).values())
 
 
 def main() -> None:
