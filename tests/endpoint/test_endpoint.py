@@ -6,7 +6,7 @@ import base64
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,13 @@ def new_name() -> str:
 def error_of(exc: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> tuple[str, int]:
     response = exc.value.response
     return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def assert_refused(code: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """The call fails with the Kinesis error ``code`` (HTTP 400, as every client error)."""
+    with pytest.raises(botocore.exceptions.ClientError) as exc:
+        call(*args, **kwargs)
+    assert error_of(exc) == (code, 400)
 
 
 def drain(client: Any, iterator: str) -> list[dict[str, Any]]:
@@ -79,26 +86,22 @@ class TestStreams:
         assert (summary["OpenShardCount"], summary["RetentionPeriodHours"]) == (3, 24)
         kinesis.delete_stream(StreamName=name)
         assert name not in kinesis.list_streams()["StreamNames"]
-        with pytest.raises(botocore.exceptions.ClientError) as exc:
-            kinesis.describe_stream(StreamName=name)
-        assert error_of(exc) == ("ResourceNotFoundException", 400)
+        assert_refused("ResourceNotFoundException", kinesis.describe_stream, StreamName=name)
 
     def test_create_twice_is_resource_in_use(self, kinesis: Any) -> None:
         """CreateStream of a taken name answers ResourceInUseException, as Kinesis does."""
         name = new_name()
         kinesis.create_stream(StreamName=name, ShardCount=1)
-        with pytest.raises(botocore.exceptions.ClientError) as exc:
-            kinesis.create_stream(StreamName=name, ShardCount=1)
-        assert error_of(exc) == ("ResourceInUseException", 400)
+        assert_refused(
+            "ResourceInUseException", kinesis.create_stream, StreamName=name, ShardCount=1
+        )
 
     def test_bad_name_and_too_many_shards(self, kinesis: Any) -> None:
         """A name outside [a-zA-Z0-9_.-] is a ValidationException; too many shards a limit."""
-        with pytest.raises(botocore.exceptions.ClientError) as exc:
-            kinesis.create_stream(StreamName="a/b", ShardCount=1)
-        assert error_of(exc) == ("ValidationException", 400)
-        with pytest.raises(botocore.exceptions.ClientError) as exc:
-            kinesis.create_stream(StreamName=new_name(), ShardCount=5000)
-        assert error_of(exc) == ("LimitExceededException", 400)
+        assert_refused("ValidationException", kinesis.create_stream, StreamName="a/b", ShardCount=1)
+        assert_refused(
+            "LimitExceededException", kinesis.create_stream, StreamName=new_name(), ShardCount=5000
+        )
 
     def test_list_shards_pages_with_next_token(self, kinesis: Any) -> None:
         """ListShards pages through NextToken; boto3's paginator sees every shard once."""
@@ -111,9 +114,12 @@ class TestStreams:
         )
         ids = [s["ShardId"] for page in pages for s in page["Shards"]]
         assert ids == [f"shardId-00000000000{i}" for i in range(5)]
-        with pytest.raises(botocore.exceptions.ClientError) as exc:
-            kinesis.list_shards(StreamName=name + "x", NextToken=first["NextToken"])
-        assert error_of(exc) == ("InvalidArgumentException", 400)
+        assert_refused(
+            "InvalidArgumentException",
+            kinesis.list_shards,
+            StreamName=name + "x",
+            NextToken=first["NextToken"],
+        )
 
     def test_list_streams_pages(self, kinesis: Any) -> None:
         """ListStreams with a Limit says HasMoreStreams and continues from the last name."""
@@ -132,9 +138,12 @@ class TestStreams:
         kinesis.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=72)
         described = kinesis.describe_stream(StreamName=name)["StreamDescription"]
         assert described["RetentionPeriodHours"] == 72
-        with pytest.raises(botocore.exceptions.ClientError) as exc:
-            kinesis.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=48)
-        assert error_of(exc) == ("InvalidArgumentException", 400)
+        assert_refused(
+            "InvalidArgumentException",
+            kinesis.increase_stream_retention_period,
+            StreamName=name,
+            RetentionPeriodHours=48,
+        )
         kinesis.decrease_stream_retention_period(StreamName=name, RetentionPeriodHours=48)
         summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
         assert summary["RetentionPeriodHours"] == 48
@@ -185,11 +194,14 @@ class TestRecords:
         )
         assert one["ShardId"] == "shardId-000000000000"
         assert many["Records"][0]["ShardId"] == "shardId-000000000003"
-        with pytest.raises(botocore.exceptions.ClientError) as exc:
-            kinesis.put_record(
-                StreamName=name, Data=b"x", PartitionKey="a", ExplicitHashKey=str(2**128)
-            )
-        assert error_of(exc) == ("InvalidArgumentException", 400)
+        assert_refused(
+            "InvalidArgumentException",
+            kinesis.put_record,
+            StreamName=name,
+            Data=b"x",
+            PartitionKey="a",
+            ExplicitHashKey=str(2**128),
+        )
 
     def test_sequence_number_for_ordering(self, kinesis: Any) -> None:
         """A record put with SequenceNumberForOrdering of the previous one gets a larger number."""
@@ -209,11 +221,12 @@ class TestRecords:
         1 MiB a record, an InvalidArgumentException."""
         name = new_name()
         kinesis.create_stream(StreamName=name, ShardCount=1)
-        with pytest.raises(botocore.exceptions.ClientError) as exc:
-            kinesis.put_records(
-                StreamName=name, Records=[{"Data": b"x", "PartitionKey": "k"}] * 501
-            )
-        assert error_of(exc) == ("ValidationException", 400)
+        assert_refused(
+            "ValidationException",
+            kinesis.put_records,
+            StreamName=name,
+            Records=[{"Data": b"x", "PartitionKey": "k"}] * 501,
+        )
         full = b"x" * (1024 * 1024)  # data of 1 MiB leaves no room for its key
         for call in (
             lambda: kinesis.put_record(StreamName=name, Data=full, PartitionKey="k"),
@@ -221,16 +234,18 @@ class TestRecords:
                 StreamName=name, Records=[{"Data": full, "PartitionKey": "k"}]
             ),
         ):
-            with pytest.raises(botocore.exceptions.ClientError) as exc:
-                call()
-            assert error_of(exc) == ("InvalidArgumentException", 400)
+            assert_refused("InvalidArgumentException", call)
         big = [{"Data": b"x" * (1024 * 1024 - 10), "PartitionKey": "k"}] * 6
-        with pytest.raises(botocore.exceptions.ClientError) as exc:
-            kinesis.put_records(StreamName=name, Records=big)
-        assert error_of(exc) == ("InvalidArgumentException", 400)
-        with pytest.raises(botocore.exceptions.ClientError) as exc:
-            kinesis.put_record(StreamName="nope-" + name, Data=b"x", PartitionKey="k")
-        assert error_of(exc) == ("ResourceNotFoundException", 400)
+        assert_refused(
+            "InvalidArgumentException", kinesis.put_records, StreamName=name, Records=big
+        )
+        assert_refused(
+            "ResourceNotFoundException",
+            kinesis.put_record,
+            StreamName="nope-" + name,
+            Data=b"x",
+            PartitionKey="k",
+        )
         assert drain(kinesis, iterator(kinesis, name, "shardId-000000000000", "TRIM_HORIZON")) == []
 
     def test_iterator_types(self, kinesis: Any) -> None:
@@ -260,12 +275,18 @@ class TestRecords:
         assert datas(after) == [b"2", b"3"]
         assert datas(iterator(kinesis, name, shard, "AT_TIMESTAMP", Timestamp=middle)) == [b"3"]
         assert datas(latest) == [b"3"]
-        with pytest.raises(botocore.exceptions.ClientError) as exc:
-            iterator(kinesis, name, shard, "AT_SEQUENCE_NUMBER", StartingSequenceNumber="12x")
-        assert error_of(exc) == ("InvalidArgumentException", 400)
-        with pytest.raises(botocore.exceptions.ClientError) as exc:
-            iterator(kinesis, name, "shardId-000000000009", "LATEST")
-        assert error_of(exc) == ("ResourceNotFoundException", 400)
+        assert_refused(
+            "InvalidArgumentException",
+            iterator,
+            kinesis,
+            name,
+            shard,
+            "AT_SEQUENCE_NUMBER",
+            StartingSequenceNumber="12x",
+        )
+        assert_refused(
+            "ResourceNotFoundException", iterator, kinesis, name, "shardId-000000000009", "LATEST"
+        )
 
     def test_get_records_pages_and_millis_behind(self, kinesis: Any) -> None:
         """Limit bounds a page; MillisBehindLatest is positive until the reader reaches the tip."""
@@ -310,9 +331,7 @@ class TestRecords:
         raw = bytearray(base64.urlsafe_b64decode(it))
         raw[8] ^= 1  # inside the position
         forged = base64.urlsafe_b64encode(bytes(raw)).decode()
-        with pytest.raises(botocore.exceptions.ClientError) as exc:
-            kinesis.get_records(ShardIterator=forged)
-        assert error_of(exc) == ("InvalidArgumentException", 400)
+        assert_refused("InvalidArgumentException", kinesis.get_records, ShardIterator=forged)
 
     def test_two_consumers_each_read_everything_once(self, kinesis: Any) -> None:
         """Two consumers at different positions, interleaved, each read every record exactly once."""
@@ -367,9 +386,7 @@ class TestInProcess:
             endpoint.api.clock = lambda: time.time() + 299
             client.get_records(ShardIterator=it)
             endpoint.api.clock = lambda: time.time() + 301
-            with pytest.raises(botocore.exceptions.ClientError) as exc:
-                client.get_records(ShardIterator=it)
-            assert error_of(exc) == ("ExpiredIteratorException", 400)
+            assert_refused("ExpiredIteratorException", client.get_records, ShardIterator=it)
 
     def test_signatures_checked_with_a_key_pair(self, tmp_path: Path) -> None:
         """Given a key pair, the endpoint accepts botocore's SigV4 and refuses a wrong key."""
@@ -378,12 +395,14 @@ class TestInProcess:
             good = _client(endpoint.url, "AKIDLOCAL", "local-secret")
             good.create_stream(StreamName="s", ShardCount=1)
             assert good.list_streams()["StreamNames"] == ["s"]
-            with pytest.raises(botocore.exceptions.ClientError) as exc:
-                _client(endpoint.url, "AKIDLOCAL", "wrong").list_streams()
-            assert error_of(exc) == ("InvalidSignatureException", 400)
-            with pytest.raises(botocore.exceptions.ClientError) as exc:
-                _client(endpoint.url, "AKIDOTHER", "local-secret").list_streams()
-            assert error_of(exc) == ("UnrecognizedClientException", 400)
+            assert_refused(
+                "InvalidSignatureException",
+                _client(endpoint.url, "AKIDLOCAL", "wrong").list_streams,
+            )
+            assert_refused(
+                "UnrecognizedClientException",
+                _client(endpoint.url, "AKIDOTHER", "local-secret").list_streams,
+            )
 
     def test_shard_limits_throttle(self, tmp_path: Path) -> None:
         """With limits on, a shard's 1,000 records/s and 5 reads/s answer
@@ -399,17 +418,21 @@ class TestInProcess:
             third = client.put_records(StreamName="s", Records=batch[:10])
             assert third["FailedRecordCount"] == 10
             assert third["Records"][0]["ErrorCode"] == "ProvisionedThroughputExceededException"
-            with pytest.raises(botocore.exceptions.ClientError) as exc:
-                client.put_record(StreamName="s", Data=b"x", PartitionKey="k")
-            assert error_of(exc) == ("ProvisionedThroughputExceededException", 400)
+            assert_refused(
+                "ProvisionedThroughputExceededException",
+                client.put_record,
+                StreamName="s",
+                Data=b"x",
+                PartitionKey="k",
+            )
             now[0] += 1.0  # a second later the shard takes records again
             assert client.put_records(StreamName="s", Records=batch)["FailedRecordCount"] == 0
             it = iterator(client, "s", "shardId-000000000000", "LATEST")
             for _ in range(5):
                 it = client.get_records(ShardIterator=it)["NextShardIterator"]
-            with pytest.raises(botocore.exceptions.ClientError) as exc:
-                client.get_records(ShardIterator=it)
-            assert error_of(exc) == ("ProvisionedThroughputExceededException", 400)
+            assert_refused(
+                "ProvisionedThroughputExceededException", client.get_records, ShardIterator=it
+            )
 
 
 def _client(url: str, key_id: str, secret: str) -> Any:

@@ -8,10 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import botocore.exceptions
-import pytest
-
-from tests.endpoint.test_endpoint import error_of, kinesis, new_name, serve
+from tests.endpoint.test_endpoint import assert_refused, kinesis, new_name, serve
 from tests.peers.servers import Peer
 from tests.support.endpoint import endpoint_thread
 
@@ -32,9 +29,12 @@ class TestFanOut:
         assert described["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE"
         listed = kinesis.list_stream_consumers(StreamARN=stream_arn)["Consumers"]
         assert [c["ConsumerName"] for c in listed] == ["app"]
-        with pytest.raises(botocore.exceptions.ClientError) as exc:
-            kinesis.register_stream_consumer(StreamARN=stream_arn, ConsumerName="app")
-        assert error_of(exc) == ("ResourceInUseException", 400)
+        assert_refused(
+            "ResourceInUseException",
+            kinesis.register_stream_consumer,
+            StreamARN=stream_arn,
+            ConsumerName="app",
+        )
         kinesis.deregister_stream_consumer(ConsumerARN=consumer_arn)
         assert kinesis.list_stream_consumers(StreamARN=stream_arn)["Consumers"] == []
 
