@@ -273,6 +273,11 @@ class Reader:
                 policy.exhausted(tracked)  # nothing more to read for now
                 self._idle_file(tracked, now, flush_after)
             if policy.finished(files):
+                if files.shadows:  # possible copies whose original was not truncated: shipped
+                    self._emit_flushed(await files.release_shadows_async())
+                    policy.opened(files)
+                    if not policy.finished(files):
+                        continue
                 for tracked in files.readable():
                     self._emit(tracked.acks, tracked.framer.flush(), 0)
                 return

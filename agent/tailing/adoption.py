@@ -35,6 +35,7 @@ from agent.records import FileId
 from agent.tailing.framing import Framer
 from agent.tailing.identity import fingerprint_of
 from agent.tailing.probe import Probe
+from agent.tailing.shadows import DIVERGED, SHADOW_WINDOW, Original, Shadow
 from agent.tailing.tables import FileTables, log
 from agent.tailing.tailer import FileAcks, TrackedFile
 
@@ -109,21 +110,21 @@ class Adoption(FileTables):
         if before is not None:
             os.close(before[1])  # this probe's descriptor replaces it
         if decided is None:
-            if (
-                not force
-                and key not in self.shadows
-                and len(self.files) + len(self.waiting_fds) < self.max_open
-            ):
+            if key in self.shadows:
+                # a possible copy of a file being read: compared with it off the loop, once
+                # this slice is adopted (its descriptor is closed there, or adopted with it)
+                self.judging.append((p, self._originals(p, key)))
+            elif not force and len(self.files) + len(self.waiting_fds) < self.max_open:
                 # too short to tell who it is yet: held, so that it is drained if it leaves
                 # the pattern before it can be identified
                 self.waiting_fds[key] = (f, p.fd)
             else:
-                os.close(p.fd)  # a copy of a file being read (or no descriptor to spare)
+                os.close(p.fd)  # no descriptor to spare
             return
         fid, start, floor = decided
         self.waiting_since.pop(key, None)
         self._waiting_path.pop(key, None)
-        self.shadows.discard(key)
+        self.shadows.pop(key, None)
         acks = FileAcks(self.flow_id, fid, f.path, start, floor=floor, size=st.st_size)
         acks.dirty = True  # record where we start, so a restart does not re-decide it
         framer = Framer(
@@ -183,10 +184,10 @@ class Adoption(FileTables):
         self.restart_at_zero.discard(key)
         if fresh:
             return fid, 0, None
-        for other in self.open_heads.lookup(p.head, p.digests, p.digest_at):
-            if other != key:
-                self.shadows.add(key)
-                return None  # a copy of a file still open: the original is read (or drained) first
+        if any(other != key for other in self.open_heads.lookup(p.head, p.digests, p.digest_at)):
+            if force or self._still_a_shadow(p, key, now):
+                return None  # maybe a copy of a file still open: the original is read first
+            return fid, 0, None  # a file of its own that starts like another (logged)
         prior = [
             known
             for known in self._same_head(p)
@@ -212,3 +213,72 @@ class Adoption(FileTables):
         if p.end is not None:  # probed for the flow's first scan with END_OF_FILE
             return fid, p.end, None
         return fid, 0, None
+
+    def _still_a_shadow(self, p: Probe, key: tuple[int, int], now: float) -> bool:
+        """A new file starting like an open one: still a candidate copy (held unread), or a
+        file of its own (shadows.py): shown different by the comparison, not truncated within
+        SHADOW_WINDOW of its last change, or the end of ``run --once``. Logged either way."""
+        assert p.st is not None
+        size = p.st.st_size
+        shadow = self.shadows.get(key)
+        if shadow is None:
+            originals = self._originals(p, key)
+            original = originals[0].path if originals else "?"
+            shadow = self.shadows[key] = Shadow(p.found.path, original, size, now)
+            log.info(
+                "%s: %s starts like %s, which is being read: held unread as a possible copy "
+                "(copytruncate) until %s is truncated, or the two differ, or %.0f s pass",
+                self.flow_id,
+                p.found.path,
+                original,
+                original,
+                SHADOW_WINDOW,
+            )
+        elif shadow.size != size:
+            shadow.size, shadow.grew_at = size, now
+        if key in self.own_files:
+            why = "their bytes differ at the same offsets"
+        elif now - shadow.grew_at >= SHADOW_WINDOW:
+            why = f"that was not truncated within {SHADOW_WINDOW:.0f} s of this one's last change"
+        elif self.release_shadows:
+            why = "that was not truncated before run --once ended"
+        else:
+            return True
+        self.own_files.discard(key)
+        log.info(
+            "%s: %s is not a copy of %s (%s): a file of its own, reading it from 0",
+            self.flow_id,
+            p.found.path,
+            shadow.original,
+            why,
+        )
+        return False
+
+    def _originals(self, p: Probe, key: tuple[int, int]) -> list[Original]:
+        """The open (or idle) files a possible copy starts like, as the comparison needs them."""
+        out = []
+        for other in self.open_heads.lookup(p.head, p.digests, p.digest_at):
+            tracked = self.files.get(other) or self.dormant.get(other)
+            if other == key or tracked is None:
+                continue
+            fid = tracked.file_id
+            out.append(
+                Original(tracked.path, other, tracked.fd, fid.fp_len, fid.fp_hash, tracked.offset)
+            )
+        return out
+
+    def _apply_verdicts(
+        self, judging: list[tuple[Probe, list[Original]]], verdicts: list[str]
+    ) -> None:
+        """Shadows found different from their originals are adopted as files of their own (their
+        descriptors were kept open by ``compare_all``; the others' were closed)."""
+        now = self.clock()
+        for (p, _originals), verdict in zip(judging, verdicts, strict=True):
+            if verdict != DIVERGED:
+                continue
+            key = (p.found.dev, p.found.ino)
+            if key not in self.shadows:  # adopted meanwhile (its original was truncated)
+                os.close(p.fd)
+                continue
+            self.own_files.add(key)
+            self._adopt(p, now)

@@ -16,6 +16,7 @@ from agent.tailing.discovery import Found, ScanResult, walk
 from agent.tailing.dormancy import reopen, reopen_all
 from agent.tailing.losses import judge_checkpoints
 from agent.tailing.probe import SLICE, probe_many
+from agent.tailing.shadows import compare_all
 from agent.tailing.tables import Flushed, key_of, log, still_at
 from agent.tailing.tailer import TrackedFile
 from agent.tailing.truncation import looks_truncated, which_look_truncated
@@ -40,6 +41,8 @@ class Scanning(DescriptorBudget):
         new = self._within_budget(self._new_files(result))
         for p in probe_many(new, want_end=self._want_end()):
             self._adopt(p, now)
+        judging, self.judging = self.judging, []
+        self._apply_verdicts(judging, compare_all(judging))
         flushed += self._finish(result, seen)
         left, self.left_waiting = self.left_waiting, []
         self._adopt_left(left, probe_left(left))
@@ -85,11 +88,31 @@ class Scanning(DescriptorBudget):
         for i in range(0, len(new), SLICE):
             probes = await asyncio.to_thread(probe_many, new[i : i + SLICE], want_end=want_end)
             self._adopt_all(probes)
+        if self.judging:  # possible copies: compared with their originals off the loop
+            judging, self.judging = self.judging, []
+            self._apply_verdicts(judging, await asyncio.to_thread(compare_all, judging))
         flushed += self._finish(result, seen)
         if self.left_waiting:
             left, self.left_waiting = self.left_waiting, []
             self._adopt_left(left, await asyncio.to_thread(probe_left, left))
         return flushed
+
+    async def release_shadows_async(self) -> list[Flushed]:
+        """``run --once`` ends: the possible copies whose original was not truncated are files
+        of their own, adopted from 0 by one more scan.
+
+        Their original may yet be truncated after we exit (a copytruncate caught between its
+        copy and its truncate): shipping the copy then sends what was read of the original
+        twice. Not shipping it loses it for good if it is a file of its own (two logs that
+        start with the same banner; a copy written to since): an agent that has exited sees no
+        truncation, and the next run holds it back again for as long as the original stays. A
+        duplicate is the lesser harm.
+        """
+        self.release_shadows = True
+        try:
+            return await self.rescan_async()
+        finally:
+            self.release_shadows = False
 
     def _sort_walk(
         self, result: ScanResult
@@ -191,7 +214,9 @@ class Scanning(DescriptorBudget):
                     "%s: %s left the pattern; it was read to its end", self.flow_id, tracked.path
                 )
         self._sweep_waiting(result, seen)
-        self.shadows &= seen
+        for key in [k for k in self.shadows if k not in seen]:
+            del self.shadows[key]
+        self.own_files &= seen
         if self.checkpointed and not self.backlog:
             # judged once every file found has been opened: one waiting for a descriptor may
             # be the checkpointed file itself, or the copy that continues a truncated one

@@ -23,6 +23,7 @@ from agent.tailing.discovery import Found, PathFilter, Scandir, ScanProblems
 from agent.tailing.framing import Framed
 from agent.tailing.identity import HeadIndex
 from agent.tailing.probe import Probe
+from agent.tailing.shadows import Original, Shadow
 from agent.tailing.tailer import FileAcks, TrackedFile
 
 if TYPE_CHECKING:  # typed config only: tailing needs no config code at run time
@@ -87,7 +88,15 @@ class FileTables:
         self._resumed: set[FileId] = set()  # checkpointed identities opened again at their inode
         self.continued: dict[FileId, int] = {}  # identities a copy continued -> the copy's size
         self.reported: list[FileAcks] = []  # rows to store once a loss is reported (flow takes)
-        self.shadows: set[tuple[int, int]] = set()
+        # new files that start like an open one: possible copies (copytruncate), held unread
+        # until the original is truncated or they are shown to be files of their own (shadows.py)
+        self.shadows: dict[tuple[int, int], Shadow] = {}
+        # shadows probed this scan, their descriptors open, to be compared with their originals
+        # in a worker thread; those found different, and at the end of ``run --once`` all of
+        # them, are adopted as files of their own
+        self.judging: list[tuple[Probe, list[Original]]] = []
+        self.own_files: set[tuple[int, int]] = set()
+        self.release_shadows = False
         self.waiting_since: dict[tuple[int, int], float] = {}
         # the descriptors of files waiting to be identified (within ``max_open``): one that leaves
         # the pattern is still drained through it; and those that left, since when (to give up

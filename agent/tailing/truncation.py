@@ -69,7 +69,7 @@ class Truncation(WaitingFiles):
         tracked.close()
         self.restart_at_zero.add(key)
         if copy is not None:
-            self.shadows.discard((copy.dev, copy.ino))
+            self.shadows.pop((copy.dev, copy.ino), None)
             self.opened_in_scan.add((copy.dev, copy.ino))
             self._adopt(probe(copy, want_end=False), self.clock())
         return out

@@ -69,6 +69,8 @@ class FlowHarness:
         tmp: Path,
         flow: FlowConfig,
         sink_factory: Callable[[], Sink] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.agent = AgentConfig(
             flows=(flow,),
@@ -77,6 +79,7 @@ class FlowHarness:
             local_store_shard_count=1,
         )
         self.flow_config = flow
+        self.clock = clock  # the flow's (a test moves it forward to pass time-outs)
         self.loop = asyncio.new_event_loop()
         self.memory = MemorySink()
         self.sink_factory = sink_factory or (lambda: self.memory)
@@ -93,7 +96,9 @@ class FlowHarness:
             None if self.sink.transactional else SeverableCheckpoints(self.agent.checkpoint_file)
         )
         metrics = FlowMetrics(self.flow_config.flow_id, self.flow_config.destination)
-        self.flow = Flow(self.agent, self.flow_config, self.sink, metrics, self.db)
+        self.flow = Flow(
+            self.agent, self.flow_config, self.sink, metrics, self.db, clock=self.clock
+        )
         self.stop_event = asyncio.Event()
         self.task = self.loop.create_task(self.flow.run(self.stop_event))
         self.run_for(0.05)
