@@ -5,8 +5,11 @@ Decisions, in the order they are taken for a file seen at a matching path:
   a changed head means it was truncated (copytruncate): its copy, if one matches the pattern,
   continues from our position, and the file itself restarts at 0;
 - a new inode with a checkpoint for its exact identity: resume there;
-- a new inode whose head equals an open, untruncated file's: a copy in the making — not read
-  while the original still holds the same bytes;
+- a new inode whose head equals an open, untruncated file's: maybe a copy in the making (a
+  shadow, shadows.py), held unread until the original is truncated (then the rules below), or
+  until it is shown to be a file of its own — its last bytes differ from the original's at the
+  same offsets, no truncation comes within SHADOW_WINDOW of its last change, or ``run --once``
+  ends — and then read from 0; held and released are both logged;
 - a new inode whose head equals a file that ended (truncated, deleted, or from a checkpoint):
   the copy continues from where that file was read to;
 - a new inode whose head equals a *truncated* file that was read further than the copy is long

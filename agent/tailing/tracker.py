@@ -3,7 +3,8 @@
 ``FileSet`` is built in layers, a module each with one job, each using only the layers below it:
 
 - tables.py: what is known (open, idle and waiting files; every identity and where it ended);
-- adoption.py: who a probed file is and where reading it starts (the identity rules);
+- adoption.py: who a probed file is and where reading it starts (the identity rules; when a
+  possible copy of an open file is a file of its own: shadows.py);
 - waiting.py: files too short to identify yet, held open and drained if they leave the pattern;
 - truncation.py: a truncated file restarts at 0, its copy (copytruncate) continues;
 - dormancy.py: idle files closed to save descriptors, reopened by identity when they change;
@@ -76,5 +77,8 @@ class FileSet(Scanning):
             os.close(fd)
         for _found, fd, _left_at in self.left_waiting:
             os.close(fd)
+        for p, _originals in self.judging:  # possible copies probed since the last scan
+            os.close(p.fd)
         self.waiting_fds.clear()
         self.left_waiting.clear()
+        self.judging.clear()
