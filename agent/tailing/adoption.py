@@ -9,7 +9,8 @@ Decisions, in the order they are taken for a file seen at a matching path:
   shadow, shadows.py), held unread until the original is truncated (then the rules below), or
   until it is shown to be a file of its own — its last bytes differ from the original's at the
   same offsets, no truncation comes within SHADOW_WINDOW of its last change, or ``run --once``
-  ends — and then read from 0; held and released are both logged;
+  ends — and then read from 0 (unless it is the copy of a truncated file: see below, where a
+  file that starts like two others, one of them truncated, lands); held and released are logged;
 - a new inode whose head equals a file that ended (truncated, deleted, or from a checkpoint):
   the copy continues from where that file was read to;
 - a new inode whose head equals a *truncated* file that was read further than the copy is long
@@ -73,10 +74,14 @@ class Adoption(FileTables):
         # past a thousand more files, what they hold leaves the collector's view
         self._freezer.observe(len(self.files) + len(self.dormant))
 
-    def _adopt(self, p: Probe, now: float, *, force: bool = False) -> None:
+    def _adopt(
+        self, p: Probe, now: float, *, force: bool = False, copy_of_truncated: bool = False
+    ) -> None:
         """Decide who a probed file is and where to start; keep its descriptor or close it.
 
         ``force``: identify it by whatever head it has (a waiting file that left the pattern).
+        ``copy_of_truncated``: the copy of a file just truncated (truncation.py): it continues
+        that file, even if another open file starts alike (a file of its own, or another copy).
         """
         f = p.found
         key = (f.dev, f.ino)
@@ -108,7 +113,7 @@ class Adoption(FileTables):
         if (st.st_dev, st.st_ino) != key or not stat.S_ISREG(st.st_mode) or self._held(key):
             os.close(p.fd)  # replaced between scan and open (maybe by a FIFO): next scan
             return
-        decided = self._identify(p, key, now, force=force)
+        decided = self._identify(p, key, now, force=force, copy_of_truncated=copy_of_truncated)
         before = self.waiting_fds.pop(key, None)
         if before is not None:
             os.close(before[1])  # this probe's descriptor replaces it
@@ -148,7 +153,13 @@ class Adoption(FileTables):
         log.log(self._adopt_level, "%s: tailing %s from offset %d", self.flow_id, f.path, start)
 
     def _identify(
-        self, p: Probe, key: tuple[int, int], now: float, *, force: bool = False
+        self,
+        p: Probe,
+        key: tuple[int, int],
+        now: float,
+        *,
+        force: bool = False,
+        copy_of_truncated: bool = False,
     ) -> tuple[FileId, int, FileAcks | None] | None:
         """Who the file is and where to start, or None (wait, or a copy of a live file)."""
         assert p.st is not None
@@ -187,14 +198,18 @@ class Adoption(FileTables):
         self.restart_at_zero.discard(key)
         if fresh:
             return fid, 0, None
-        if any(other != key for other in self.open_heads.lookup(p.head, p.digests, p.digest_at)):
+        if not copy_of_truncated and any(
+            other != key for other in self.open_heads.lookup(p.head, p.digests, p.digest_at)
+        ):
             if force or self._still_a_shadow(p, key, now):
                 return None  # maybe a copy of a file still open: the original is read first
-            return fid, 0, None  # a file of its own that starts like another (logged)
+            released = True  # not a copy of the open file it starts like (logged)
+        else:
+            released = False
         prior = [
             known
             for known in self._same_head(p)
-            if self.offsets[known] <= size or known in self.truncated
+            if (self.offsets[known] <= size and not released) or known in self.truncated
         ]
         if prior:
             best = max(prior, key=lambda known: self.offsets[known])
@@ -249,7 +264,7 @@ class Adoption(FileTables):
             return True
         self.own_files.discard(key)
         log.info(
-            "%s: %s is not a copy of %s (%s): a file of its own, reading it from 0",
+            "%s: %s is not a copy of %s (%s): no longer held",
             self.flow_id,
             p.found.path,
             shadow.original,

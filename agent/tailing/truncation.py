@@ -71,7 +71,7 @@ class Truncation(WaitingFiles):
         if copy is not None:
             self.shadows.pop((copy.dev, copy.ino), None)
             self.opened_in_scan.add((copy.dev, copy.ino))
-            self._adopt(probe(copy, want_end=False), self.clock())
+            self._adopt(probe(copy, want_end=False), self.clock(), copy_of_truncated=True)
         return out
 
     def _find_copy(self, fp: tuple[int, bytes], exclude: tuple[int, int]) -> Found | None:

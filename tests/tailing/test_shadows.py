@@ -51,7 +51,7 @@ def clock() -> Skewed:
 
 @pytest.fixture
 def harness(tmp_path: Path, logs: Path, clock: Skewed) -> Iterator[FlowHarness]:
-    h = FlowHarness(tmp_path, fast_flow(str(logs / "*.log")), clock=clock)
+    h = FlowHarness(tmp_path, fast_flow(str(logs / "*.log*")), clock=clock)
     yield h
     h.close()
 
@@ -140,3 +140,29 @@ def test_run_once_ships_two_identical_files(tmp_path: Path, logs: Path) -> None:
     done = run_once(config)
     assert Counter(stored_lines(tmp_path / "streams", "s")) == Counter(BANNER * 2)
     assert "is not a copy of" in done.stderr
+
+
+def test_copytruncate_of_a_file_with_an_open_twin_sends_nothing_twice(
+    harness: FlowHarness, logs: Path
+) -> None:
+    """A file of its own that starts like app.log is open too when app.log is copytruncated: the
+    copy continues app.log (whose truncation is the evidence), not judged a copy of the twin."""
+    live = logs / "app.log"
+    append(live, [*BANNER, b"app 0\n"])
+    append(logs / "twin.log", [*BANNER, b"twin 1\n"])
+    harness.start()
+    expected = [*BANNER, b"app 0\n", *BANNER, b"twin 1\n"]
+    assert harness.wait_until(lambda: len(harness.memory.records) == len(expected))
+    append(live, [b"app 1\n"])
+    assert harness.wait_until(lambda: len(harness.memory.records) == len(expected) + 1)
+    shutil.copyfile(live, logs / "app.log.1")  # matched too: the copy is read, not the twin's
+    append(live, [b"app 2\n"])  # between the copy and the truncate, maybe not read
+    live.write_bytes(b"")
+    append(live, [b"new 1\n"])
+    expected += [b"app 1\n", b"app 2\n", b"new 1\n"]
+    assert harness.wait_until(lambda: len(harness.memory.records) >= len(expected) - 1)
+    assert harness.wait_until(harness.settled)
+    harness.run_for(0.3)
+    got = Counter(harness.memory.records)
+    assert max(got.values()) <= 2 and got[b"app 1\n"] == 1, got  # nothing of app.log twice
+    assert got[b"new 1\n"] == 1 and got[b"twin 1\n"] == 1
