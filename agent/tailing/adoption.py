@@ -240,15 +240,13 @@ class Adoption(FileTables):
         size = p.st.st_size
         shadow = self.shadows.get(key)
         if shadow is None:
-            originals = self._originals(p, key)
-            original = originals[0].path if originals else "?"
+            original = " and ".join(o.path for o in self._originals(p, key)) or "?"
             shadow = self.shadows[key] = Shadow(p.found.path, original, size, now)
             log.info(
-                "%s: %s starts like %s, which is being read: held unread as a possible copy "
-                "(copytruncate) until %s is truncated, or the two differ, or %.0f s pass",
+                "%s: %s starts like %s (being read): held unread as a possible copy "
+                "(copytruncate) until that file is truncated, or they differ, or %.0f s pass",
                 self.flow_id,
                 p.found.path,
-                original,
                 original,
                 SHADOW_WINDOW,
             )

@@ -13,6 +13,7 @@ copy compared for a while before the truncate.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from collections import Counter
@@ -142,11 +143,14 @@ def test_run_once_ships_two_identical_files(tmp_path: Path, logs: Path) -> None:
     assert "is not a copy of" in done.stderr
 
 
+@pytest.mark.parametrize("while_down", [False, True], ids=["", "while-down"])
 def test_copytruncate_of_a_file_with_an_open_twin_sends_nothing_twice(
-    harness: FlowHarness, logs: Path
+    harness: FlowHarness, logs: Path, while_down: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A file of its own that starts like app.log is open too when app.log is copytruncated: the
-    copy continues app.log (whose truncation is the evidence), not judged a copy of the twin."""
+    copy continues app.log (whose truncation is the evidence), not judged a copy of the twin;
+    also when the agent is down between the copy and the truncate (first seen after it)."""
+    caplog.set_level(logging.INFO, logger="agent.tailing.tracker")
     live = logs / "app.log"
     append(live, [*BANNER, b"app 0\n"])
     append(logs / "twin.log", [*BANNER, b"twin 1\n"])
@@ -155,10 +159,14 @@ def test_copytruncate_of_a_file_with_an_open_twin_sends_nothing_twice(
     assert harness.wait_until(lambda: len(harness.memory.records) == len(expected))
     append(live, [b"app 1\n"])
     assert harness.wait_until(lambda: len(harness.memory.records) == len(expected) + 1)
+    if while_down:
+        harness.stop()
     shutil.copyfile(live, logs / "app.log.1")  # matched too: the copy is read, not the twin's
     append(live, [b"app 2\n"])  # between the copy and the truncate, maybe not read
     live.write_bytes(b"")
     append(live, [b"new 1\n"])
+    if while_down:
+        harness.start()
     expected += [b"app 1\n", b"app 2\n", b"new 1\n"]
     assert harness.wait_until(lambda: len(harness.memory.records) >= len(expected) - 1)
     assert harness.wait_until(harness.settled)
@@ -166,3 +174,6 @@ def test_copytruncate_of_a_file_with_an_open_twin_sends_nothing_twice(
     got = Counter(harness.memory.records)
     assert max(got.values()) <= 2 and got[b"app 1\n"] == 1, got  # nothing of app.log twice
     assert got[b"new 1\n"] == 1 and got[b"twin 1\n"] == 1
+    if not while_down:  # handed over by the truncation: never judged against the twin
+        held = [r.getMessage() for r in caplog.records if "app.log.1 starts like" in r.getMessage()]
+        assert len(held) == 1, held
