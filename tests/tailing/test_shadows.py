@@ -13,7 +13,6 @@ copy compared for a while before the truncate.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import time
 from collections import Counter
@@ -145,12 +144,11 @@ def test_run_once_ships_two_identical_files(tmp_path: Path, logs: Path) -> None:
 
 @pytest.mark.parametrize("while_down", [False, True], ids=["", "while-down"])
 def test_copytruncate_of_a_file_with_an_open_twin_sends_nothing_twice(
-    harness: FlowHarness, logs: Path, while_down: bool, caplog: pytest.LogCaptureFixture
+    harness: FlowHarness, logs: Path, while_down: bool
 ) -> None:
     """A file of its own that starts like app.log is open too when app.log is copytruncated: the
     copy continues app.log (whose truncation is the evidence), not judged a copy of the twin;
     also when the agent is down between the copy and the truncate (first seen after it)."""
-    caplog.set_level(logging.INFO, logger="agent.tailing.tracker")
     live = logs / "app.log"
     append(live, [*BANNER, b"app 0\n"])
     append(logs / "twin.log", [*BANNER, b"twin 1\n"])
@@ -174,6 +172,3 @@ def test_copytruncate_of_a_file_with_an_open_twin_sends_nothing_twice(
     got = Counter(harness.memory.records)
     assert max(got.values()) <= 2 and got[b"app 1\n"] == 1, got  # nothing of app.log twice
     assert got[b"new 1\n"] == 1 and got[b"twin 1\n"] == 1
-    if not while_down:  # handed over by the truncation: never judged against the twin
-        held = [r.getMessage() for r in caplog.records if "app.log.1 starts like" in r.getMessage()]
-        assert len(held) == 1, held
