@@ -12,7 +12,8 @@ header, a genuine copy that is then written to), so the candidacy ends (adoption
   comparison here, in a worker thread;
 - no truncation within ``SHADOW_WINDOW`` seconds after the shadow stopped growing;
 - ``run --once`` ends (the agent will not be there to see a truncation).
-The last three make it a file of its own, read from 0, logged with the reason.
+The last three make it a file of its own, read from 0, logged with the reason (unless its head is
+a truncated file's: then it is that file's copy after all, and continues it).
 """
 
 from __future__ import annotations
