@@ -91,6 +91,15 @@ class TailingModel(RuleBasedStateMachine):
         os.truncate(self.live(name), 0)
         self._new_generation(name)
 
+    def _caught_up(self, name: str) -> None:
+        """Wait until the live file is open and every line written to it so far delivered."""
+        live = str(self.live(name))
+        lines = set(self.live_lines[name])
+        assert self.harness.wait_until(
+            lambda: live in self.harness.open_paths() and lines <= set(self.delivered()),
+            timeout=15,
+        )
+
     @precondition(lambda self: any(self.live_lines.values()))
     @rule(name=st.sampled_from(NAMES))
     def copy_for_copytruncate(self, name: str) -> None:
@@ -100,12 +109,7 @@ class TailingModel(RuleBasedStateMachine):
         # The agent is caught up when logrotate copies: the normal state the issue describes,
         # and the file's identity is committed (a copy of a file shorter than 1 KiB that the
         # agent first fingerprints after a restart, longer than the copy, is not recognised).
-        live = str(self.live(name))
-        lines = set(self.live_lines[name])
-        assert self.harness.wait_until(
-            lambda: live in self.harness.open_paths() and lines <= set(self.delivered()),
-            timeout=15,
-        )
+        self._caught_up(name)
         self.rotations += 1
         shutil.copyfile(self.live(name), self.logs / f"{name}.log.{self.rotations}")
         self.copied[name] = []
@@ -119,12 +123,7 @@ class TailingModel(RuleBasedStateMachine):
         # caught up, as for logrotate's copy: a copy taken while the agent is behind is
         # indistinguishable from copytruncate's until the original is truncated (the rule's
         # window, 60 s, is past any run of this model)
-        live = str(self.live(name))
-        lines = set(self.live_lines[name])
-        assert self.harness.wait_until(
-            lambda: live in self.harness.open_paths() and lines <= set(self.delivered()),
-            timeout=15,
-        )
+        self._caught_up(name)
         self.twins += 1
         twin = self.logs / f"{name}.log.twin{self.twins}"
         shutil.copyfile(self.live(name), twin)

@@ -61,16 +61,21 @@ def shadows(h: FlowHarness) -> int:
     return len(h.flow.files.shadows)
 
 
+def start_with_twins(harness: FlowHarness, logs: Path) -> None:
+    """f1 and f2 with the same lines; once one is shipped, the other is held as a possible copy."""
+    for name in ("f1", "f2"):
+        append(logs / f"{name}.log", BANNER)
+    harness.start()
+    assert harness.wait_until(lambda: len(harness.memory.records) == len(BANNER))
+    assert harness.wait_until(lambda: shadows(harness) == 1)
+
+
 @pytest.mark.parametrize("first", ["f1", "f2"])
 def test_files_with_the_same_head_that_diverge_are_both_shipped_once(
     harness: FlowHarness, logs: Path, first: str
 ) -> None:
     """Two identical files, then a different line appended to each (either first): both whole, once."""
-    for name in ("f1", "f2"):
-        append(logs / f"{name}.log", BANNER)
-    harness.start()
-    assert harness.wait_until(lambda: len(harness.memory.records) == len(BANNER))
-    assert harness.wait_until(lambda: shadows(harness) == 1)  # one is held as a possible copy
+    start_with_twins(harness, logs)
     second = "f2" if first == "f1" else "f1"
     append(logs / f"{first}.log", [f"{first} unique\n".encode()])
     harness.run_for(0.3)  # a rescan or two: the held one still matches the other's bytes
@@ -87,11 +92,7 @@ def test_identical_files_that_never_change_are_shipped_after_the_window(
     harness: FlowHarness, logs: Path, clock: Skewed
 ) -> None:
     """No truncation of the original within the window: the held file is a file of its own."""
-    for name in ("f1", "f2"):
-        append(logs / f"{name}.log", BANNER)
-    harness.start()
-    assert harness.wait_until(lambda: len(harness.memory.records) == len(BANNER))
-    assert harness.wait_until(lambda: shadows(harness) == 1)
+    start_with_twins(harness, logs)
     harness.run_for(0.5)  # rescans within the window: still held
     assert len(harness.memory.records) == len(BANNER)
     clock.skew += SHADOW_WINDOW + 1
