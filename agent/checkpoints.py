@@ -35,7 +35,6 @@ from agent.sqlitedb import (
     CHECKPOINT_COLUMNS,
     CHECKPOINTS_TABLE,
     UPSERT_CHECKPOINT,
-    checkpoint_columns,
     checkpoint_from_row,
     checkpoint_rows,
     fsync_file,
@@ -112,15 +111,9 @@ class CheckpointDB:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(CHECKPOINTS_TABLE)  # the store's layout: one for both homes
-            migrated = False
-            if "size" not in checkpoint_columns(self._db):  # a database from before the column
-                self._db.execute("BEGIN IMMEDIATE")
-                migrated = migrate_checkpoints(self._db)
-                self._db.execute("COMMIT")
+            migrate_checkpoints(self._db, self.path)  # a database from before the size column
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the checkpoint database {self.path}: {exc}") from exc
-        if migrated:
-            log.info("%s: checkpoints now record each file's last size (migrated)", self.path)
         self._closed = False
         self._next_backup = 0.0
         self.backup()

@@ -47,14 +47,15 @@ DO UPDATE SET path = excluded.path, offset = excluded.offset, updated = excluded
 """
 
 
-def migrate_checkpoints(db: sqlite3.Connection) -> bool:
-    """Add the ``size`` column to a checkpoint table from before it existed (in place; rows keep
-    their offsets, their size is unknown until the agent sees the file again). True if it did."""
+def migrate_checkpoints(db: sqlite3.Connection, path: Path) -> None:
+    """Add the ``size`` column to a checkpoint table from before it existed, in place and in one
+    transaction (rows keep their offsets; their size is unknown until the agent sees the file
+    again), and say so. Nothing to do (no table, or the column is there): no write at all."""
     columns = checkpoint_columns(db)
     if not columns or "size" in columns:
-        return False
-    db.execute("ALTER TABLE file_checkpoints ADD COLUMN size INTEGER")
-    return True
+        return
+    write(db, lambda: db.execute("ALTER TABLE file_checkpoints ADD COLUMN size INTEGER"), path)
+    log.info("%s: checkpoints now record each file's last size (migrated)", path)
 
 
 def to_signed(value: int) -> int:

@@ -105,7 +105,11 @@ class Checkpointer:
             ]
         # forget trackers of closed files once nothing of theirs is in flight
         open_acks = {t.acks for t in files.files.values()} if files is not None else set()
-        self.seen = {a for a in self.seen if a in open_acks or a.pending or a.dirty}
+        # trimmed in place: the reader adds to this very set (a new one would leave it adding
+        # to a set nobody reads, and a drained file's last checkpoint unwritten)
+        self.seen.difference_update(
+            [a for a in self.seen if not (a in open_acks or a.pending or a.dirty)]
+        )
         return dirty
 
     def rows_for(self, batch: Sequence[Record]) -> tuple[list[FileAcks], list[Checkpoint]]:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from agent.config import FlowConfig
-from agent.observability.metrics import FlowMetrics
+from agent.observability.metrics import FileMetrics, FlowMetrics
 from agent.pipeline.budget import Budget
 from agent.pipeline.events import wait_any
 from agent.pipeline.processing import Processing
@@ -191,10 +191,7 @@ class Reader:
         while not stop.is_set():
             now = self.clock()
             if now >= next_scan or self._rescan_requested:
-                self._rescan_requested = False
-                self._emit_flushed(await files.rescan_async())
-                next_scan = now + refresh
-                policy.opened(files)
+                next_scan = await self._rescan(files, policy, refresh)
             if self._reopen:
                 paths, self._reopen = self._reopen, set()
                 self._emit_flushed(await files.reopen_paths(paths))
@@ -235,9 +232,7 @@ class Reader:
                     # Keep discovering while blocked: a file created and rotated out of the
                     # pattern during a long outage is then held open and drained afterwards.
                     if self.clock() >= next_scan or self._rescan_requested:
-                        self._rescan_requested = False
-                        self._emit_flushed(await files.rescan_async())
-                        next_scan = self.clock() + refresh
+                        next_scan = await self._rescan(files, policy, refresh)
                         rescanned = True
                 if stop.is_set():
                     break
@@ -261,9 +256,9 @@ class Reader:
                     continue
                 if n:
                     progressed = True
-                    self._emit(tracked.acks, framed, n)
-                    self._count_cuts(tracked)
                     fm = self.metrics.files.get(tracked.metrics_key)
+                    self._emit(tracked.acks, framed, n, fm)
+                    self._count_cuts(tracked)
                     if fm is not None:
                         fm.read_offset = tracked.offset
                         fm.observe_size(max(fm.size, tracked.size))
@@ -342,6 +337,16 @@ class Reader:
         ):
             self.files.make_dormant(tracked)  # reopened by identity when it changes
 
+    async def _rescan(self, files: FileSet, policy: Follow | Once, refresh: float) -> float:
+        """Match the pattern again and give new files their ``once`` targets (wherever the scan
+        runs: a file found while reading waits for the budget is shipped too); the time the
+        next periodic scan is due."""
+        started = self.clock()
+        self._rescan_requested = False
+        self._emit_flushed(await files.rescan_async())
+        policy.opened(files)
+        return started + refresh
+
     def _reread_now(self) -> None:
         """After a truncation: its copy (opened by it) and the refilled file are read at once,
         not at the next wake-up or the next periodic rescan."""
@@ -352,10 +357,19 @@ class Reader:
         for f in flushed:
             self._emit(f.acks, f.records, 0)
 
-    def _emit(self, acks: FileAcks, framed: list[Framed], nbytes: int) -> None:
+    def _emit(
+        self,
+        acks: FileAcks,
+        framed: list[Framed],
+        nbytes: int,
+        fm: FileMetrics | None = None,
+    ) -> None:
+        """Hand framed records on, counted; ``fm``: the file's metrics when the caller has them
+        (the read loop does, by its preformatted key), else looked up here (flushes: rare)."""
         m = self.metrics
         m.bytes_parsed += nbytes
-        fm = m.files.get(str(acks.file_id)) if framed or nbytes else None
+        if fm is None and (framed or nbytes):
+            fm = m.files.get(str(acks.file_id))
         if fm is not None:
             fm.bytes_parsed += nbytes
             fm.records_parsed += len(framed)

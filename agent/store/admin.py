@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import add
 
-from agent.errors import StoreError
+from agent.errors import StoreError, StreamNotFound
+from agent.store import sidetables
 from agent.store.chunks import _U32 as U32
 from agent.store.chunks import CHUNK_COLUMNS, RecordRow
 from agent.store.consumers import forget_stream
@@ -53,15 +54,6 @@ def create_stream(store: StreamStore, name: str, shard_count: int, retention_hou
         raise StreamExists(f"stream {name!r} already exists in {store.directory}")
 
 
-def _stream_id(db: sqlite3.Connection, name: str) -> int | None:
-    row = db.execute("SELECT id FROM streams WHERE name = ?", (name,)).fetchone()
-    return None if row is None else int(row[0])
-
-
-def _has_tags_table(db: sqlite3.Connection) -> bool:
-    return table_exists(db, "stream_tags")
-
-
 def delete_stream(store: StreamStore, name: str) -> None:
     """Drop a stream, its records and its tags (StreamNotFound when there is none).
 
@@ -74,14 +66,15 @@ def delete_stream(store: StreamStore, name: str) -> None:
         store._streams.pop(name, None)
 
         def body() -> None:
-            stream_id = _stream_id(db, name)
-            if stream_id is None:
+            try:
+                stream_id = sidetables.stream_id(db, name)
+            except StreamNotFound:  # another connection deleted it first
                 return
             for i in range(info.shard_count):
                 db.execute(f"DROP TABLE IF EXISTS records_{stream_id}_{i}")
             db.execute("DELETE FROM shards WHERE stream_id = ?", (stream_id,))
             db.execute("DELETE FROM streams WHERE id = ?", (stream_id,))
-            if _has_tags_table(db):
+            if table_exists(db, "stream_tags"):
                 db.execute("DELETE FROM stream_tags WHERE stream_id = ?", (stream_id,))
             forget_stream(db, stream_id)
 
@@ -119,8 +112,7 @@ def add_tags(store: StreamStore, name: str, tags: dict[str, str]) -> None:
 
         def body() -> None:
             db.execute(TAGS_TABLE)
-            stream_id = _stream_id(db, name)
-            assert stream_id is not None
+            stream_id = sidetables.stream_id(db, name)
             existing = {
                 k
                 for (k,) in db.execute(

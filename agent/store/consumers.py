@@ -32,10 +32,6 @@ class TooManyConsumers(StoreError):
     retryable = False
 
 
-def _exists(db: sqlite3.Connection) -> bool:
-    return table_exists(db, "stream_consumers")
-
-
 def register(store: StreamStore, stream: str, name: str, now: float) -> float:
     """Register ``name`` on ``stream``; its creation time. ConsumerExists / TooManyConsumers."""
     with store._lock:
@@ -85,7 +81,7 @@ def deregister(store: StreamStore, stream: str, name: str) -> None:
         def body() -> None:
             stream_id = _stream_id(db, stream)
             gone = 0
-            if _exists(db):
+            if table_exists(db, "stream_consumers"):
                 gone = db.execute(
                     "DELETE FROM stream_consumers WHERE stream_id = ? AND name = ?",
                     (stream_id, name),
@@ -101,5 +97,5 @@ def deregister(store: StreamStore, stream: str, name: str) -> None:
 
 def forget_stream(db: sqlite3.Connection, stream_id: int) -> None:
     """Inside delete_stream's transaction: the stream's consumers go with it."""
-    if _exists(db):
+    if table_exists(db, "stream_consumers"):
         db.execute("DELETE FROM stream_consumers WHERE stream_id = ?", (stream_id,))

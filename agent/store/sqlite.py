@@ -37,7 +37,6 @@ from agent.errors import StoreError
 from agent.sqlitedb import (
     CHECKPOINTS_TABLE,
     I64_MAX,
-    checkpoint_columns,
     fsync_file,
     migrate_checkpoints,
     refuse_link,
@@ -246,10 +245,8 @@ def _prepare(db: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
         db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         if version < SCHEMA_VERSION:
             write(db, lambda: _create_schema(db), path)
-        elif "size" not in checkpoint_columns(db) and write(  # from before the size column
-            db, lambda: migrate_checkpoints(db), path
-        ):
-            log.info("%s: checkpoints now record each file's last size (migrated)", path)
+        else:
+            migrate_checkpoints(db, path)  # a store from before the size column
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open the stream store {path}: {exc}") from exc
 

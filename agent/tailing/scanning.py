@@ -32,7 +32,8 @@ class Scanning(DescriptorBudget):
         before = self._problems_count()
         result = walk(self.flow.file_pattern, self.problems, admit=self.admit, scandir=self.scandir)
         changed, seen, moved = self._sort_walk(result)
-        flushed, grown = self._known(result, before, changed)
+        grown = self._known(result, before, changed)
+        flushed: list[Flushed] = []
         for tracked, path in grown:
             self._reawaken(tracked, reopen(tracked, path))
         for tracked in [*moved, *(t for t, _p in grown)]:
@@ -43,7 +44,7 @@ class Scanning(DescriptorBudget):
             self._adopt(p, now)
         judging, self.judging = self.judging, []
         self._apply_verdicts(judging, compare_all(judging))
-        flushed += self._finish(result, seen)
+        self._finish(result, seen)
         left, self.left_waiting = self.left_waiting, []
         self._adopt_left(left, probe_left(left))
         return flushed
@@ -60,7 +61,8 @@ class Scanning(DescriptorBudget):
         )
         # which found files we hold and what changed, sorted out of 100k paths off the loop
         changed, seen, moved = await asyncio.to_thread(self._sort_walk, result)
-        flushed, grown = self._known(result, before, changed)
+        grown = self._known(result, before, changed)
+        flushed: list[Flushed] = []
         for i in range(0, len(grown), SLICE):
             part = grown[i : i + SLICE]
             fds = await asyncio.to_thread(reopen_all, part)
@@ -91,7 +93,7 @@ class Scanning(DescriptorBudget):
         if self.judging:  # possible copies: compared with their originals off the loop
             judging, self.judging = self.judging, []
             self._apply_verdicts(judging, await asyncio.to_thread(compare_all, judging))
-        flushed += self._finish(result, seen)
+        self._finish(result, seen)
         if self.left_waiting:
             left, self.left_waiting = self.left_waiting, []
             self._adopt_left(left, await asyncio.to_thread(probe_left, left))
@@ -158,7 +160,7 @@ class Scanning(DescriptorBudget):
         result: ScanResult,
         problems_before: int,
         changed: list[tuple[Found, TrackedFile, bool]],
-    ) -> tuple[list[Flushed], list[tuple[TrackedFile, str]]]:
+    ) -> list[tuple[TrackedFile, str]]:
         """Note renames of files we hold (open or dormant); list dormant ones that changed."""
         self.scan_count += 1
         self._report_failures(result)
@@ -185,9 +187,9 @@ class Scanning(DescriptorBudget):
                 f.size != tracked.size or f.mtime != tracked.mtime or tracked.acks.dirty
             ):
                 grown.append((tracked, f.path))
-        return [], grown
+        return grown
 
-    def _finish(self, result: ScanResult, seen: set[tuple[int, int]]) -> list[Flushed]:
+    def _finish(self, result: ScanResult, seen: set[tuple[int, int]]) -> None:
         """Files that left the pattern: drain the open ones, retire the dormant ones."""
         seen |= self.opened_in_scan
         self.opened_in_scan = set()
@@ -232,7 +234,6 @@ class Scanning(DescriptorBudget):
             self.checkpointed = []
             self._resumed = set()
         self.first_scan = False
-        return []
 
     def _report_failures(self, result: ScanResult) -> None:
         """A directory that cannot be listed is an error, never "the files below it are gone"."""
