@@ -5,18 +5,31 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
-from itertools import accumulate, islice
+from itertools import accumulate
 
-from agent.records import Record
+from agent.records import Span
 
 # Per-record bytes a destination counts beyond the data (a partition key of up to ~40 chars).
 KEY_OVERHEAD = 40
 
 
 class Batcher:
-    """A FIFO of records waiting to be sent, cut into batches within the destination's limits."""
+    """A FIFO of spans waiting to be sent, cut into batches within the destination's limits.
 
-    __slots__ = ("_queue", "_times", "bytes", "clock", "max_age", "max_bytes", "max_records")
+    Limits count records (a span holds many) and bytes (data plus ``KEY_OVERHEAD`` a record); a
+    batch that ends inside a span cuts it in two (``Span.split``), so a batch is never over.
+    """
+
+    __slots__ = (
+        "_queue",
+        "_times",
+        "bytes",
+        "clock",
+        "count",
+        "max_age",
+        "max_bytes",
+        "max_records",
+    )
 
     def __init__(
         self,
@@ -30,67 +43,76 @@ class Batcher:
         self.max_bytes = max_bytes
         self.max_age = max_age
         self.clock = clock
-        self._queue: deque[Record] = deque()
-        self._times: deque[tuple[int, float]] = deque()  # (records added before, time) per add()
+        self._queue: deque[Span] = deque()
+        self._times: deque[tuple[int, float]] = deque()  # (records added, time) per add()
         self.bytes = 0
+        self.count = 0  # records queued
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return self.count
 
-    def add(self, records: list[Record], size: int | None = None) -> None:
-        """Queue ``records``; ``size`` is the sum of their data lengths when the caller knows it."""
-        if not records:
+    def add(self, span: Span) -> None:
+        """Queue ``span`` (its ``size`` is its data's bytes)."""
+        n = len(span)
+        if not n:
             return
-        self._queue.extend(records)
-        if size is None:
-            size = sum(map(len, [r.data for r in records]))
-        self.bytes += size + KEY_OVERHEAD * len(records)
-        self._times.append((len(records), self.clock()))
+        self._queue.append(span)
+        self.count += n
+        self.bytes += span.size + KEY_OVERHEAD * n
+        self._times.append((n, self.clock()))
 
     def deadline(self) -> float | None:
         """When the oldest waiting record reaches ``max_age``."""
         return self._times[0][1] + self.max_age if self._times else None
 
     def full(self) -> bool:
-        return len(self._queue) >= self.max_records or self.bytes >= self.max_bytes
+        return self.count >= self.max_records or self.bytes >= self.max_bytes
 
     def ready(self, now: float) -> bool:
         deadline = self.deadline()
         return self.full() or (deadline is not None and now >= deadline)
 
-    def take(self, max_records: int | None = None, max_bytes: int | None = None) -> list[Record]:
+    def take(self, max_records: int | None = None, max_bytes: int | None = None) -> list[Span]:
         """The next batch: as many records from the head as the limits allow (at least one).
 
         The limits are the batcher's own unless given (a transactional sink commits several
-        batches at once).
+        batches at once). Whole spans are measured by their totals; only a span the limit
+        falls inside is measured record by record, and cut there.
         """
         max_records = self.max_records if max_records is None else max_records
         max_bytes = self.max_bytes if max_bytes is None else max_bytes
         queue = self._queue
-        if len(queue) <= max_records and self.bytes <= max_bytes:
+        if self.count <= max_records and self.bytes <= max_bytes:
             batch = list(queue)
             queue.clear()
-            self.bytes = 0
+            self.bytes = self.count = 0
             self._times.clear()
             return batch
-        # Measure only as far as the byte bound can reach: a store group commit asks for 50,000
-        # records or 4 MiB, and 4 MiB of Apache lines is ~17,000, so measuring the whole head
-        # (up to 50,000 records, each take) was 60 % waste and ~15 % of the --once reader's CPU.
-        # Start at the count the average record size predicts, with margin, and double while the
-        # measured part is still within the bound; the batch is the one the whole head gives.
-        limit = min(len(queue), max_records)
-        n = min(limit, int(max_bytes * len(queue) / max(self.bytes, 1) * 1.25) + 64)
-        while True:
-            head = list(islice(queue, n))
-            ends = list(accumulate([len(r.data) + KEY_OVERHEAD for r in head]))
-            if n >= limit or ends[-1] > max_bytes:
-                break
-            n = min(limit, 2 * n)
-        count = max(1, bisect_right(ends, max_bytes))
-        batch = head[:count]
-        for _ in range(count):
-            queue.popleft()
-        self.bytes -= ends[count - 1]
+        batch = []
+        count = nbytes = 0
+        while queue:
+            span = queue[0]
+            n = len(span)
+            size = span.size + KEY_OVERHEAD * n
+            if count + n <= max_records and nbytes + size <= max_bytes:
+                batch.append(queue.popleft())
+                count += n
+                nbytes += size
+                continue
+            # the limit falls inside this span: take the records that fit (one at least)
+            room = max_records - count
+            ends = list(accumulate([len(d) + KEY_OVERHEAD for d in span.datas[:room]]))
+            k = bisect_right(ends, max_bytes - nbytes)
+            if not batch:
+                k = max(k, 1)
+            if k:
+                head = span.split(k) if k < n else queue.popleft()
+                batch.append(head)
+                count += k
+                nbytes += ends[k - 1]
+            break
+        self.count -= count
+        self.bytes -= nbytes
         self._consume_times(count)
         return batch
 

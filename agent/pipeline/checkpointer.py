@@ -26,8 +26,8 @@ from agent.checkpoints import CheckpointDB
 from agent.config import FlowConfig
 from agent.observability.metrics import FlowMetrics
 from agent.pipeline.events import wait
-from agent.records import Checkpoint, Record
-from agent.sinks import Sink
+from agent.records import Checkpoint, Span
+from agent.sinks import Sink, TransactionalSink
 from agent.tailing.tailer import FileAcks
 from agent.tailing.tracker import FileSet
 
@@ -112,12 +112,12 @@ class Checkpointer:
         )
         return dirty
 
-    def rows_for(self, batch: Sequence[Record]) -> tuple[list[FileAcks], list[Checkpoint]]:
-        """The checkpoints a transactional commit of ``batch`` makes true (records marked acked).
+    def rows_for(self, batch: Sequence[Span]) -> tuple[list[FileAcks], list[Checkpoint]]:
+        """The checkpoints a transactional commit of ``batch`` makes true (spans marked acked).
 
         Every file of the batch, every other dirty file, and the copies held down by them.
         """
-        touched = cast(dict[FileAcks, None], dict.fromkeys([r.source for r in batch]))
+        touched = cast(dict[FileAcks, None], dict.fromkeys([s.source for s in batch]))
         for acks in self.dirty_acks():
             touched[acks] = None
         for acks in list(touched):
@@ -150,9 +150,9 @@ class Checkpointer:
             rows = [a.row() for a in dirty]
             try:
                 if self.sink.transactional:
-                    result = await self.sink.send([], rows)
-                    if result.error is not None:
-                        raise result.error
+                    error = await cast(TransactionalSink, self.sink).commit([], rows)
+                    if error is not None:
+                        raise error
                 elif self.checkpoint_db is not None:
                     await asyncio.to_thread(self.checkpoint_db.save, rows)
             except Exception as exc:

@@ -24,7 +24,7 @@ from agent.pipeline.events import wait_any
 from agent.pipeline.sender import Sender
 from agent.processors import build_chain
 from agent.processors.worker import ChainWorker, Processed, WorkerFailed
-from agent.records import Record
+from agent.records import Span
 from agent.tailing.framing import Framed
 from agent.tailing.tailer import FileAcks
 
@@ -41,11 +41,11 @@ WORKER_TIMEOUT = 30.0
 
 @dataclass(slots=True)
 class _Chunk:
-    """Records of one read, registered with their file, waiting for their results."""
+    """The span of one read, registered with its file, waiting for its results."""
 
-    acks: FileAcks
-    records: list[Record]
+    span: Span
     raw_size: int
+    raw_count: int
     worker: ChainWorker | None
     future: asyncio.Future[Processed] | None
 
@@ -89,22 +89,22 @@ class Processing:
         if self.worker is not None:
             await self.worker.aclose()
 
-    def submit(self, acks: FileAcks, framed: list[Framed]) -> None:
-        """Register the records with their file now (checkpoints stay behind them), process them."""
-        records = [Record(data, acks, start, end) for data, start, end in framed]
-        acks.pending.extend(records)
-        size = sum(map(len, [r.data for r in records]))
-        self.budget.charge(size, len(records))
+    def submit(self, acks: FileAcks, framed: Framed) -> None:
+        """Register the read's span with its file now (checkpoints stay behind it), process it."""
+        span = Span(framed.datas, framed.offsets, acks)
+        acks.register(span)
+        size, count = span.size, len(span)
+        self.budget.charge(size, count)
         if not self.chain:  # nothing to process: straight to the sender
-            self.sender.put(records, size)
+            self.sender.put(span)
             return
         if not self.use_worker:
-            chunk = _Chunk(acks, records, size, None, None)
+            chunk = _Chunk(span, size, count, None, None)
             self._apply(chunk, self._process_here(chunk))
             return
         worker = self.worker
-        future = worker.submit([r.data for r in records]) if worker is not None else None
-        self.chunks.append(_Chunk(acks, records, size, worker, future))
+        future = worker.submit(span.datas) if worker is not None else None
+        self.chunks.append(_Chunk(span, size, count, worker, future))
         self._collect_wake.set()
 
     def busy(self) -> bool:
@@ -165,13 +165,13 @@ class Processing:
                 for level, name, message in processed.logs:
                     logging.getLogger(name).log(level, "%s", message)
                 return processed
-        # no worker, or it died holding this chunk: the records still have their input
+        # no worker, or it died holding this chunk: the span still holds its input
         return self._process_here(chunk)
 
     def _process_here(self, chunk: _Chunk) -> Processed:
         chain = self.chain
         before = (chain.skipped, chain.errors, chain.unmatched)
-        results = chain.process_many([r.data for r in chunk.records])
+        results = chain.process_many(chunk.span.datas)
         return Processed(
             results,
             chain.skipped - before[0],
@@ -199,43 +199,46 @@ class Processing:
             await self._start_worker()
 
     def _apply(self, chunk: _Chunk, processed: Processed) -> None:
-        """A processed chunk: data in place, skipped records acknowledged, the rest queued."""
-        records, results = chunk.records, processed.results
-        if len(results) != len(records):
-            raise WorkerFailed(f"{len(results)} results for {len(records)} records")
+        """A processed chunk: data in place, skipped records dropped from the span, queued."""
+        span, results = chunk.span, processed.results
+        if len(results) != chunk.raw_count:
+            raise WorkerFailed(f"{len(results)} results for {chunk.raw_count} records")
         limit = self.max_record_bytes
         m = self.metrics
-        out: list[Record]
-        if None not in results and max(map(len, cast(list[bytes], results))) <= limit:
+        if None not in results and max(map(len, cast(list[bytes], results)), default=0) <= limit:
             # the common case: nothing dropped, nothing to cut
-            for record, data in zip(records, cast(list[bytes], results), strict=True):
-                record.data = data
-            out = records
+            span.datas = cast(list[bytes], results)
         else:
             terminator = self.config.truncated_record_terminator.encode()
-            out = []
-            for record, result in zip(records, results, strict=True):
-                if result is None:  # skipped: acknowledged at once, as FileAcks.skip_to does
-                    record.data = b""
-                    record.acked = True
+            datas: list[bytes] = []
+            # A skipped record's bytes join the record before it (or, first, the one after):
+            # the span still covers the whole read, so acknowledging it moves past them.
+            offsets = [span.offsets[0]]
+            for result, end in zip(results, span.offsets[1:], strict=True):
+                if result is None:
+                    if datas:
+                        offsets[-1] = end
                     continue
-                data = result
-                if len(data) > limit:
-                    data = data[: limit - len(terminator)] + terminator
+                if len(result) > limit:
+                    result = result[: limit - len(terminator)] + terminator
                     m.records_truncated += 1
-                record.data = data
-                out.append(record)
-            if len(out) < len(records):
-                chunk.acks.advance()
+                datas.append(result)
+                offsets.append(end)
+            if not datas:  # nothing left: an empty span at the read's end acknowledges it
+                offsets = [span.offsets[-1]]
+            span.datas, span.offsets = datas, offsets
+        span.size = sum(map(len, span.datas))
         m.records_skipped += processed.skipped
         m.processing_errors += processed.errors
-        m.records_processed += len(out)
-        size = sum(map(len, [r.data for r in out]))
+        m.records_processed += len(span)
         # the raw records' charge becomes the processed ones'
-        self.budget.release(chunk.raw_size, len(records))
-        self.budget.charge(size, len(out))
-        if out:
-            self.sender.put(out, size)
+        self.budget.release(chunk.raw_size, chunk.raw_count)
+        if not span.datas:  # every record skipped: acknowledged at once, as FileAcks.skip_to does
+            span.acked = True
+            span.source.advance()
+            return
+        self.budget.charge(span.size, len(span))
+        self.sender.put(span)
 
 
 def _cpus() -> int:

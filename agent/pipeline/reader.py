@@ -360,7 +360,7 @@ class Reader:
     def _emit(
         self,
         acks: FileAcks,
-        framed: list[Framed],
+        framed: Framed,
         nbytes: int,
         fm: FileMetrics | None = None,
     ) -> None:

@@ -39,6 +39,8 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar, cast
 
 from agent.config import FlowConfig
 from agent.errors import AgentError
@@ -47,8 +49,8 @@ from agent.pipeline.batching import Batcher
 from agent.pipeline.budget import Budget
 from agent.pipeline.checkpointer import Checkpointer
 from agent.pipeline.events import wait
-from agent.records import Record
-from agent.sinks import SendResult, Sink
+from agent.records import Record, Span
+from agent.sinks import RecordSink, Sink, TransactionalSink
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +145,12 @@ class Sender:
         self.reading_done = False
         self._last_loud = float("-inf")
 
-    def put(self, records: list[Record], size: int) -> None:
-        """Queue processed records (``size``: their data's bytes), in file order."""
+    def put(self, span: Span) -> None:
+        """Queue a processed span, in file order."""
         m = self.metrics
-        m.in_flight_bytes += size
-        m.in_flight_records += len(records)
-        self.batcher.add(records, size)
+        m.in_flight_bytes += span.size
+        m.in_flight_records += len(span)
+        self.batcher.add(span)
         if self.batcher.full():
             self.wake.set()
 
@@ -178,12 +180,27 @@ class Sender:
             timeout = IDLE_WAIT if deadline is None else max(0.0, deadline - now)
             await wait(self.wake, min(timeout, IDLE_WAIT))
 
-    async def deliver(self, batch: list[Record]) -> int:
+    async def deliver(self, batch: list[Span]) -> int:
         """Send ``batch`` until every record is delivered; returns the number of attempts.
 
-        Cancellation (shutdown) leaves the undelivered records unacknowledged: their checkpoint
-        does not move and they are read again.
+        A transactional sink takes the spans whole; the others take records, cut from the spans
+        here, and retry them one by one. Cancellation (shutdown) leaves the undelivered records
+        unacknowledged: their checkpoint does not move and they are read again.
         """
+        if self.sink.transactional:
+            return await self._deliver(batch, self._send_transactional, _span_bytes)
+        return await self.deliver_records([r for span in batch for r in span.records()])
+
+    async def deliver_records(self, records: list[Record]) -> int:
+        """``deliver`` to a record sink: each record acknowledged (to its span) once delivered."""
+        return await self._deliver(records, self._send_plain, _record_bytes)
+
+    async def _deliver(
+        self,
+        batch: list[_Item],
+        send: Callable[[list[_Item]], Awaitable[_Attempt[_Item]]],
+        measure: Callable[[list[_Item]], tuple[int, int]],
+    ) -> int:
         cfg = self.config
         backoff = self.backoff
         pending = batch
@@ -191,16 +208,13 @@ class Sender:
         attempts = 0
         while pending:
             attempts += 1
-            if self.sink.transactional:
-                result = await self._send_transactional(pending)
-            else:
-                result = await self._send_plain(pending)
+            result = await send(pending)
             delivered = result.delivered
             if delivered:
-                sent_bytes = sum(map(len, [r.data for r in delivered]))
+                sent_bytes, sent_records = measure(delivered)
                 m.in_flight_bytes -= sent_bytes
-                m.in_flight_records -= len(delivered)
-                self.budget.release(sent_bytes, len(delivered))
+                m.in_flight_records -= sent_records
+                self.budget.release(sent_bytes, sent_records)
             if not result.retry:
                 backoff.reset()
                 if m.status == "failing":
@@ -215,7 +229,7 @@ class Sender:
             await self._back_off(result)
         return attempts
 
-    async def _back_off(self, result: SendResult) -> None:
+    async def _back_off(self, result: _Attempt[Record] | _Attempt[Span]) -> None:
         error = result.error
         fatal = not retryable(error)
         backoff = self.backoff
@@ -236,22 +250,23 @@ class Sender:
                 )
         await self.sleep(delay)
 
-    async def _send_transactional(self, batch: list[Record]) -> SendResult:
-        for record in batch:
-            record.acked = True
+    async def _send_transactional(self, batch: list[Span]) -> _Attempt[Span]:
+        for span in batch:
+            span.acked = True
         checkpointer = self.checkpointer
+        sink = cast(TransactionalSink, self.sink)
         async with checkpointer.lock:
             touched, rows = checkpointer.rows_for(batch)
-            result = await self.sink.send(batch, rows)
-            if result.retry or len(result.delivered) != len(batch):
-                for record in batch:
-                    record.acked = False
-                return SendResult(retry=list(batch), error=result.error)
+            error = await sink.commit(batch, rows)
+            if error is not None:
+                for span in batch:
+                    span.acked = False
+                return _Attempt([], list(batch), error)
             checkpointer.committed(touched)
-        return result
+        return _Attempt(batch, [], None)
 
-    async def _send_plain(self, batch: list[Record]) -> SendResult:
-        result = await self.sink.send(batch, ())
+    async def _send_plain(self, batch: list[Record]) -> _Attempt[Record]:
+        result = await cast(RecordSink, self.sink).send(batch, ())
         if result.error is not None and not result.delivered and not result.retry:
             # A sink must hand back what it did not deliver; never drop a batch it did not.
             result.retry = list(batch)
@@ -259,4 +274,24 @@ class Sender:
             source = record.source
             if source is not None:
                 source.ack(record)
-        return result
+        return _Attempt(result.delivered, result.retry, result.error)
+
+
+_Item = TypeVar("_Item", Record, Span)
+
+
+@dataclass(slots=True)
+class _Attempt(Generic[_Item]):
+    """What one send did: records or spans delivered, and those to send again (in order)."""
+
+    delivered: list[_Item]
+    retry: list[_Item]
+    error: AgentError | None
+
+
+def _span_bytes(spans: list[Span]) -> tuple[int, int]:
+    return sum(s.size for s in spans), sum(map(len, spans))
+
+
+def _record_bytes(records: list[Record]) -> tuple[int, int]:
+    return sum(map(len, [r.data for r in records])), len(records)

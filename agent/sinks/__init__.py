@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from agent.errors import AgentError
-from agent.records import Checkpoint, Record
+from agent.records import Checkpoint, Record, Span
 
 if TYPE_CHECKING:
     from agent.observability.metrics import FlowMetrics
@@ -29,13 +29,15 @@ class SendResult:
 
 
 class Sink(Protocol):
-    """A destination.
+    """A destination: a ``RecordSink`` or a ``TransactionalSink`` (``transactional`` says which).
 
-    ``send`` gets a batch within the destination's limits and the checkpoints that become true
-    once *every* record of the batch is delivered. A transactional sink (``transactional`` True,
-    the embedded store) commits records and those checkpoints atomically, and ``load_checkpoints``
-    gives them back; the others ignore them (their ``load_checkpoints`` is empty) and the flow
-    keeps checkpoints in its checkpoint database after acknowledgement.
+    A record sink's ``send`` gets a batch of records within the destination's limits, and
+    hands back what it did not deliver, record by record, to send again. A transactional sink
+    (the embedded store) takes a batch whole: ``commit`` gets spans (records read together,
+    records.py; it needs no object per record) and the checkpoints that become true once every
+    record of the batch is stored, and commits both atomically or neither; ``load_checkpoints``
+    gives the checkpoints back. A record sink's ``load_checkpoints`` is empty: the flow keeps
+    checkpoints in its checkpoint database after acknowledgement.
 
     Limits: a record is at most ``max_record_bytes`` (the reader cuts longer ones); a batch at
     most ``max_batch_records`` and ``max_batch_bytes`` — the flow's maxBufferSize* bound them too,
@@ -60,13 +62,26 @@ class Sink(Protocol):
     max_send_bytes: int | None
     metrics: FlowMetrics | None
 
+    def load_checkpoints(self, flow_id: str) -> list[Checkpoint]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class RecordSink(Sink, Protocol):
+    """Kinesis, Firehose, the test sink: records one by one, each delivered or to retry."""
+
     async def send(
         self, records: Sequence[Record], checkpoints: Sequence[Checkpoint]
     ) -> SendResult: ...
 
-    def load_checkpoints(self, flow_id: str) -> list[Checkpoint]: ...
 
-    async def aclose(self) -> None: ...
+class TransactionalSink(Sink, Protocol):
+    """The embedded store: a batch of spans and its checkpoints, stored together or not at all."""
+
+    async def commit(
+        self, spans: Sequence[Span], checkpoints: Sequence[Checkpoint]
+    ) -> AgentError | None:
+        """None once stored; else the error (nothing of the batch or checkpoints is stored)."""
 
 
 class MemorySink:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from agent.errors import StoreError, StreamNotFound
-from agent.records import Checkpoint, Record
-from agent.sinks import SendResult
+from agent.records import Checkpoint, Span
 from agent.sinks.partition import PartitionKeys, random_keys
 from agent.store import StreamStore
 
@@ -100,30 +99,38 @@ class LocalSink:
     def __repr__(self) -> str:
         return f"LocalSink({self.stream!r} in {str(self.store.directory)!r})"
 
-    async def send(
-        self, records: Sequence[Record], checkpoints: Sequence[Checkpoint]
-    ) -> SendResult:
+    async def commit(
+        self, spans: Sequence[Span], checkpoints: Sequence[Checkpoint]
+    ) -> StoreError | None:
         """Store the whole batch and the checkpoints, or nothing (then all of it is to retry)."""
+        datas = [data for span in spans for data in span.datas]
         if self._closed:
             error = StoreError(f"{self!r} is closed")
-            self._count_calls(records, error)
-            return SendResult(retry=list(records), error=error)
-        given = [r.partition_key for r in records]
-        keys = self._assign_keys(records, given) if None in given else cast(list[str], given)
-        datas = [r.data for r in records]
-        cut = self._fit(datas, keys) if self.keys.option == "FIELD" else 0
+            self._count_calls(datas, error)
+            return error
+        # Keys are made at each attempt: RANDOM ones are drawn again if a put fails (nothing of
+        # it is stored), DETERMINISTIC and FIELD ones are the same every time; a failed attempt's
+        # key fallbacks are not counted (they are counted again when the batch is stored).
+        fallbacks = self.keys.fallbacks
+        keys = self._keys(datas)
+        stored = datas
+        cut = 0
+        if self.keys.option == "FIELD":
+            stored = list(datas)
+            cut = self._fit(stored, keys)
         try:
             # The worker thread finishes its commit even if this task is cancelled; the
             # checkpoints committed with it keep a restart from sending the batch again.
-            await asyncio.to_thread(self._put, keys, datas, checkpoints)
+            await asyncio.to_thread(self._put, keys, stored, checkpoints)
         except StoreError as exc:
-            self._count_calls(records, exc)
-            return SendResult(retry=list(records), error=exc)
-        self._count_calls(records, None)
+            self.keys.fallbacks = fallbacks
+            self._count_calls(datas, exc)
+            return exc
+        self._count_calls(datas, None)
         self._count_keys(cut)
-        return SendResult(delivered=list(records))
+        return None
 
-    def _count_calls(self, records: Sequence[Record], error: StoreError | None) -> None:
+    def _count_calls(self, datas: list[bytes], error: StoreError | None) -> None:
         """Record the commit as calls: one per batch it carries, all delivered or all failed.
 
         The store commits every ready batch at once, but the operator configured (and the
@@ -131,16 +138,16 @@ class LocalSink:
         A commit of checkpoints alone is no send.
         """
         m = self.metrics
-        if m is None or not records:
+        if m is None or not datas:
             return
         size = self.batch_records
         delivered = error is None
-        for i in range(0, len(records), size):
-            part = records[i : i + size]
+        for i in range(0, len(datas), size):
+            part = datas[i : i + size]
             m.send_call(
                 attempted=len(part),
                 sent=len(part) if delivered else 0,
-                sent_bytes=sum(map(len, [r.data for r in part])) if delivered else 0,
+                sent_bytes=sum(map(len, part)) if delivered else 0,
                 failed=0 if delivered else len(part),
                 service_error=error is not None,
             )
@@ -193,23 +200,11 @@ class LocalSink:
                 cut += 1
         return cut
 
-    def _assign_keys(self, records: Sequence[Record], keys: list[str | None]) -> list[str]:
-        """Keys for the records that have none; DETERMINISTIC and FIELD keys stay on the records.
-
-        RANDOM keys are not kept: if the put fails nothing of it is stored, and the records
-        draw new random keys when they are sent again.
-        """
+    def _keys(self, datas: list[bytes]) -> list[str]:
+        """The records' partition keys, by the flow's partitionKeyOption."""
         if self.keys.option == "RANDOM":
-            missing = keys.count(None)
-            if missing == len(keys):
-                return random_keys(missing)
-            fresh = iter(random_keys(missing))
-            return [k if k is not None else next(fresh) for k in keys]
-        key_for = self.keys.key_for
-        made = [k if k is not None else key_for(r.data) for r, k in zip(records, keys, strict=True)]
-        for record, key in zip(records, made, strict=True):
-            record.partition_key = key
-        return made
+            return random_keys(len(datas))
+        return list(map(self.keys.key_for, datas))
 
     def load_checkpoints(self, flow_id: str) -> list[Checkpoint]:
         """The checkpoints a flow committed into this store with its records (blocking)."""

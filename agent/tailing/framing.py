@@ -1,7 +1,8 @@
 """Sans-IO framing: bytes of one file → records with their spans (single line or multi-line).
 
-The framer is fed consecutive chunks of a file with their offsets and returns complete records as
-``(data, start, end)``. It holds an unterminated tail until more bytes come or ``flush()`` is
+The framer is fed consecutive chunks of a file with their offsets and returns the complete records
+as one ``Framed``: their data and their contiguous offsets (what becomes a span, records.py), never
+an object per record beyond its bytes; iterating it gives ``(data, start, end)``. It holds an unterminated tail until more bytes come or ``flush()`` is
 called (idle timeout, rotation, --once). A record longer than ``max_record_bytes`` is cut and ends
 with the terminator; only the head of such a line is kept in memory, so a 10 MiB line costs at
 most one record of memory. Records keep their trailing ``\\n`` (and a ``\\r`` before it), as AWS.
@@ -17,9 +18,53 @@ byte earlier, so a restart neither re-sends the head nor skips a following recor
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from itertools import accumulate
 
-Framed = tuple[bytes, int, int]
+Line = tuple[bytes, int, int]
+
+
+class Framed:
+    """Records framed from one file: record ``i`` is ``datas[i]`` at ``[offsets[i], offsets[i+1])``.
+
+    The records are contiguous (every byte between the first start and the last end belongs to
+    one of them), so ``offsets`` has one more item than ``datas`` (none when there is no record).
+    """
+
+    __slots__ = ("datas", "offsets")
+
+    def __init__(self, datas: list[bytes] | None = None, offsets: list[int] | None = None) -> None:
+        self.datas = [] if datas is None else datas
+        self.offsets = [] if offsets is None else offsets
+
+    @classmethod
+    def of(cls, lines: list[Line]) -> Framed:
+        """From ``(data, start, end)`` triples that follow one another."""
+        if not lines:
+            return cls()
+        return cls([d for d, _s, _e in lines], [s for _d, s, _e in lines] + [lines[-1][2]])
+
+    def __len__(self) -> int:
+        return len(self.datas)
+
+    def __iter__(self) -> Iterator[Line]:
+        o = self.offsets
+        return zip(self.datas, o, o[1:], strict=False)
+
+    def __repr__(self) -> str:
+        return f"Framed({list(self)!r})"
+
+    def extend(self, other: Framed) -> None:
+        """Append records that follow these."""
+        if not other.datas:
+            return
+        if not self.datas:
+            self.datas, self.offsets = other.datas, other.offsets
+            return
+        if other.offsets[0] != self.offsets[-1]:
+            raise ValueError(f"records at {other.offsets[0]} do not follow {self.offsets[-1]}")
+        self.datas += other.datas
+        self.offsets += other.offsets[1:]
 
 
 class Framer:
@@ -95,13 +140,13 @@ class Framer:
     def has_pending(self) -> bool:
         return bool(self._held) or self._overflow > 0 or bool(self._record)
 
-    def feed(self, data: bytes, offset: int) -> list[Framed]:
+    def feed(self, data: bytes, offset: int) -> Framed:
         """Add the bytes read at ``offset``; return the records they complete."""
         if offset != self.next_offset:
             raise ValueError(
                 f"chunk at {offset} does not follow the previous one ({self.next_offset})"
             )
-        out: list[Framed] = []
+        out = Framed()
         if self._overflow:
             first_nl = data.find(b"\n")
             if first_nl < 0:
@@ -111,41 +156,49 @@ class Framer:
             # the over-long line ends here: emit its cut head, drop the rest
             self.bytes_discarded += first_nl + 1
             end = offset + first_nl + 1
-            out += self._post(
-                [(self._cut_line(self._held, self._held_start), self._held_start, end)]
+            out.extend(
+                self._post([self._cut_line(self._held, self._held_start)], [self._held_start, end])
             )
             self._held, self._held_start, self._overflow = b"", end, 0
             data, offset = data[first_nl + 1 :], end
             if not data:
                 return out
-        last_nl = data.rfind(b"\n")
-        if last_nl < 0:
+        if data.rfind(b"\n") < 0:
             self._hold(data)
             return out
+        # The lines are cut from ``data`` itself (no copy of the chunk); a held head joins the
+        # first, an unterminated last piece is held.
+        if b"\r" in data:
+            # splitlines would also end lines at a lone \r: split at \n only
+            lines = data.split(b"\n")
+            tail = lines.pop()
+            lines = [line + b"\n" for line in lines]
+        else:
+            lines = data.splitlines(keepends=True)
+            tail = b"" if data.endswith(b"\n") else lines.pop()
+        base = offset
         if self._held:
             base = self._held_start
-            complete = self._held + data[: last_nl + 1]
-        else:
-            base = offset
-            complete = data[: last_nl + 1] if last_nl + 1 < len(data) else data
+            lines[0] = self._held + lines[0]
         self._held = b""
-        self._held_start = base + len(complete)
-        out += self._post(self._frame_lines(complete, base))
-        if last_nl + 1 < len(data):
-            self._hold(data[last_nl + 1 :])
+        framed = self._frame_lines(lines, base)
+        self._held_start = framed.offsets[-1]
+        out.extend(self._post(framed.datas, framed.offsets))
+        if tail:
+            self._hold(tail)
         return out
 
-    def flush(self) -> list[Framed]:
+    def flush(self) -> Framed:
         """Emit what is held: the unterminated last line and the pending multi-line record."""
-        out: list[Framed] = []
+        out = Framed()
         if self._held or self._overflow:
             start = self._held_start
             end = self.next_offset
             data = self._cut_line(self._held, start) if self._overflow else self._held
             self._held, self._held_start, self._overflow = b"", end, 0
-            out += self._post([(data, start, end)])
+            out.extend(self._post([data], [start, end]))
         if self._record:
-            out.append(self._emit_record())
+            out.extend(Framed.of([self._emit_record()]))
         return out
 
     # --- internals ------------------------------------------------------------------------------
@@ -170,43 +223,34 @@ class Framer:
         self._cut_lines.add(start)
         return data[: self._max - len(self._terminator)] + self._terminator
 
-    def _frame_lines(self, complete: bytes, base: int) -> list[Framed]:
-        """``complete`` ends with ``\\n``: one record per line, each keeping its ``\\n``."""
-        if b"\r" in complete:
-            # splitlines would also end lines at a lone \r: split at \n only
-            lines = [line + b"\n" for line in complete.split(b"\n")[:-1]]
-        else:
-            lines = complete.splitlines(keepends=True)
+    def _frame_lines(self, lines: list[bytes], base: int) -> Framed:
+        """Complete lines (each ending with ``\\n``) from ``base``: lines over the limit cut."""
+        offsets = list(accumulate(map(len, lines), initial=base))
         if max(map(len, lines)) > self._max:
-            ends = list(
-                accumulate(
-                    map(len, complete.split(b"\n")[:-1]), lambda e, n: e + n + 1, initial=base
-                )
-            )
             lines = [
                 self._cut_line(line, start) if len(line) > self._max else line
-                for line, start in zip(lines, ends, strict=False)
+                for line, start in zip(lines, offsets, strict=False)
             ]
-        else:
-            ends = list(accumulate(map(len, lines), initial=base))
-        return list(zip(lines, ends[:-1], ends[1:], strict=True))
+        return Framed(lines, offsets)
 
-    def _post(self, framed: list[Framed]) -> list[Framed]:
+    def _post(self, datas: list[bytes], offsets: list[int]) -> Framed:
         if self._skip:
-            n = min(self._skip, len(framed))
-            for _data, start, _end in framed[:n]:
+            n = min(self._skip, len(datas))
+            for start in offsets[:n]:
                 self._cut_lines.discard(start)
             self._skip -= n
             self.skipped_lines += n
-            framed = framed[n:]
-        if self._multiline is None or not framed:
-            return framed
-        return self._group(framed)
+            datas, offsets = datas[n:], offsets[n:]
+            if not datas:
+                return Framed()
+        if self._multiline is None or not datas:
+            return Framed(datas, offsets)
+        return Framed.of(self._group(list(zip(datas, offsets, offsets[1:], strict=False))))
 
-    def _group(self, lines: list[Framed]) -> list[Framed]:
+    def _group(self, lines: list[Line]) -> list[Line]:
         assert self._multiline is not None
         match = self._multiline.match
-        out: list[Framed] = []
+        out: list[Line] = []
         for data, start, end in lines:
             if self._record and match(data):
                 out.append(self._emit_record())
@@ -229,7 +273,7 @@ class Framer:
                 self.bytes_discarded += len(data) - room
         return out
 
-    def _emit_record(self) -> Framed:
+    def _emit_record(self) -> Line:
         data = b"".join(self._record)
         if len(data) > self._max:
             data = self._cut(data)

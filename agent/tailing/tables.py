@@ -38,7 +38,7 @@ class Flushed:
     """Records a file gave up at once (its held tail, on rotation or truncation)."""
 
     acks: FileAcks
-    records: list[Framed]
+    records: Framed
 
 
 class FileTables:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections import deque
 
-from agent.records import Checkpoint, FileId, Record
+from agent.records import Checkpoint, FileId, Record, Span
 from agent.tailing.framing import Framed, Framer
 from agent.tailing.identity import digest, head_matches
 
@@ -56,7 +56,7 @@ class FileAcks:
         self.path = path
         self.checkpoint = checkpoint
         self.start = checkpoint
-        self.pending: deque[Record] = deque()
+        self.pending: deque[Record | Span] = deque()
         self.dirty = False
         self.floor: FileAcks | None = None
         self.dependents: list[FileAcks] = []
@@ -64,15 +64,17 @@ class FileAcks:
             self.floor = floor
             floor.dependents.append(self)
 
-    def register(self, record: Record) -> None:
+    def register(self, record: Record | Span) -> None:
         self.pending.append(record)
 
     def ack(self, record: Record) -> None:
         record.acked = True
         self.advance()
 
-    def unack(self, record: Record) -> None:
-        record.acked = False
+    def insert_before(self, span: Span, head: Span) -> None:
+        """``head`` was cut from the front of ``span``: it waits in its place, before it."""
+        pending = self.pending
+        pending.insert(pending.index(span), head)
 
     def advance(self) -> None:
         pending = self.pending
@@ -174,7 +176,7 @@ class TrackedFile:
     def offset(self) -> int:
         return self.framer.next_offset
 
-    def read(self, max_bytes: int, now: float) -> tuple[list[Framed], int]:
+    def read(self, max_bytes: int, now: float) -> tuple[Framed, int]:
         """Read up to ``max_bytes`` from the current position; returns the records and bytes read."""
         offset = self.framer.next_offset
         if offset >= self.size:
@@ -184,11 +186,11 @@ class TrackedFile:
                 self.refresh_size()
                 self.stat_at = now
             if self.size <= offset:
-                return [], 0
+                return Framed(), 0
         known = self.size
         data = os.pread(self.fd, min(max_bytes, max(known - offset, MIN_READ)), offset)
         if not data:
-            return [], 0
+            return Framed(), 0
         acks = self.acks
         fid = acks.file_id
         if offset == 0 and len(data) >= fid.fp_len:

@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from agent.config import AgentConfig, FlowConfig
 from agent.observability.metrics import FlowMetrics
 from agent.pipeline.flow import Flow
-from agent.records import Checkpoint, FileId, Record
-from agent.sinks import SendResult
+from agent.records import Checkpoint, FileId, Span
 from agent.tailing.tailer import FileAcks
 
 
@@ -31,15 +30,12 @@ class SlowStore:
         self.overlaps = 0
         self.commits: list[tuple[int, list[tuple[str, int]]]] = []
 
-    async def send(
-        self, records: Sequence[Record], checkpoints: Sequence[Checkpoint]
-    ) -> SendResult:
+    async def commit(self, spans: Sequence[Span], checkpoints: Sequence[Checkpoint]) -> None:
         self.active += 1
         self.overlaps += self.active > 1
         await asyncio.sleep(0.01)
-        self.commits.append((len(records), [(c.path, c.offset) for c in checkpoints]))
+        self.commits.append((sum(map(len, spans)), [(c.path, c.offset) for c in checkpoints]))
         self.active -= 1
-        return SendResult(delivered=list(records))
 
     def load_checkpoints(self, flow_id: str) -> list[Checkpoint]:
         return []
@@ -55,8 +51,8 @@ def test_checkpoint_commits_never_overlap_a_batch_commit() -> None:
     sink = SlowStore()
     flow = Flow(AgentConfig(flows=(flow_cfg,)), flow_cfg, sink, FlowMetrics("f", "s"), None)
     busy = FileAcks("f", FileId(1, 2, 16, b"\x01" * 16), "/l/a.log", 0)
-    batch = [Record(b"r%d\n" % i, busy, i * 10, i * 10 + 10) for i in range(3)]
-    busy.pending.extend(batch)
+    batch = [Span([b"r%d\n" % i for i in range(3)], [0, 10, 20, 30], busy)]
+    busy.register(batch[0])
     header = FileAcks("f", FileId(1, 3, 16, b"\x02" * 16), "/l/b.log", 0)
     header.skip_to(50)  # a checkpoint no batch carries: only the checkpointer writes it
     flow.checkpointer.seen.update((busy, header))

@@ -15,16 +15,26 @@ from agent.errors import FatalSinkError, RetryableSinkError
 from agent.observability.metrics import FlowMetrics
 from agent.pipeline.flow import Flow
 from agent.pipeline.sender import Backoff
-from agent.records import Checkpoint, FileId, Record
+from agent.records import Checkpoint, FileId, Record, Span
 from agent.sinks import SendResult
 from agent.tailing.tailer import FileAcks
 
 
-def records(n: int, acks: FileAcks | None = None) -> list[Record]:
-    out = [Record(b"r%d\n" % i, acks, i * 10, i * 10 + 10) for i in range(n)]
-    if acks is not None:
-        acks.pending.extend(out)
+def records(n: int, acks: FileAcks | None = None, per_span: int = 2) -> list[Span]:
+    """Records r0..r(n-1) of 10 bytes' span each, read ``per_span`` at a time (registered with
+    ``acks``, as the reader registers them); the sender cuts them into records for the sink."""
+    acks = acks or FileAcks("f", FileId(1, 2, 16, b"\x00" * 16), "/l/a.log", 0)
+    out = []
+    for first in range(0, n, per_span):
+        ids = range(first, min(n, first + per_span))
+        span = Span([b"r%d\n" % i for i in ids], [i * 10 for i in ids] + [ids[-1] * 10 + 10], acks)
+        acks.register(span)
+        out.append(span)
     return out
+
+
+def datas(spans: list[Span]) -> list[bytes]:
+    return [d for span in spans for d in span.datas]
 
 
 class ScriptedSink:
@@ -44,15 +54,17 @@ class ScriptedSink:
         self.script = script
         self.attempts: list[list[bytes]] = []
         self.stored: list[bytes] = []
-        self.watch: list[Record] = []  # records whose acknowledgement each attempt notes
+        self.watch: list[Record] = []  # the first attempt's records: each attempt notes their acks
+        self.acks: FileAcks | None = None  # whose checkpoint each attempt notes
         self.acked_at_send: list[list[bytes]] = []
         self.checkpoint_at_send: list[int] = []
 
     async def send(self, batch: Sequence[Record], checkpoints: Sequence[Checkpoint]) -> SendResult:
         self.attempts.append([r.data for r in batch])
+        self.watch = self.watch or list(batch)
         self.acked_at_send.append([r.data for r in self.watch if r.acked])
-        if self.watch and self.watch[0].source is not None:
-            self.checkpoint_at_send.append(self.watch[0].source.checkpoint)
+        if self.acks is not None:
+            self.checkpoint_at_send.append(self.acks.checkpoint)
         step = self.script.pop(0) if self.script else set()
         if isinstance(step, BaseException):
             return SendResult(retry=list(batch), error=step)
@@ -128,7 +140,7 @@ def sender_of(sink: ScriptedSink, t: FakeTime, metrics: FlowMetrics | None = Non
 
 class TestSenderRetries:
     def run(
-        self, sink: ScriptedSink, batch: list[Record], metrics: FlowMetrics | None = None
+        self, sink: ScriptedSink, batch: list[Span], metrics: FlowMetrics | None = None
     ) -> tuple[int, FakeTime]:
         t = FakeTime()
         attempts = asyncio.run(sender_of(sink, t, metrics).sender.deliver(batch))
@@ -142,7 +154,7 @@ class TestSenderRetries:
         assert attempts == 3
         assert sink.attempts[1] == [b"r1\n", b"r3\n", b"r4\n"]
         assert sink.attempts[2] == [b"r1\n"]
-        assert sorted(sink.stored) == sorted(r.data for r in batch)
+        assert sorted(sink.stored) == sorted(datas(batch))
         assert len(sink.stored) == 6
         assert t.sleeps == [0.1, 0.2]
 
@@ -182,15 +194,28 @@ class TestSenderRetries:
         before the retries of their neighbours finish; the file's checkpoint stays behind the
         record still being retried (it never passes a record in flight)."""
         acks = FileAcks("f", FileId(1, 2, 16, b"\x00" * 16), "/l/a.log", 0)
-        batch = records(3, acks)
+        batch = records(3, acks, per_span=1)
         sink = ScriptedSink([{0}, set()])
-        sink.watch = batch
+        sink.acks = acks
         self.run(sink, batch)
-        acked = [*sink.acked_at_send, [r.data for r in batch if r.acked]]
+        acked = [*sink.acked_at_send, [r.data for r in sink.watch if r.acked]]
         delivered = [[d for d in now if d not in before] for before, now in pairwise(acked)]
         assert delivered == [[b"r1\n", b"r2\n"], [b"r0\n"]]
         assert sink.checkpoint_at_send == [0, 0]  # r1 and r2 acknowledged, r0 still in flight
         assert acks.checkpoint == 30 and not acks.pending
+
+    def test_a_span_is_acknowledged_once_all_its_records_are(self) -> None:
+        """Records cut from one read are acknowledged together: the checkpoint moves past the
+        span only when its last record is delivered, and then to the span's end."""
+        acks = FileAcks("f", FileId(1, 2, 16, b"\x00" * 16), "/l/a.log", 0)
+        batch = records(4, acks, per_span=2)
+        sink = ScriptedSink([{1}, {0}, set()])
+        sink.acks = acks
+        self.run(sink, batch)
+        # r0 delivered first, r1 retried twice: the first span (r0, r1) waits for r1; r2 and r3
+        # are delivered at once but their span sits behind the first
+        assert sink.checkpoint_at_send == [0, 0, 0]
+        assert acks.checkpoint == 40 and not acks.pending
 
     def test_success_resets_the_backoff(self) -> None:
         """A fully delivered batch leaves the sender's backoff at its start."""

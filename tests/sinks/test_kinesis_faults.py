@@ -71,7 +71,7 @@ def deliver_all(sink: KinesisSink, batches: list[list[Record]]) -> list[SendResu
 
     async def main() -> None:
         for batch in batches:
-            await sender.deliver(batch)
+            await sender.deliver_records(batch)
 
     asyncio.run(main())
     return results

@@ -15,11 +15,12 @@ import pytest
 
 from agent.config import AgentConfig, parse_config
 from agent.errors import StoreError
-from agent.records import Checkpoint, FileId, Record
+from agent.records import Checkpoint, FileId, Span
 from agent.sinks import Sink
 from agent.sinks.factory import open_sink
 from agent.sinks.local import LocalSink
 from agent.store import StreamStore
+from tests.support.spans import span_of
 
 
 def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
@@ -43,12 +44,9 @@ def config(directory: Path, **flow: Any) -> AgentConfig:
     )
 
 
-def records(*lines: bytes) -> list[Record]:
-    out, offset = [], 0
-    for line in lines:
-        out.append(Record(line, None, offset, offset + len(line)))
-        offset += len(line)
-    return out
+def records(*lines: bytes) -> list[Span]:
+    """The lines as a batch: one span, as the reader reads them."""
+    return [span_of(list(lines))]
 
 
 def checkpoint(flow_id: str, offset: int) -> Checkpoint:
@@ -87,31 +85,27 @@ class TestOpen:
         asyncio.run(sink.aclose())
 
 
-class TestSend:
+class TestCommit:
     @run_async
     async def test_delivers_records_and_commits_checkpoints(self, cfg: AgentConfig) -> None:
-        """A send stores every record, reports all delivered and saves the checkpoints."""
+        """A commit stores every record, reports no error and saves the checkpoints."""
         flow = cfg.flows[0]
         sink = LocalSink.open(cfg, flow)
         batch = records(b"one\n", b"two\n", b"three\n")
-        result = await sink.send(batch, [checkpoint(flow.flow_id, 14)])
-        assert result.delivered == batch and result.retry == [] and result.error is None
+        assert await sink.commit(batch, [checkpoint(flow.flow_id, 14)]) is None
         assert sorted(stored(Path(cfg.local_store_directory))) == [b"one\n", b"three\n", b"two\n"]
         assert [c.offset for c in sink.load_checkpoints(flow.flow_id)] == [14]
         await sink.aclose()
 
     @run_async
     async def test_sets_partition_keys_as_the_flow_asks(self, tmp_path: Path) -> None:
-        """Records without a key get one from partitionKeyOption; a key already set is kept."""
+        """Records get their key from partitionKeyOption: DETERMINISTIC is the data's MD5."""
         cfg = config(tmp_path, partitionKeyOption="DETERMINISTIC")
         sink = LocalSink.open(cfg, cfg.flows[0])
-        batch = records(b"a\n", b"b\n")
-        batch[1].partition_key = "mine"
-        await sink.send(batch, [])
-        assert batch[0].partition_key == hashlib.md5(b"a\n").hexdigest()
+        assert await sink.commit(records(b"a\n", b"b\n"), []) is None
         with StreamStore.open(tmp_path, create=False, read_only=True) as store:
             keys = {r.data: r.partition_key for r in store.read("app")}
-        assert keys == {b"a\n": batch[0].partition_key, b"b\n": "mine"}
+        assert keys == {d: hashlib.md5(d).hexdigest() for d in (b"a\n", b"b\n")}
         await sink.aclose()
 
     @run_async
@@ -119,12 +113,11 @@ class TestSend:
         """When the commit fails, nothing is stored and every record comes back to retry."""
         flow = cfg.flows[0]
         sink = LocalSink.open(cfg, flow)
-        await sink.send(records(b"kept\n"), [checkpoint(flow.flow_id, 5)])
+        await sink.commit(records(b"kept\n"), [checkpoint(flow.flow_id, 5)])
         broken = Checkpoint(flow.flow_id, FileId(1, 1, 1, b"x"), None, 1)  # type: ignore[arg-type]
         batch = records(b"x\n", b"y\n")
-        result = await sink.send(batch, [checkpoint(flow.flow_id, 9), broken])
-        assert result.delivered == [] and result.retry == batch
-        assert isinstance(result.error, StoreError) and result.error.retryable
+        error = await sink.commit(batch, [checkpoint(flow.flow_id, 9), broken])
+        assert isinstance(error, StoreError) and error.retryable
         assert stored(Path(cfg.local_store_directory)) == [b"kept\n"]
         assert [c.offset for c in sink.load_checkpoints(flow.flow_id)] == [5]
         await sink.aclose()
@@ -141,12 +134,12 @@ class TestSend:
         metrics = FlowMetrics(flow.flow_id, flow.destination)
         sink = LocalSink.open(cfg, flow, metrics)
         batch = records(*[b"line %d\n" % i for i in range(1200)])
-        await sink.send(batch, [checkpoint(flow.flow_id, batch[-1].end)])
-        await sink.send([], [checkpoint(flow.flow_id, batch[-1].end)])
-        sent = sum(len(r.data) for r in batch)
+        await sink.commit(batch, [checkpoint(flow.flow_id, batch[-1].end)])
+        await sink.commit([], [checkpoint(flow.flow_id, batch[-1].end)])
+        sent = batch[0].size
         assert (metrics.send_calls, metrics.records_sent, metrics.bytes_sent) == (3, 1200, sent)
         await sink.aclose()
-        await sink.send(records(b"late\n"), [])  # closed: to retry, counted as failed
+        await sink.commit(records(b"late\n"), [])  # closed: to retry, counted as failed
         assert (metrics.send_calls, metrics.record_send_errors, metrics.service_errors) == (
             4,
             1,
@@ -158,20 +151,17 @@ class TestSend:
         """An empty batch with checkpoints (records a processor dropped) saves the checkpoints."""
         flow = cfg.flows[0]
         sink = LocalSink.open(cfg, flow)
-        result = await sink.send([], [checkpoint(flow.flow_id, 100)])
-        assert result.error is None
+        assert await sink.commit([], [checkpoint(flow.flow_id, 100)]) is None
         assert [c.offset for c in sink.load_checkpoints(flow.flow_id)] == [100]
         await sink.aclose()
 
     @run_async
     async def test_send_after_close_asks_for_a_retry(self, cfg: AgentConfig) -> None:
-        """A closed sink stores nothing and returns the batch to retry with an error."""
+        """A closed sink stores nothing and returns an error (the batch is retried)."""
         sink = LocalSink.open(cfg, cfg.flows[0])
         await sink.aclose()
         await sink.aclose()
-        batch = records(b"late\n")
-        result = await sink.send(batch, [])
-        assert result.retry == batch and isinstance(result.error, StoreError)
+        assert isinstance(await sink.commit(records(b"late\n"), []), StoreError)
 
 
 class TestSharing:
@@ -192,8 +182,8 @@ class TestSharing:
         async def ship(sink: LocalSink, flow_id: str) -> None:
             for i in range(30):
                 batch = records(*(b"%s %d %d\n" % (flow_id.encode(), i, j) for j in range(200)))
-                result = await sink.send(batch, [checkpoint(flow_id, (i + 1) * 200)])
-                assert result.error is None, result.error
+                error = await sink.commit(batch, [checkpoint(flow_id, (i + 1) * 200)])
+                assert error is None, error
 
         await asyncio.gather(*(ship(s, f.flow_id) for s, f in zip(sinks, cfg.flows, strict=True)))
         assert len(stored(tmp_path, "a")) == len(stored(tmp_path, "b")) == 6000
@@ -213,8 +203,8 @@ class TestSharing:
         other.execute("BEGIN IMMEDIATE")
         release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
         release.start()
-        result = await sink.send(records(b"patient\n"), [])
+        error = await sink.commit(records(b"patient\n"), [])
         release.join()
         other.close()
-        assert result.error is None
+        assert error is None
         await sink.aclose()

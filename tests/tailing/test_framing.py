@@ -25,15 +25,15 @@ class TestSingleLine:
     def test_lines_keep_newline_and_cr(self) -> None:
         """Records end at \\n; a trailing \\r stays, as AWS does."""
         f = Framer()
-        assert f.feed(b"a\r\nbb\n", 0) == [(b"a\r\n", 0, 3), (b"bb\n", 3, 6)]
+        assert list(f.feed(b"a\r\nbb\n", 0)) == [(b"a\r\n", 0, 3), (b"bb\n", 3, 6)]
 
     def test_unterminated_tail_is_held_until_flush(self) -> None:
         """A line without \\n is held; flush emits it with its span."""
         f = Framer()
-        assert f.feed(b"a\nhalf", 0) == [(b"a\n", 0, 2)]
+        assert list(f.feed(b"a\nhalf", 0)) == [(b"a\n", 0, 2)]
         assert f.consumed == 2
-        assert f.feed(b"-line", 6) == []
-        assert f.flush() == [(b"half-line", 2, 11)]
+        assert list(f.feed(b"-line", 6)) == []
+        assert list(f.flush()) == [(b"half-line", 2, 11)]
         assert f.consumed == 11
 
     def test_long_line_is_cut_with_terminator_and_counted(self) -> None:
@@ -54,8 +54,8 @@ class TestSingleLine:
 
     def test_skip_header_lines_only_from_zero(self) -> None:
         """skipHeaderLines applies to a file read from offset 0 only."""
-        assert Framer(skip_header_lines=1).feed(b"h\na\n", 0) == [(b"a\n", 2, 4)]
-        assert Framer(start=2, skip_header_lines=1).feed(b"a\n", 2) == [(b"a\n", 2, 4)]
+        assert list(Framer(skip_header_lines=1).feed(b"h\na\n", 0)) == [(b"a\n", 2, 4)]
+        assert list(Framer(start=2, skip_header_lines=1).feed(b"a\n", 2)) == [(b"a\n", 2, 4)]
 
     def test_rejects_a_gap(self) -> None:
         """A chunk that does not follow the previous one is a bug, not data."""
@@ -71,9 +71,9 @@ class TestSingleLine:
     def test_chunking_does_not_change_records(self, data: bytes, cuts: list[int]) -> None:
         """Any split of the input gives the same records, and the records tile the input exactly."""
         whole = Framer()
-        expected = whole.feed(data, 0) + whole.flush()
+        expected = list(whole.feed(data, 0)) + list(whole.flush())
         chunked = Framer()
-        got = feed_all(chunked, data, cuts) + chunked.flush()
+        got = feed_all(chunked, data, cuts) + list(chunked.flush())
         assert got == expected
         assert b"".join(r[0] for r in got) == data
         pos = 0
@@ -87,10 +87,10 @@ class TestMultiLine:
     def test_records_start_at_matching_lines(self) -> None:
         """Continuation lines join the record that the last start line opened."""
         f = Framer(multiline=re.compile(rb"\d{4}-"))
-        out = f.feed(b"2024-1 boom\n  at a\n  at b\n2024-2 ok\n", 0)
+        out = list(f.feed(b"2024-1 boom\n  at a\n  at b\n2024-2 ok\n", 0))
         assert out == [(b"2024-1 boom\n  at a\n  at b\n", 0, 26)]
         assert f.consumed == 26
-        assert f.flush() == [(b"2024-2 ok\n", 26, 36)]
+        assert list(f.flush()) == [(b"2024-2 ok\n", 26, 36)]
 
     @given(
         st.lists(st.sampled_from([b"S1\n", b" c\n", b"S2 x\n", b"\n"]), max_size=30),
@@ -100,7 +100,7 @@ class TestMultiLine:
         """Multi-line records, however chunked, cover every byte once and in order."""
         data = b"".join(lines)
         f = Framer(multiline=re.compile(rb"S"))
-        got = feed_all(f, data, cuts) + f.flush()
+        got = feed_all(f, data, cuts) + list(f.flush())
         assert b"".join(r[0] for r in got) == data
         for data_, start, end in got:
             assert data[start:end] == data_
@@ -115,16 +115,16 @@ class TestMultiLineLimit:
         """The cut record ends with the terminator and spans every byte up to the next start line."""
         f = Framer(multiline=self.START, max_record_bytes=16, terminator=b"~\n")
         data = b"S head\n" + b" cont\n" * 5 + b"S next\n"
-        out = f.feed(data, 0)
+        out = list(f.feed(data, 0))
         next_start = len(data) - len(b"S next\n")
         assert out == [(b"S head\n cont\n ~\n", 0, next_start)]
         assert (f.truncated, f.bytes_discarded) == (1, 5 * 6 + 7 - 17)
         assert f.consumed == next_start  # the checkpoint may move past the dropped lines
-        assert f.flush() == [(b"S next\n", next_start, len(data))]
+        assert list(f.flush()) == [(b"S next\n", next_start, len(data))]
 
     def test_a_record_exactly_at_the_limit_is_not_cut(self) -> None:
         f = Framer(multiline=self.START, max_record_bytes=13, terminator=b"~\n")
-        out = f.feed(b"S head\n cont\nS\n", 0)
+        out = list(f.feed(b"S head\n cont\nS\n", 0))
         assert out == [(b"S head\n cont\n", 0, 13)]
         assert (f.truncated, f.bytes_discarded) == (0, 0)
 
@@ -132,12 +132,12 @@ class TestMultiLineLimit:
         """Idle, rotation or --once: the pending cut record goes out covering what was read."""
         f = Framer(multiline=self.START, max_record_bytes=16, terminator=b"~\n")
         data = b"S head\n" + b" cont\n" * 100
-        assert f.feed(data, 0) == []
-        assert f.flush() == [(b"S head\n cont\n ~\n", 0, len(data))]
+        assert list(f.feed(data, 0)) == []
+        assert list(f.flush()) == [(b"S head\n cont\n ~\n", 0, len(data))]
         assert f.consumed == f.next_offset == len(data)
         # later continuation lines (no start line yet) make a record of their own
-        assert f.feed(b" more\n", len(data)) == []
-        assert f.flush() == [(b" more\n", len(data), len(data) + 6)]
+        assert list(f.feed(b" more\n", len(data))) == []
+        assert list(f.flush()) == [(b" more\n", len(data), len(data) + 6)]
 
     def test_memory_stays_within_one_record_however_long_the_run(self) -> None:
         """300k continuation lines in 64 KiB chunks: never more than the limit (+ a partial line) held."""
@@ -151,7 +151,7 @@ class TestMultiLineLimit:
         for _ in range(150):
             for i in range(0, len(chunk), 65536):
                 piece = chunk[i : i + 65536]
-                assert f.feed(piece, offset) == []
+                assert list(f.feed(piece, offset)) == []
                 offset += len(piece)
                 peak = max(peak, f.held_bytes)
         assert peak <= 2 * limit + 1
@@ -166,7 +166,7 @@ class TestMultiLineLimit:
         """With cuts, spans still cover every byte once; each record is its span's head, bounded."""
         data = b"".join(lines)
         f = Framer(multiline=self.START, max_record_bytes=24, terminator=b"~\n")
-        got = feed_all(f, data, cuts) + f.flush()
+        got = feed_all(f, data, cuts) + list(f.flush())
         pos = 0
         for record, start, end in got:
             assert start == pos
@@ -181,7 +181,7 @@ class TestMultiLineLimit:
     def test_a_record_holding_an_over_long_line_is_counted_once(self) -> None:
         """The line is cut, then its record: one truncated record, one count."""
         f = Framer(multiline=self.START, max_record_bytes=16, terminator=b"~\n")
-        out = f.feed(b"S head\n " + b"x" * 40 + b"\nS next\n", 0)
+        out = list(f.feed(b"S head\n " + b"x" * 40 + b"\nS next\n", 0))
         assert out == [(b"S head\n xxxxxx~\n", 0, 49)]
         assert f.truncated == 1
 
@@ -193,5 +193,5 @@ class TestMultiLineLimit:
         """``truncated`` (records_truncated) is the number of records shorter than their span."""
         data = b"".join(lines)
         f = Framer(multiline=self.START, max_record_bytes=24, terminator=b"~\n")
-        got = feed_all(f, data, cuts) + f.flush()
+        got = feed_all(f, data, cuts) + list(f.flush())
         assert f.truncated == sum(1 for record, start, end in got if end - start > 24)
