@@ -32,8 +32,10 @@ sys.argv[0] = "kinesis-agent"
 runpy.run_module("agent", run_name="__main__", alter_sys=True)
 """
 
-# Never needed by a local flow: the AWS SDK, the Prometheus client, the terminal views, the
-# Kinesis endpoint (and its HTTP/2), the version look-up.
+# Never needed by a flow without processing that sends nothing: the AWS SDK, the Prometheus
+# client, the terminal views, the Kinesis endpoint (and its HTTP/2), the processor families and
+# orjson (with the uuid and platform it imports; ~5 ms together), difflib (for "did you mean"
+# only), and the version look-up (last: see test_version_loads_no_command_and_no_daemon).
 NOT_FOR_LOCAL = (
     "botocore",
     "boto3",
@@ -44,6 +46,15 @@ NOT_FOR_LOCAL = (
     "agent.endpoint",
     "agent.awsclient",
     "agent.observability.prometheus",
+    "agent.processors.text",
+    "agent.processors.csvjson",
+    "agent.processors.logjson",
+    "agent.processors.metadata",
+    "agent.processors.ec2",
+    "orjson",
+    "uuid",
+    "platform",
+    "difflib",
     "importlib.metadata",
 )
 
@@ -82,6 +93,20 @@ def test_run_once_on_an_empty_local_flow_loads_no_aws_prometheus_rich_or_endpoin
     assert proc.returncode == 0, proc.stderr
     assert "agent.sinks.local" in modules  # the run did start the flow
     assert present(modules, *NOT_FOR_LOCAL) == []
+
+
+def test_a_flow_with_processing_loads_its_processors_family_only(tmp_path: Path) -> None:
+    """LOGTOJSON loads its module (and orjson, which it writes with), not the other families."""
+    flow = from_start(
+        empty_logs(tmp_path),
+        localStream="s",
+        dataProcessingOptions=[{"optionName": "LOGTOJSON", "logFormat": "COMMONAPACHELOG"}],
+    )
+    proc, modules = loaded(tmp_path, "run", "--once", "-c", str(local_config(tmp_path, flow)))
+    assert proc.returncode == 0, proc.stderr
+    assert {"agent.processors.logjson", "orjson"} <= modules
+    others = ("text", "csvjson", "metadata", "ec2")
+    assert present(modules, *(f"agent.processors.{m}" for m in others)) == []
 
 
 def kinesis_flow_config(tmp_path: Path, endpoint: str, stream: str) -> Path:
