@@ -6,6 +6,9 @@ off (one attempt per call): the sender's retry loop (agent/pipeline/sender.py) i
 that retries, so the two never multiply. Proxies come from the standard environment variables
 (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), which botocore reads whenever no proxy is configured
 explicitly. A module of its own so that CloudWatch (observability) need not import the sinks.
+It imports botocore, so nothing imports it before a client is wanted: the sinks build theirs at
+their first send (agent/sinks/aws.py); what agent.json says about endpoints and regions is
+checked without botocore when it loads (agent/config/endpoints.py).
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import botocore.credentials
 import botocore.session
 
 from agent.config import AgentConfig
+from agent.config.endpoints import DEFAULT_REGION, normalize_endpoint, region_from_endpoint
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REGION = "us-east-1"  # as the AWS agent (SDK default) when no region is given
 ASSUME_ROLE_SESSION_NAME = "AWSKinesisAgent"
 ASSUME_ROLE_SECONDS = 3600
 
@@ -80,25 +83,6 @@ def make_client(agent: AgentConfig, service: str) -> Any:
     )
     install_user_agent(client, agent)
     return client
-
-
-def normalize_endpoint(endpoint: str | None) -> str | None:
-    """The AWS agent (SDK v1) takes endpoints without a scheme and means https; botocore needs one."""
-    if not endpoint:
-        return None
-    return endpoint if "://" in endpoint else f"https://{endpoint}"
-
-
-def region_from_endpoint(endpoint: str | None) -> str | None:
-    """``https://kinesis.eu-west-1.amazonaws.com`` → ``eu-west-1``; None for anything else."""
-    if not endpoint:
-        return None
-    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-    parts = host.split(".")
-    if len(parts) >= 4 and parts[-2] == "amazonaws" and parts[1] != "amazonaws":
-        region = parts[1]
-        return region
-    return None
 
 
 def _chain_region(core: botocore.session.Session) -> str:

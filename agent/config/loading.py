@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.config.endpoints import endpoint_problem, region_from_endpoint, region_problem
 from agent.config.flows import parse_flow
 from agent.config.jsonfile import ConfigBudget, extra_config_files, read_config_file
 from agent.config.listen import parse_endpoint_listen, parse_prometheus_listen
@@ -113,6 +114,7 @@ def parse_config(
         seen[flow.flow_id] = path
         flows.append(flow)
     _check_global_values(values, source)
+    _check_aws_values(values, flows, source)
     return AgentConfig(flows=tuple(flows), sources=sources, **values)
 
 
@@ -148,6 +150,34 @@ def _check_global_values(values: Mapping[str, Any], source: str | None) -> None:
             parse_endpoint_listen(endpoint_listen)
         except ValueError as exc:
             raise ConfigError("localStore.listen", str(exc), source=source) from None
+
+
+def _check_aws_values(
+    values: Mapping[str, Any], flows: Sequence[FlowConfig], source: str | None
+) -> None:
+    """The endpoint and region keys a configured destination uses: its client is only built at
+    its first call (agent/sinks/aws.py), so what building it would refuse is refused here."""
+    kinds = {flow.destination_kind for flow in flows}
+    keys: list[str] = []
+    if "kinesis" in kinds:
+        keys += ["kinesis_endpoint", "kinesis_region"]
+    if "firehose" in kinds:
+        keys.append("firehose_endpoint")
+    for name in keys:
+        value = values.get(name)
+        if not value:
+            continue  # unset or empty: the default endpoint, the SDK's region chain
+        if name == "kinesis_region":
+            problem = region_problem(value)
+        else:
+            problem = endpoint_problem(value)
+            # the client's region comes from an AWS host name unless kinesis.region is set
+            region = region_from_endpoint(value)
+            named = name == "kinesis_endpoint" and values.get("kinesis_region")
+            if problem is None and region is not None and not named:
+                problem = region_problem(region)
+        if problem is not None:
+            raise ConfigError(_camel_key(name), problem, source=source)
 
 
 def _camel_key(field_name: str) -> str:

@@ -6,7 +6,6 @@ its JSON path; an unknown key names the nearest valid one.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 from collections.abc import Mapping
@@ -125,6 +124,8 @@ def _expect(key: Key) -> str:
 
 
 def did_you_mean(name: str, valid: Mapping[str, Any], cutoff: float = 0.6) -> str:
+    import difflib  # only when a key is unknown: not part of every start-up
+
     lowered = {k.lower(): k for k in valid}
     if name.lower() in lowered:
         return f"; did you mean {lowered[name.lower()]!r}? (keys are case-sensitive)"

@@ -76,7 +76,7 @@ def instance_name() -> str:
 
 def region_for(config: AgentConfig) -> str:
     """The endpoint's region, else ``kinesis.region``, else the SDK's chain (as the AWS agent)."""
-    from agent.awsclient import DEFAULT_REGION, region_from_endpoint
+    from agent.config.endpoints import DEFAULT_REGION, region_from_endpoint
 
     return (
         region_from_endpoint(config.cloudwatch_endpoint)

@@ -6,15 +6,12 @@ no look-ups. Every option error is a ConfigError naming the JSON path of the off
 
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, AnyStr
-
-import orjson
 
 from agent.errors import ConfigError
 
@@ -115,6 +112,8 @@ def check_keys(options: Mapping[str, Any], allowed: Iterable[str], path: str) ->
     valid = {"optionName", *allowed}
     for key in options:
         if key not in valid:
+            import difflib  # only for the error message
+
             near = difflib.get_close_matches(str(key), sorted(valid), n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
             name = options.get("optionName")
@@ -134,6 +133,8 @@ def json_options(options: Mapping[str, Any], path: str) -> int:
     if fmt == "COMPACT":
         return 0
     if fmt == "PRETTYPRINT":
+        import orjson  # loaded with the processors that write JSON; not at the agent's start-up
+
         return orjson.OPT_INDENT_2
     raise ConfigError(f"{path}.jsonFormat", f"must be COMPACT or PRETTYPRINT, not {fmt!r}")
 

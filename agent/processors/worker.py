@@ -32,8 +32,6 @@ from dataclasses import dataclass, field
 from itertools import accumulate, pairwise
 from typing import Any, BinaryIO
 
-import orjson
-
 from agent.errors import AgentError
 
 log = logging.getLogger(__name__)
@@ -108,6 +106,11 @@ class ChainWorker:
 
     @classmethod
     async def start(cls, options: Sequence[Mapping[str, Any]], name: str) -> ChainWorker:
+        # orjson (~3 ms with uuid and platform, which it imports) loads where a worker starts,
+        # not where pipeline/processing.py imports this module: a flow without processors never
+        # needs it.
+        import orjson
+
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -145,6 +148,8 @@ class ChainWorker:
         return future
 
     async def _read_responses(self) -> None:
+        import orjson  # see start
+
         stdout = self.proc.stdout
         assert stdout is not None
         try:
@@ -239,6 +244,8 @@ def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
 
 def serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
     """The worker's loop: build the chain from the first request, then answer chunks until EOF."""
+    import orjson
+
     from agent.processors import build_chain  # the child imports what it needs only
 
     captured = _Captured()

@@ -1,17 +1,21 @@
 """What the AWS sinks share: error translation into our tree, and the AwsSink base.
 
 Clients come from agent.awsclient (credentials, endpoints, timeouts, user agent; botocore's own
-retries off, so the sender's loop is the only layer that retries).
+retries off, so the sender's loop is the only layer that retries). A sink builds its client at
+its first send, not when the flow starts: importing botocore and building a client is most of a
+start-up (issue 14), and a run that sends nothing (``--once`` on files already shipped) needs
+neither. What building could refuse from agent.json alone is checked when the configuration loads
+(agent/config/endpoints.py); what remains (a region from the environment or a profile that
+botocore refuses, say) fails the first send instead, as a FatalSinkError the sender shows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
-
-import botocore.exceptions
 
 from agent.errors import FatalSinkError, RetryableSinkError, SinkError
 from agent.observability.metrics import FlowMetrics
@@ -66,6 +70,8 @@ RETRYABLE_CODES = frozenset(
 
 def translate_error(exc: BaseException, what: str) -> SinkError:
     """A boto3/botocore failure of a whole call as our error: retryable unless waiting cannot help."""
+    import botocore.exceptions  # loaded already: the call that raised ``exc`` went through it
+
     if isinstance(exc, botocore.exceptions.ClientError):
         err = exc.response.get("Error", {})
         code = str(err.get("Code", ""))
@@ -113,15 +119,64 @@ class AwsSink:
     max_send_records: int | None = None  # one batch per send unless a subclass overlaps calls
     max_send_bytes: int | None = None
 
-    def __init__(self, client: Any, name: str, *, metrics: FlowMetrics | None = None) -> None:
-        self.client = client
+    def __init__(
+        self,
+        client: Any,
+        name: str,
+        *,
+        metrics: FlowMetrics | None = None,
+        connect: Callable[[], Any] | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        """``client``, or None and ``connect``: what builds it when it is first needed."""
+        if client is None and connect is None:
+            raise ValueError("an AWS sink needs a client or a way to build one")
+        self._client = client
+        self._connect = connect
+        # Sends run their calls in worker threads, a send's lanes side by side: the first of
+        # them to need the client builds it, the others wait for that one.
+        self._connect_lock = threading.Lock()
+        self.endpoint = endpoint
         self.name = name
         self.metrics = metrics
         self.closed = False
 
     def __repr__(self) -> str:
-        endpoint = getattr(getattr(self.client, "meta", None), "endpoint_url", None)
+        endpoint = self.endpoint
+        if self._client is not None:
+            endpoint = getattr(getattr(self._client, "meta", None), "endpoint_url", endpoint)
         return f"{type(self).__name__}({self.name!r}, endpoint={endpoint!r})"
+
+    @property
+    def client(self) -> Any:
+        """The botocore client, built on first use, once (blocking: call it from a worker thread
+        where the event loop must not wait for it, as ``send`` does)."""
+        client = self._client
+        if client is None:
+            with self._connect_lock:
+                client = self._client
+                if client is None:
+                    assert self._connect is not None
+                    client = self._client = self._connect()
+        return client
+
+    async def connected(self) -> SinkError | None:
+        """Build the client if it is not built yet, in a worker thread; the error if it cannot be.
+
+        Nothing in agent.json can be at fault (it was checked when it loaded) but the client's
+        surroundings can: a region from AWS_REGION or a profile that is no region, a profile
+        file that does not parse. Waiting does not fix those: a FatalSinkError, which the sender
+        retries at its longest delay and shows (the flow ``failing``, its error logged).
+        """
+        if self._client is not None:
+            return None
+        try:
+            await asyncio.to_thread(lambda: self.client)
+        except Exception as exc:
+            return FatalSinkError(
+                f"{self.what}: cannot build the AWS client: {type(exc).__name__}: {exc}"
+            )
+        return None
 
     @property
     def what(self) -> str:
@@ -162,6 +217,9 @@ class AwsSink:
         result = SendResult()
         if not records:
             return result
+        error = await self.connected()
+        if error is not None:
+            return SendResult(retry=list(records), error=error)
         fatal_codes: set[str] = set()
         lanes = await self.route(records)
         if len(lanes) == 1:
@@ -246,6 +304,6 @@ class AwsSink:
         if self.closed:
             return
         self.closed = True
-        close = getattr(self.client, "close", None)
+        close = getattr(self._client, "close", None)  # never built: nothing to close
         if close is not None:
             await asyncio.to_thread(close)

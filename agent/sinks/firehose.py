@@ -7,10 +7,10 @@ up to that size (fewer, larger records: cheaper, as with the AWS agent).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from agent.awsclient import make_client
+from agent.config.endpoints import normalize_endpoint
 from agent.observability.metrics import FlowMetrics
 from agent.records import Record
 from agent.sinks.aws import AwsSink
@@ -40,8 +40,12 @@ class FirehoseSink(AwsSink):
         *,
         aggregated_record_size: int = 0,
         metrics: FlowMetrics | None = None,
+        connect: Callable[[], Any] | None = None,
+        endpoint: str | None = None,
     ) -> None:
-        super().__init__(client, delivery_stream, metrics=metrics)
+        super().__init__(
+            client, delivery_stream, metrics=metrics, connect=connect, endpoint=endpoint
+        )
         self.aggregated_record_size = min(aggregated_record_size, FIREHOSE_MAX_RECORD_BYTES)
         self.packs_records = aggregated_record_size > 0
         # A newline may be added to a record when packing, so leave it a byte.
@@ -60,10 +64,12 @@ class FirehoseSink(AwsSink):
         if flow.multi_line_start_pattern is not None:
             size = 0  # as the AWS agent: packing is off for multi-line records
         return cls(
-            make_client(agent, "firehose"),
+            None,
             flow.delivery_stream,
             aggregated_record_size=size,
             metrics=metrics,
+            connect=lambda: firehose_client(agent),
+            endpoint=normalize_endpoint(agent.firehose_endpoint),
         )
 
     def entries(self, records: Sequence[Record], lane: int = 0) -> list[Aggregate]:
@@ -76,3 +82,10 @@ class FirehoseSink(AwsSink):
             DeliveryStreamName=self.name, Records=[{"Data": e.data} for e in entries]
         )
         return [r.get("ErrorCode") or None for r in response.get("RequestResponses", ())]
+
+
+def firehose_client(agent: AgentConfig) -> Any:
+    """The sink's client (botocore loads here, at the first send: see agent/sinks/aws.py)."""
+    from agent.awsclient import make_client
+
+    return make_client(agent, "firehose")

@@ -19,10 +19,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from agent.awsclient import make_client
+from agent.config.endpoints import normalize_endpoint
 from agent.observability.metrics import FlowMetrics
 from agent.records import Record
 from agent.sinks.aws import AwsSink
@@ -34,7 +34,6 @@ from agent.sinks.kpl import (
 )
 from agent.sinks.partition import KEY_POOL_SIZE, PartitionKeys, random_keys
 from agent.sinks.shards import ShardMap, list_open_shards
-from agent.sinks.wire import install_put_records_serializer
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig, FlowConfig
@@ -82,8 +81,10 @@ class KinesisSink(AwsSink):
         metrics: FlowMetrics | None = None,
         lanes: int | None = None,
         terminator: bytes = b"\n",
+        connect: Callable[[], Any] | None = None,
+        endpoint: str | None = None,
     ) -> None:
-        super().__init__(client, stream, metrics=metrics)
+        super().__init__(client, stream, metrics=metrics, connect=connect, endpoint=endpoint)
         self.keys = keys or PartitionKeys("RANDOM")
         self.terminator = terminator
         self._last_cut_log = float("-inf")
@@ -117,11 +118,11 @@ class KinesisSink(AwsSink):
         cls, agent: AgentConfig, flow: FlowConfig, metrics: FlowMetrics | None = None
     ) -> KinesisSink:
         assert flow.kinesis_stream is not None
-        client = make_client(agent, "kinesis")
-        install_put_records_serializer(client)
         sink = cls(
-            client,
+            None,
             flow.kinesis_stream,
+            connect=lambda: kinesis_client(agent),
+            endpoint=normalize_endpoint(agent.kinesis_endpoint),
             keys=PartitionKeys(flow.partition_key_option, flow.partition_key_field),
             aggregate=flow.aggregate_records,
             metrics=metrics,
@@ -151,7 +152,7 @@ class KinesisSink(AwsSink):
             return None
         self._map_stale = False
         try:
-            shards = await asyncio.to_thread(list_open_shards, self.client, self.name)
+            shards = await asyncio.to_thread(lambda: list_open_shards(self.client, self.name))
             smap = ShardMap(shards, self.max_lanes)
         except Exception as exc:
             if self._map is None:
@@ -331,6 +332,17 @@ class KinesisSink(AwsSink):
                     self._map_stale = True  # resharded: reload before the next send
                     break
         return [a.get("ErrorCode") or None for a in answers]
+
+
+def kinesis_client(agent: AgentConfig) -> Any:
+    """The sink's client, with PutRecords bodies written by agent/sinks/wire.py (botocore loads
+    here, at the first send: see agent/sinks/aws.py)."""
+    from agent.awsclient import make_client
+    from agent.sinks.wire import install_put_records_serializer
+
+    client = make_client(agent, "kinesis")
+    install_put_records_serializer(client)
+    return client
 
 
 def _keys_from(keys: list[str], count: int) -> list[str]:

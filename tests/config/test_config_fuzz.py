@@ -42,6 +42,12 @@ def valid_value(key: Key) -> st.SearchStrategy[Any]:
         return st.sampled_from(["9100", ":9100", "127.0.0.1:0", "[::1]:9100"])
     if key.name == "localStore.listen":
         return st.sampled_from(["4567", ":4567", "127.0.0.1:0", "[::1]:4567", "localhost:"])
+    if key.name == "kinesis.region":  # a host label (agent/config/endpoints.py)
+        return st.sampled_from(["eu-west-1", "us-gov-west-1", "local", "x1"])
+    if key.name in ("kinesis.endpoint", "firehose.endpoint"):  # a URL; the scheme may be left out
+        return st.sampled_from(
+            ["https://kinesis.eu-west-1.amazonaws.com", "localhost:4567", "http://[::1]:4567"]
+        )
     return st.text(  # no NUL: no path may hold one
         st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"),
         min_size=1,

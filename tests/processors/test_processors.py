@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from agent.errors import ConfigError
-from agent.processors import PROCESSORS, Chain, PassRaw, build_chain
+from agent.processors import PROCESSORS, Chain, PassRaw, build_chain, factory
 from agent.processors._base import RateLimitedWarning
 from agent.processors.metadata import add_metadata, utc_millis_timestamp
 
@@ -76,6 +76,8 @@ class TestChain:
             "ADDEC2METADATA",
             "ADDBRACKETS",
         }
+        # each family is imported when a chain uses it: every name must reach its factory
+        assert all(callable(factory(name)) for name in PROCESSORS)
 
     @pytest.mark.parametrize(
         ("options", "path", "words"),
