@@ -23,7 +23,17 @@ HEADER = ["figure", "agent", "reference (same run)", "agent/ref", "target", "met
 
 # Keys of a scenario's dict that are not the agent's own figures: references measured beside it
 # and fixed parameters. ``--against`` compares only the rest.
-REFERENCE_PREFIXES = ("rsyslog", "syslog-ng", "wc ", "window", "budget", "sink", "records")
+REFERENCE_PREFIXES = (
+    "rsyslog",
+    "syslog-ng",
+    "wc ",
+    "window",
+    "budget",
+    "sink",
+    "records",
+    "botocore",
+    "stdlib",
+)
 
 Measure = Mapping[str, float]
 _TESTS: dict[str, Callable[[float, float], bool]] = {

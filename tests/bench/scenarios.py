@@ -1,4 +1,4 @@
-"""The figures of issue 6, one function each; every run is from scratch and returns its numbers.
+"""The figures of issues 6, 12 and 14, one function each; every run is from scratch.
 
 P1  SINGLELINE file → embedded store with ``run --once`` against syslog-ng file() → file() (tuned),
     rsyslog imfile → omfile and ``wc -l`` on the same file, in the same run.
