@@ -1,4 +1,4 @@
-"""`make bench`'s table says what issue 14 says: ratios per run, medians with their spread, true goals."""
+"""`make bench`'s table says what issue 14 says: per-run ratios, medians with spreads, its goals."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class TestSpread:
 class TestRatioGoals:
     def test_p1_ratio_is_the_median_of_the_runs_own_ratios(self) -> None:
         """Each run's agent is set against the syslog-ng of the same run, not the medians against
-        each other: here the median run ratio is 1.07 (goal met) though the medians' ratio is 0.71."""
+        each other: here the median run's ratio is 1.07 (met) though the medians' ratio is 0.71."""
         runs = [
             {**P1_REST, "agent lines/s": a, "syslog-ng lines/s": s}
             for a, s in ((100_000.0, 90_000.0), (300_000.0, 280_000.0), (200_000.0, 400_000.0))
@@ -73,7 +73,7 @@ class TestRatioGoals:
         )
 
     def test_p1_cpu_goal_is_fewer_cpu_seconds_than_rsyslog(self) -> None:
-        """Agent CPU-s / rsyslog CPU-s below 1 in the median run meets it; otherwise NO, and by how much."""
+        """Agent/rsyslog CPU-s below 1 in the median run meets it; else NO, and by how much."""
         base = {**P1_REST, "agent lines/s": 1.0, "syslog-ng lines/s": 1.0}
         fewer = [{**base, "agent CPU-s": 4.0, "rsyslog CPU-s": 9.0}] * 3
         more = [{**base, "agent CPU-s": 11.0, "rsyslog CPU-s": 10.0}] * 3
@@ -88,7 +88,7 @@ class TestRatioGoals:
         )
 
     def test_p2_against_rsyslog_raw_copy_of_the_same_file(self) -> None:
-        """LOGTOJSON needs 1.0x rsyslog's raw copy, CSVTOJSON 0.8x; CPU-seconds stay in the table."""
+        """LOGTOJSON needs 1.0x rsyslog's raw copy, CSVTOJSON 0.8x; CPU-seconds stay shown."""
         run = {
             "LOGTOJSON MiB/s": 45.0,
             "LOGTOJSON CPU-s": 9.0,
@@ -108,8 +108,8 @@ class TestRatioGoals:
         assert cpu[1:4] == ("12.00", "rsyslog raw copy 4.00", "3.00x")
 
     def test_k1_aggregated_kinesis_within_0_8_of_the_sink_names_its_size(self) -> None:
-        """The agent's whole-process rate against the sink with KPL, goal 0.8x; the row says how many
-        records a run sent."""
+        """The agent's whole-process rate against the sink with KPL, goal 0.8x; the row says how
+        many records a run sent."""
         runs = [
             {
                 "records": 500_000.0,

@@ -78,7 +78,8 @@ def main() -> int:
     print(
         f"\nmedian (min-max) of {args.runs} runs; agent/ref: the median (min-max) of the runs' "
         f"ratios; met: judged on the median; {os.cpu_count()} CPUs, load {load_before:.2f} "
-        f"before, {os.getloadavg()[0]:.2f} after; Python {platform.python_version()}{'; --quick sizes' if args.quick else ''}"
+        f"before, {os.getloadavg()[0]:.2f} after; Python {platform.python_version()}"
+        f"{'; --quick sizes' if args.quick else ''}"
     )
     print(table([list(r) for r in rows], HEADER))
     return 0

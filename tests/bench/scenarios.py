@@ -351,7 +351,7 @@ def s1(ctx: Context) -> dict[str, float]:
 
 @contextlib.contextmanager
 def _test_credentials() -> Iterator[None]:
-    """Dummy AWS credentials in this process's environment for the in-process sink, then the old one."""
+    """Dummy AWS credentials in os.environ for the in-process sink; the old values after."""
     from tests.peers.servers import TEST_ENV
 
     saved = {key: os.environ.get(key) for key in TEST_ENV}
