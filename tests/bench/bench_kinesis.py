@@ -115,9 +115,18 @@ def installed_env(pycache: Path) -> dict[str, str]:
 
 
 def agent_run(
-    endpoint: str, stream: str, lines: list[bytes], aggregate: bool, env: dict[str, str]
+    endpoint: str,
+    stream: str,
+    lines: list[bytes],
+    aggregate: bool,
+    env: dict[str, str],
+    cwd: Path = ROOT,
 ) -> tuple[float, float]:
-    """(records/s over the whole process, records/s from opening the file to exit)."""
+    """(records/s over the whole process, records/s from opening the file to exit).
+
+    ``cwd`` is first on the agent's sys.path (``python -m agent``): this checkout by default; the
+    caller's own when PYTHONPATH names the tree to run (run_all.py --against).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         logs = Path(tmp, "logs")
         logs.mkdir()
@@ -147,14 +156,15 @@ def agent_run(
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            cwd=ROOT,
+            cwd=cwd,
         ) as agent:
             assert agent.stderr is not None
             for line in agent.stderr:
                 if opened is None and b"tailing " in line:
                     opened = time.perf_counter()
         end = time.perf_counter()
-        assert agent.returncode == 0, agent.returncode
+        if agent.returncode != 0:
+            raise RuntimeError(f"kinesis-agent run --once exited {agent.returncode}")
         steady = len(lines) / (end - opened) if opened is not None else 0.0
         return len(lines) / (end - start), steady
 

@@ -1,8 +1,11 @@
-"""The figures of issue 6, one function each; every run is from scratch and returns its numbers.
+"""The figures of issues 6, 12 and 14, one function each; every run is from scratch.
 
 P1  SINGLELINE file → embedded store with ``run --once`` against syslog-ng file() → file() (tuned),
     rsyslog imfile → omfile and ``wc -l`` on the same file, in the same run.
-P2  LOGTOJSON COMBINEDAPACHELOG and CSVTOJSON → store (``run --once``), MiB/s of input.
+P2  LOGTOJSON COMBINEDAPACHELOG and CSVTOJSON → store (``run --once``), MiB/s of input, each beside
+    rsyslog's raw copy (imfile → omfile, no parsing) of the same file in the same run (issue 14).
+K1  aggregated Kinesis to kinesalite: the agent with aggregateRecords against KinesisSink with KPL
+    aggregation alone, each on a fresh kinesalite (bench_kinesis.py's cases; issue 14).
 P4  RSS of the running daemon: steady (tailing 10k lines/s) and with a 1 GB backlog while the
     destination refuses everything (the store's write lock held by this process).
 P6  append → readable in the store latency at 10k lines/s (measured with the P4 steady run).
@@ -48,10 +51,24 @@ class Sizes:
     idle_files: int = 1000
     rate: int = 10_000  # lines/s for P6
     discovery_counts: tuple[int, ...] = (1000, 10_000, 100_000)  # D1 (issue 12)
+    # K1: issue 14's figures (233k against 289k records/s) are of 500,000 records of 200 B; a run
+    # (two kinesalites, the sink, a warm-up and the agent) takes ~10 s on the 2-core VM.
+    k1_records: int = 500_000
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(200_000, 100_000, 100_000_000, 10.0, 6.0, 8.0, 1000, 10_000, (1000, 3000))
+        return cls(
+            200_000,
+            100_000,
+            100_000_000,
+            10.0,
+            6.0,
+            8.0,
+            1000,
+            10_000,
+            (1000, 3000),
+            k1_records=50_000,
+        )
 
 
 @dataclass
@@ -135,6 +152,7 @@ CSV_FIELDS = [
 
 
 def p2(ctx: Context) -> dict[str, float]:
+    """Each processor's agent run, then rsyslog copying the same file raw: issue 14's reference."""
     out: dict[str, float] = {}
     cases = {
         "LOGTOJSON": (
@@ -151,9 +169,15 @@ def p2(ctx: Context) -> dict[str, float]:
         run = agent_once(conf)
         if run.returncode != 0:
             raise RuntimeError(f"{name}: kinesis-agent run --once exited {run.returncode}")
-        out[f"{name} MiB/s"] = log.stat().st_size / run.wall / MIB
+        size = log.stat().st_size
+        out[f"{name} MiB/s"] = size / run.wall / MIB
         out[f"{name} CPU-s"] = run.cpu
         shutil.rmtree(_state(ctx, "p2"), ignore_errors=True)
+        os.sync()
+        rsyslog = rsyslog_once(ctx.work, log)
+        out[f"rsyslog {name} MiB/s"] = size / rsyslog.wall / MIB
+        out[f"rsyslog {name} CPU-s"] = rsyslog.cpu
+        os.sync()
     return out
 
 
@@ -322,7 +346,83 @@ def s1(ctx: Context) -> dict[str, float]:
     return measure(ctx.work)
 
 
-SCENARIOS = {"P1": p1, "P2": p2, "P4": p4_backlog, "P6": p6, "P7": p7, "D1": d1, "S1": s1}
+# --- K1 --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _test_credentials() -> Iterator[None]:
+    """Dummy AWS credentials in os.environ for the in-process sink; the old values after."""
+    from tests.peers.servers import TEST_ENV
+
+    saved = {key: os.environ.get(key) for key in TEST_ENV}
+    os.environ.update(TEST_ENV)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def k1(ctx: Context) -> dict[str, float]:
+    """Aggregated Kinesis (issue 14): the agent with aggregateRecords against the sink with KPL.
+
+    Each case on a fresh kinesalite (it slows down as it fills; bench_kinesis.py says why), both
+    with ``k1_records`` records of 200 B. The sink's rate is its sending alone (in this process);
+    the agent's is its whole ``run --once`` process, start-up included, as issue 14's 233k, and
+    also from opening the file to exit. Between the two, an unmeasured agent run of 1,000 records
+    on the sink's server fills the bytecode cache (an installed agent has its .pyc files) for
+    whichever tree PYTHONPATH names (``--against`` switches it).
+    """
+    from bench_kinesis import agent_run, installed_env, make_lines, sink_loop
+
+    from tests.peers.helpers import new_stream
+    from tests.peers.servers import start_kinesalite
+
+    count = ctx.sizes.k1_records
+    lines = make_lines(count, 200)
+    home = ctx.work / "k1"
+    shutil.rmtree(home, ignore_errors=True)
+    (home / "sink").mkdir(parents=True)
+    (home / "agent").mkdir()
+    # the agent's working directory is ours: `python -m agent` puts it first on sys.path
+    here = Path.cwd()
+    with _test_credentials():
+        env = installed_env(ctx.work / "k1-pycache")
+        peer = start_kinesalite(home / "sink")
+        try:
+            sink = sink_loop(peer.endpoint, new_stream(peer.endpoint, shards=4), lines, True)
+            warm = new_stream(peer.endpoint, shards=4)
+            agent_run(peer.endpoint, warm, lines[:1000], True, env, cwd=here)
+        finally:
+            peer.stop()
+        peer = start_kinesalite(home / "agent")
+        try:
+            stream = new_stream(peer.endpoint, shards=4)
+            whole, after_start = agent_run(peer.endpoint, stream, lines, True, env, cwd=here)
+        finally:
+            peer.stop()
+    shutil.rmtree(home, ignore_errors=True)
+    return {
+        "records": count,
+        "agent records/s": whole,
+        "agent records/s w/o start-up": after_start,
+        "sink records/s": sink,
+    }
+
+
+SCENARIOS = {
+    "P1": p1,
+    "P2": p2,
+    "K1": k1,
+    "P4": p4_backlog,
+    "P6": p6,
+    "P7": p7,
+    "D1": d1,
+    "S1": s1,
+}
 
 
 def cpu_count() -> int:
