@@ -26,11 +26,9 @@ from agent.processors._base import (
     Processor,
     check_keys,
     compile_regex,
-    decode,
     get_names,
     get_str,
     json_options,
-    strip_eol,
 )
 
 _ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f", "v": "\v", "0": "\0"}
@@ -62,7 +60,7 @@ def resolve_delimiter(raw: str, path: str) -> str | re.Pattern[str]:
 class CsvToJson:
     """Builds a JSON object from one delimited record; quoted fields are handled when present."""
 
-    __slots__ = ("_delim_re", "_literal", "_names", "_opts", "_quoted", "_width")
+    __slots__ = ("_char", "_delim_re", "_literal", "_names", "_opts", "_quoted", "_width")
 
     def __init__(self, names: tuple[str, ...], delimiter: str | re.Pattern[str], opts: int) -> None:
         self._names = names
@@ -74,6 +72,12 @@ class CsvToJson:
         else:
             self._literal = None
             self._delim_re = delimiter
+        # One character other than the quote: quoted lines take the str.split paths below.
+        self._char = (
+            self._literal
+            if self._literal is not None and len(self._literal) == 1 and self._literal != '"'
+            else None
+        )
         # A quoted field is only a quoted field when its closing quote ends the field.
         self._quoted = re.compile(
             rf'"((?:[^"]|"")*)"(?=(?:{self._delim_re.pattern})|\Z)', re.DOTALL
@@ -85,8 +89,8 @@ class CsvToJson:
             if literal is not None:
                 return text.split(literal)
             return self._delim_re.split(text)
-        if literal is not None and len(literal) == 1 and literal != '"':
-            return _split_quoted_literal(text, literal)
+        if self._char is not None:
+            return _split_quoted_char(text, self._char)
         return self._split_quoted(text)
 
     def _split_quoted(self, text: str) -> list[str]:
@@ -106,11 +110,57 @@ class CsvToJson:
             pos = delim.end()
 
     def __call__(self, data: bytes) -> bytes:
-        fields = self.split(strip_eol(decode(data)))
+        # _base.decode and strip_eol, inlined: two calls were 0.2 us of a ~1.5 us line.
+        text = data.decode("utf-8", "replace").removesuffix("\n").removesuffix("\r")
+        if '"' not in text and self._literal is not None:
+            fields = text.split(self._literal)
+        else:
+            fields = self.split(text)
         width = self._width
         if len(fields) < width:
             fields.extend([None] * (width - len(fields)))  # type: ignore[list-item]
-        return orjson.dumps(dict(zip(self._names, fields, strict=False)), option=self._opts) + b"\n"
+        # zip() stops at the names (extra columns are dropped on purpose); strict=False as a
+        # keyword argument sends zip down its slow path, 0.15 us a line.
+        record = dict(zip(self._names, fields))  # noqa: B905
+        return orjson.dumps(record, option=self._opts) + b"\n"
+
+
+def _split_quoted_char(text: str, delimiter: str) -> list[str]:
+    """``CsvToJson._split_quoted`` for a one-character delimiter, in C where the quoting is plain.
+
+    Plain quoting: every quote opens a field (it starts the line or follows a delimiter) or
+    closes the field it opened (it ends the line or a delimiter follows), and no quote is
+    doubled. Then the pieces between quotes alternate outside, inside, outside, …: an inside
+    piece is a field as it stands, an outside piece is unquoted fields between two delimiters.
+    Any other quoting (a doubled quote, a quote inside a field, an unclosed quote) goes to
+    ``_split_quoted_literal``, which knows every case.
+    """
+    parts = text.split('"')
+    last = len(parts) - 1
+    if last % 2:
+        return _split_quoted_literal(text, delimiter)
+    head = parts[0]
+    if not head:
+        fields: list[str] = []
+    elif head[-1] == delimiter:
+        fields = head[:-1].split(delimiter)
+    else:
+        return _split_quoted_literal(text, delimiter)
+    for i in range(2, last, 2):
+        fields.append(parts[i - 1])
+        between = parts[i]
+        if between == delimiter:
+            continue
+        if len(between) < 2 or between[0] != delimiter or between[-1] != delimiter:
+            return _split_quoted_literal(text, delimiter)
+        fields += between[1:-1].split(delimiter)
+    fields.append(parts[last - 1])
+    tail = parts[last]
+    if tail:
+        if tail[0] != delimiter:
+            return _split_quoted_literal(text, delimiter)
+        fields += tail[1:].split(delimiter)
+    return fields
 
 
 def _split_quoted_literal(text: str, delimiter: str) -> list[str]:
