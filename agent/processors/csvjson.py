@@ -131,35 +131,35 @@ def _split_quoted_char(text: str, delimiter: str) -> list[str]:
     Plain quoting: every quote opens a field (it starts the line or follows a delimiter) or
     closes the field it opened (it ends the line or a delimiter follows), and no quote is
     doubled. Then the pieces between quotes alternate outside, inside, outside, …: an inside
-    piece is a field as it stands, an outside piece is unquoted fields between two delimiters.
+    piece is a quoted field as it stands, an outside piece holds the unquoted fields between.
     Any other quoting (a doubled quote, a quote inside a field, an unclosed quote) goes to
     ``_split_quoted_literal``, which knows every case.
     """
     parts = text.split('"')
-    last = len(parts) - 1
-    if last % 2:
-        return _split_quoted_literal(text, delimiter)
-    head = parts[0]
-    if not head:
-        fields: list[str] = []
-    elif head[-1] == delimiter:
-        fields = head[:-1].split(delimiter)
-    else:
-        return _split_quoted_literal(text, delimiter)
-    for i in range(2, last, 2):
-        fields.append(parts[i - 1])
-        between = parts[i]
-        if between == delimiter:
-            continue
-        if len(between) < 2 or between[0] != delimiter or between[-1] != delimiter:
+    if len(parts) == 3:
+        # One quoted field, the common case. Its quotes open and close it where the piece
+        # before ends in an empty field and the piece after starts with one: that empty
+        # field is the quoted one.
+        fields = parts[0].split(delimiter)
+        after = parts[2].split(delimiter)
+        if fields[-1] or after[0]:
             return _split_quoted_literal(text, delimiter)
-        fields += between[1:-1].split(delimiter)
-    fields.append(parts[last - 1])
-    tail = parts[last]
-    if tail:
-        if tail[0] != delimiter:
-            return _split_quoted_literal(text, delimiter)
-        fields += tail[1:].split(delimiter)
+        after[0] = parts[1]
+        fields[-1:] = after
+        return fields
+    # Each quoted field stands in as a lone quote, which no unquoted field holds here: the
+    # quoting is plain when every quote is a field of its own (an odd number of quotes leaves
+    # one quoted piece more than stand-ins).
+    quoted = parts[1::2]
+    fields = '"'.join(parts[::2]).split(delimiter)
+    if fields.count('"') != len(quoted):
+        return _split_quoted_literal(text, delimiter)
+    if len(fields) == len(quoted):
+        return quoted
+    at = -1
+    for field in quoted:
+        at = fields.index('"', at + 1)
+        fields[at] = field
     return fields
 
 
