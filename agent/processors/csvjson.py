@@ -16,7 +16,7 @@ empty trailing column is ``""`` (present but empty), not null.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -60,11 +60,21 @@ def resolve_delimiter(raw: str, path: str) -> str | re.Pattern[str]:
 class CsvToJson:
     """Builds a JSON object from one delimited record; quoted fields are handled when present."""
 
-    __slots__ = ("_char", "_delim_re", "_literal", "_names", "_opts", "_quoted", "_width")
+    __slots__ = (
+        "_char",
+        "_delim_re",
+        "_literal",
+        "_names",
+        "_opts",
+        "_quoted",
+        "_record",
+        "_width",
+    )
 
     def __init__(self, names: tuple[str, ...], delimiter: str | re.Pattern[str], opts: int) -> None:
         self._names = names
         self._width = len(names)
+        self._record = _record_builder(names)
         self._opts = opts
         if isinstance(delimiter, str):
             self._literal: str | None = delimiter
@@ -110,19 +120,30 @@ class CsvToJson:
             pos = delim.end()
 
     def __call__(self, data: bytes) -> bytes:
-        # _base.decode and strip_eol, inlined: two calls were 0.2 us of a ~1.5 us line.
+        # _base.decode and strip_eol, inlined: two calls were 0.2 us of a ~2 us line.
         text = data.decode("utf-8", "replace").removesuffix("\n").removesuffix("\r")
         if '"' not in text and self._literal is not None:
             fields = text.split(self._literal)
+        elif self._char is not None:
+            fields = _split_quoted_char(text, self._char)
         else:
             fields = self.split(text)
         width = self._width
         if len(fields) < width:
             fields.extend([None] * (width - len(fields)))  # type: ignore[list-item]
-        # zip() stops at the names (extra columns are dropped on purpose); strict=False as a
-        # keyword argument sends zip down its slow path, 0.15 us a line.
-        record = dict(zip(self._names, fields))  # noqa: B905
-        return orjson.dumps(record, option=self._opts) + b"\n"
+        return orjson.dumps(self._record(fields), option=self._opts) + b"\n"
+
+
+def _record_builder(names: tuple[str, ...]) -> Callable[[list[str]], dict[str, str]]:
+    """``lambda fields: dict(zip(names, fields))`` as one dict display, 0.2 us a line faster.
+
+    A display of constant keys is built by one instruction; zip makes and unpacks a pair per
+    column. Only ``repr()`` of each name enters the source (a string literal whatever the
+    name), and the fields past the names are ignored, as zip ignores them.
+    """
+    items = ", ".join(f"{name!r}: fields[{i}]" for i, name in enumerate(names))
+    record: Callable[[list[str]], dict[str, str]] = eval(f"lambda fields: {{{items}}}")
+    return record
 
 
 def _split_quoted_char(text: str, delimiter: str) -> list[str]:
