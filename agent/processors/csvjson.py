@@ -149,11 +149,12 @@ def _record_builder(names: tuple[str, ...]) -> Callable[[list[str]], dict[str, s
 def _split_quoted_char(text: str, delimiter: str) -> list[str]:
     """``CsvToJson._split_quoted`` for a one-character delimiter, in C where the quoting is plain.
 
-    Plain quoting: every quote opens a field (it starts the line or follows a delimiter) or
-    closes the field it opened (it ends the line or a delimiter follows), and no quote is
-    doubled. Then the pieces between quotes alternate outside, inside, outside, …: an inside
-    piece is a quoted field as it stands, an outside piece holds the unquoted fields between.
-    Any other quoting (a doubled quote, a quote inside a field, an unclosed quote) goes to
+    Plain quoting: every quote opens a field (it starts the line or follows a delimiter),
+    closes the field it opened (it ends the line or a delimiter follows), or is one of a
+    doubled pair inside it. Then the pieces between quotes alternate outside, inside, outside,
+    …: an inside piece is a quoted field, an outside piece holds the unquoted fields between,
+    and an empty outside piece between two inside pieces is a doubled quote. Any other quoting
+    (a quote inside an unquoted field, after a closing quote, one never closed) goes to
     ``_split_quoted_literal``, which knows every case.
     """
     parts = text.split('"')
@@ -168,11 +169,19 @@ def _split_quoted_char(text: str, delimiter: str) -> list[str]:
         after[0] = parts[1]
         fields[-1:] = after
         return fields
+    quoted = parts[1::2]
+    unquoted = parts[::2]
+    if "" in unquoted[1:-1]:
+        # Two quotes in a row inside a quoted field are one quote of its text: join the
+        # inside pieces on both sides of each (from the end, so the indices hold).
+        for i in range(len(unquoted) - 2, 0, -1):
+            if not unquoted[i]:
+                quoted[i - 1 : i + 1] = [f'{quoted[i - 1]}"{quoted[i]}']
+                del unquoted[i]
     # Each quoted field stands in as a lone quote, which no unquoted field holds here: the
     # quoting is plain when every quote is a field of its own (an odd number of quotes leaves
     # one quoted piece more than stand-ins).
-    quoted = parts[1::2]
-    fields = '"'.join(parts[::2]).split(delimiter)
+    fields = '"'.join(unquoted).split(delimiter)
     if fields.count('"') != len(quoted):
         return _split_quoted_literal(text, delimiter)
     if len(fields) == len(quoted):
