@@ -180,18 +180,14 @@ def _split_quoted_char(text: str, delimiter: str) -> list[str]:
         after[0] = parts[1]
         fields[-1:] = after
         return fields
+    if not len(parts) % 2:  # an odd number of quotes: one is never closed
+        return _split_quoted_literal(text, delimiter)
     quoted = parts[1::2]
     unquoted = parts[::2]
     if "" in unquoted[1:-1]:
-        # Two quotes in a row inside a quoted field are one quote of its text: join the
-        # inside pieces on both sides of each (from the end, so the indices hold).
-        for i in range(len(unquoted) - 2, 0, -1):
-            if not unquoted[i]:
-                quoted[i - 1 : i + 1] = [f'{quoted[i - 1]}"{quoted[i]}']
-                del unquoted[i]
+        quoted, unquoted = _pairs_joined(quoted, unquoted)
     # Each quoted field stands in as a lone quote, which no unquoted field holds here: the
-    # quoting is plain when every quote is a field of its own (an odd number of quotes leaves
-    # one quoted piece more than stand-ins).
+    # quoting is plain when every quote is a field of its own.
     fields = '"'.join(unquoted).split(delimiter)
     if fields.count('"') != len(quoted):
         return _split_quoted_literal(text, delimiter)
@@ -202,6 +198,24 @@ def _split_quoted_char(text: str, delimiter: str) -> list[str]:
         at = fields.index('"', at + 1)
         fields[at] = field
     return fields
+
+
+def _pairs_joined(quoted: list[str], unquoted: list[str]) -> tuple[list[str], list[str]]:
+    """The pieces between quotes with each doubled quote made one quote of its quoted piece.
+
+    An empty outside piece between two inside pieces is two quotes in a row: the inside
+    pieces around a run of them are one quoted text, joined by single quotes. ``unquoted``
+    has one piece more than ``quoted`` (each quoted piece lies between two outside pieces).
+    Linear in the number of pieces, however the pairs fall (a line may hold thousands).
+    """
+    joined, outside = [], [unquoted[0]]
+    start, last = 0, len(unquoted) - 1
+    for i in range(1, last + 1):
+        if unquoted[i] or i == last:
+            joined.append('"'.join(quoted[start:i]))
+            outside.append(unquoted[i])
+            start = i
+    return joined, outside
 
 
 def _split_quoted_literal(text: str, delimiter: str) -> list[str]:

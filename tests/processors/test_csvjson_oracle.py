@@ -8,6 +8,8 @@ require the same bytes out.
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 from hypothesis import example, given, settings
@@ -149,3 +151,26 @@ class TestSameAsOracle:
         resolved = resolve_delimiter(delimiter, "delimiter")
         fast = CsvToJson(("a",), resolved, 0)
         assert fast.split(text) == OracleCsvToJson(("a",), resolved, 0).split(text)
+
+
+N = 200_000  # pieces: a step that is linear per piece (a list insert) would take seconds
+HOSTILE = [
+    b'"a""b",' * N,
+    b'"a""b""c",x,' * (N // 2),
+    b'""' * N,
+    b'"' + b'"",' * N,
+    b'"' + b'a""' * N + b'"',
+    b'"a",' * N,
+    b'"a,b",' * N,
+    b'x,"' * N,
+]
+
+
+@pytest.mark.parametrize("line", HOSTILE, ids=lambda b: repr(b[:12]))
+def test_many_quotes_take_linear_time(line: bytes) -> None:
+    """A line of 200,000 quoted fields or doubled quotes: well under a second (linear time)."""
+    fast, oracle = pair(",", 3, False)
+    started = time.perf_counter()
+    out = fast(line + b"\n")
+    assert time.perf_counter() - started < 1.0
+    assert out == oracle(line + b"\n")
