@@ -1,9 +1,10 @@
 """CSVTOJSON's fast paths give byte for byte the output of the plain implementation (csv_oracle.py).
 
-The processor splits plainly quoted lines with ``str.split`` and inlines decoding; these tests
-feed it and the oracle the same records (malformed quoting, doubled quotes, embedded CR/LF,
-empty and missing fields, trailing delimiters, invalid UTF-8, every kind of delimiter) and
-require the same bytes out.
+The processor splits plainly quoted lines with ``str.split``, inlines decoding and builds the
+object by a dict display generated from the names; these tests feed it and the oracle the same
+records (malformed quoting, doubled quotes, embedded CR/LF, empty and missing fields, trailing
+delimiters, invalid UTF-8, every kind of delimiter, any field names) and require the same bytes
+out, and lines of 200,000 quoted pieces to take linear time.
 """
 
 from __future__ import annotations
