@@ -126,7 +126,7 @@ class LocalSink:
             self.keys.fallbacks = fallbacks
             self._count_calls(datas, exc)
             return exc
-        self._count_calls(datas, None)
+        self._count_calls(stored, None)  # the bytes stored: after a long key's cut
         self._count_keys(cut)
         return None
 

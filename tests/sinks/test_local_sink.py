@@ -147,6 +147,26 @@ class TestCommit:
         )
 
     @run_async
+    async def test_a_record_cut_for_its_long_field_key_counts_the_bytes_stored(
+        self, tmp_path: Path
+    ) -> None:
+        """A FIELD key that pushes a record over 1 MiB cuts the data; the bytes counted sent
+        are the ones stored, not the record's before the cut."""
+        from agent.observability.metrics import FlowMetrics
+
+        cfg = config(tmp_path, partitionKeyOption="FIELD", partitionKeyField="user")
+        flow = cfg.flows[0]
+        metrics = FlowMetrics(flow.flow_id, flow.destination)
+        sink = LocalSink.open(cfg, flow, metrics)
+        head = b'{"user": "' + b"u" * 200 + b'", "pad": "'
+        line = head + b"p" * (1024 * 1024 - 100 - len(head) - 3) + b'"}\n'
+        assert await sink.commit(records(line), []) is None
+        [data] = stored(tmp_path)
+        assert len(data) < len(line)
+        assert (metrics.bytes_sent, metrics.records_truncated) == (len(data), 1)
+        await sink.aclose()
+
+    @run_async
     async def test_checkpoints_alone(self, cfg: AgentConfig) -> None:
         """An empty batch with checkpoints (records a processor dropped) saves the checkpoints."""
         flow = cfg.flows[0]
