@@ -45,7 +45,7 @@ class Flow:
         checkpoint_db: CheckpointDB | None,
         *,
         clock: Callable[[], float] = time.monotonic,
-        processor_worker: bool | None = None,
+        processor_worker: bool | int | None = None,
     ) -> None:
         self.agent = agent
         self.config = config

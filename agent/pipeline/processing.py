@@ -1,11 +1,13 @@
 """Runs a flow's processors (dataProcessingOptions) on what the reader framed: one results path.
 
-Records are registered with their file when they are read, before they are processed, so they
-hold their file's checkpoint down exactly as records in flight do. Their results — computed here,
-or by the processor worker on a second core (agent/processors/worker.py) — come back through one
-path, ``_apply``: data in place, skipped records acknowledged at once (and counted), the rest
-queued for the sender in the order they were read. A worker that dies or wedges is replaced and
-the chunks it held are processed here: nothing is lost or duplicated.
+A read's span is registered with its file when it is read, before it is processed, so it holds
+its file's checkpoint down exactly as records in flight do. Its results — computed here, or by a
+processor worker on another core (agent/processors/worker.py; one per core beyond the agent's
+own, taking the reads in turn) — come back through one path, ``_apply``, in the order the reads
+were made whichever worker answers: data in place, skipped records dropped from the span (their
+bytes stay in its range, so they are acknowledged with it) and counted, the span queued for the
+sender. A worker that dies or wedges is replaced and the chunks it held are processed here:
+nothing is lost or duplicated.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ log = logging.getLogger(__name__)
 # Chunks (reads of up to READ_CHUNK) at the processor worker at once: enough to keep it busy
 # while the reader frames the next one, few enough to keep the memory and latency small.
 WORKER_CHUNKS = 4
-# A worker that dies this many times leaves processing to the agent's own process for good.
+# A flow's worker processes: one per core beyond the agent's own (which reads, stores and sends:
+# about a core's worth at full speed), at most this many. Two cores: one worker.
+MAX_WORKERS = 4
+# Worker deaths after which processing stays in the agent's own process for good.
 WORKER_RESTARTS = 3
 # A chunk takes the worker milliseconds; one unanswered this long means the worker is wedged.
 WORKER_TIMEOUT = 30.0
@@ -61,7 +66,7 @@ class Processing:
         budget: Budget,
         sender: Sender,
         *,
-        processor_worker: bool | None = None,
+        processor_worker: bool | int | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -69,11 +74,19 @@ class Processing:
         self.sender = sender
         self.max_record_bytes = sender.sink.max_record_bytes
         self.chain = build_chain(config.data_processing_options, path="dataProcessingOptions")
-        # Processors in a worker process run beside the reader on a second core (worker.py).
+        # Processors in worker processes run beside the reader on the other cores (worker.py).
+        # ``processor_worker``: None, by processing.workerProcess and the cores; else a bool
+        # (one worker or none) or how many.
         if processor_worker is None:
-            processor_worker = agent.processing_worker_process and _cpus() >= 2
-        self.use_worker = bool(self.chain) and processor_worker
-        self.worker: ChainWorker | None = None
+            wanted = worker_count(agent.processing_worker_process, _cpus())
+        elif isinstance(processor_worker, bool):
+            wanted = int(processor_worker)
+        else:
+            wanted = processor_worker
+        self.wanted_workers = wanted if self.chain else 0
+        self.use_worker = self.wanted_workers > 0
+        self.workers: list[ChainWorker] = []
+        self._turn = 0
         self.worker_timeout = WORKER_TIMEOUT
         self._worker_failures = 0
         self.chunks: deque[_Chunk] = deque()  # at the worker, in the order they were read
@@ -81,13 +94,20 @@ class Processing:
         self._room = asyncio.Event()
         self._submitting_done = False
 
+    @property
+    def worker(self) -> ChainWorker | None:
+        """The first worker (the only one on two cores), or None."""
+        return self.workers[0] if self.workers else None
+
     async def start(self) -> None:
-        if self.use_worker:
-            await self._start_worker()
+        for _ in range(self.wanted_workers):
+            if not await self._start_worker():
+                break
 
     async def aclose(self) -> None:
-        if self.worker is not None:
-            await self.worker.aclose()
+        workers, self.workers = self.workers, []
+        for worker in workers:
+            await worker.aclose()
 
     def submit(self, acks: FileAcks, framed: Framed) -> None:
         """Register the read's span with its file now (checkpoints stay behind it), process it."""
@@ -102,17 +122,21 @@ class Processing:
             chunk = _Chunk(span, size, count, None, None)
             self._apply(chunk, self._process_here(chunk))
             return
-        worker = self.worker
+        # the workers take the reads in turn; results are applied in read order whoever answers
+        worker = None
+        if self.workers:
+            self._turn = (self._turn + 1) % len(self.workers)
+            worker = self.workers[self._turn]
         future = worker.submit(span.datas) if worker is not None else None
         self.chunks.append(_Chunk(span, size, count, worker, future))
         self._collect_wake.set()
 
     def busy(self) -> bool:
-        return len(self.chunks) >= WORKER_CHUNKS
+        return len(self.chunks) >= WORKER_CHUNKS * max(1, len(self.workers))
 
     async def wait_for_room(self, stop: asyncio.Event) -> None:
-        """Until the worker holds fewer than WORKER_CHUNKS chunks (or the flow stops)."""
-        while len(self.chunks) >= WORKER_CHUNKS and not stop.is_set():
+        """Until the workers hold fewer than WORKER_CHUNKS chunks each (or the flow stops)."""
+        while self.busy() and not stop.is_set():
             self._room.clear()
             await wait_any(self._room, stop, 1.0)
 
@@ -135,17 +159,22 @@ class Processing:
             self._collect_wake.clear()
             await self._collect_wake.wait()
 
-    async def _start_worker(self) -> None:
+    async def _start_worker(self) -> bool:
+        """One more worker; False (logged) if it cannot start: the others, or this process, go on."""
         name = "dataProcessingOptions"
         try:
-            self.worker = await ChainWorker.start(self.config.data_processing_options, name)
+            self.workers.append(await ChainWorker.start(self.config.data_processing_options, name))
         except OSError as exc:
             log.warning(
-                "%s: cannot start a processor worker (%s); processing in this process",
+                "%s: cannot start a processor worker (%s); %s",
                 self.config.flow_id,
                 exc,
+                f"{len(self.workers)} worker(s) process"
+                if self.workers
+                else "processing in this process",
             )
-            self.worker = None
+            return False
+        return True
 
     async def _processed(self, chunk: _Chunk) -> Processed:
         if chunk.future is not None:
@@ -155,12 +184,12 @@ class Processing:
                 async with asyncio.timeout(self.worker_timeout):
                     processed = await asyncio.shield(chunk.future)
             except (WorkerFailed, TimeoutError) as exc:
-                if chunk.worker is self.worker:
+                if chunk.worker is not None and chunk.worker in self.workers:
                     if isinstance(exc, TimeoutError):
                         exc = WorkerFailed(
                             f"the processor worker did not answer within {self.worker_timeout:g} s"
                         )
-                    await self._worker_failed(exc)
+                    await self._worker_failed(chunk.worker, exc)
             else:
                 for level, name, message in processed.logs:
                     logging.getLogger(name).log(level, "%s", message)
@@ -179,10 +208,10 @@ class Processing:
             chain.unmatched - before[2],
         )
 
-    async def _worker_failed(self, exc: WorkerFailed) -> None:
+    async def _worker_failed(self, worker: ChainWorker, exc: WorkerFailed) -> None:
         self._worker_failures += 1
         self.metrics.processor_worker_failures += 1
-        worker, self.worker = self.worker, None
+        self.workers.remove(worker)
         restart = self._worker_failures < WORKER_RESTARTS
         log.error(
             "%s: %s; the %d chunk(s) it held are processed in this process, nothing is lost; %s",
@@ -193,8 +222,7 @@ class Processing:
             if restart
             else f"it failed {self._worker_failures} times: processing stays in this process",
         )
-        if worker is not None:
-            await worker.aclose()
+        await worker.aclose()
         if restart:
             await self._start_worker()
 
@@ -239,6 +267,14 @@ class Processing:
             return
         self.budget.charge(span.size, len(span))
         self.sender.put(span)
+
+
+def worker_count(enabled: bool, cpus: int) -> int:
+    """Worker processes for a flow with processors (processing.workerProcess ``enabled``): one per
+    core beyond the agent's own, at most MAX_WORKERS; none on one core."""
+    if not enabled or cpus < 2:
+        return 0
+    return min(MAX_WORKERS, cpus - 1)
 
 
 def _cpus() -> int:

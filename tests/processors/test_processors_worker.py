@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from agent.pipeline.processing import MAX_WORKERS, worker_count
 from agent.processors import build_chain
 from agent.processors.worker import ChainWorker, WorkerFailed, decode_results, encode_request
 from tests.tailing.harness import FlowHarness, fast_flow
@@ -38,10 +39,12 @@ async def with_worker(options: list[dict[str, object]], body):  # type: ignore[n
         await worker.aclose()
 
 
-def logtojson_harness(logs: Path) -> FlowHarness:
+def logtojson_harness(logs: Path, workers: bool | int | None = None) -> FlowHarness:
     """A flow over ``logs/*.log`` with LOGTOJSON, so the processor worker is in play."""
     return FlowHarness(
-        logs.parent, fast_flow(str(logs / "*.log"), data_processing_options=(LOGTOJSON,))
+        logs.parent,
+        fast_flow(str(logs / "*.log"), data_processing_options=(LOGTOJSON,)),
+        processor_worker=workers,
     )
 
 
@@ -283,3 +286,62 @@ def test_worker_exits_quietly_when_its_parent_is_killed(tmp_path: Path) -> None:
         assert time.monotonic() < deadline, "the orphaned worker did not exit"
         time.sleep(0.05)
     assert stderr.read_text() == ""
+
+
+class TestSeveralWorkers:
+    def test_one_worker_per_core_beyond_the_agents_own(self) -> None:
+        """Two cores: one worker (as before); more cores: more workers, up to MAX_WORKERS; none
+        on one core or with processing.workerProcess false."""
+        assert [worker_count(True, cpus) for cpus in (1, 2, 3, 4, 64)] == [0, 1, 2, 3, MAX_WORKERS]
+        assert worker_count(False, 8) == 0
+
+    def test_reads_go_to_every_worker_and_arrive_in_file_order(self, logs: Path) -> None:
+        """Three workers take the reads in turn; the records arrive once each, in file order,
+        and the file is acknowledged to its end."""
+        lines = lines_with_garbage(60_000)
+        (logs / "app.log").write_bytes(b"".join(lines))
+        h = logtojson_harness(logs, workers=3)
+        try:
+            flow = h.start_flow()
+            assert len(flow.processing.workers) == 3
+            used: set[int] = set()
+            want = expected(lines)
+
+            def progressed() -> bool:
+                used.update(c.worker.pid for c in flow.processing.chunks if c.worker is not None)
+                return len(h.memory.records) >= len(want)
+
+            assert h.wait_until(progressed, timeout=30)
+            assert h.memory.records == want
+            assert len(used) >= 2  # more than one worker was given reads
+            acks = next(iter(flow.files.files.values())).acks  # type: ignore[union-attr]
+            assert h.wait_until(lambda: acks.checkpoint == sum(map(len, lines)))
+        finally:
+            h.close()
+
+    def test_one_of_several_workers_killed_loses_and_duplicates_nothing(
+        self, logs: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The chunks the dead one held are processed in the agent, the others' results still
+        come back in read order, and a new worker takes the dead one's place."""
+        lines = lines_with_garbage(100_000)
+        (logs / "app.log").write_bytes(b"".join(lines))
+        h = logtojson_harness(logs, workers=2)
+        try:
+            with caplog.at_level(logging.ERROR, logger="agent.pipeline.processing"):
+                flow = h.start_flow()
+                assert h.wait_until(
+                    lambda: any(
+                        c.worker is flow.processing.workers[1] for c in flow.processing.chunks
+                    )
+                )
+                victim = flow.processing.workers[1]
+                os.kill(victim.pid, signal.SIGKILL)
+                want = expected(lines)
+                assert h.wait_until(lambda: len(h.memory.records) >= len(want), timeout=30)
+                h.run_for(0.1)
+            assert h.memory.records == want  # every record once, in file order
+            assert flow.metrics.processor_worker_failures == 1
+            assert len(flow.processing.workers) == 2 and victim not in flow.processing.workers
+        finally:
+            h.close()

@@ -71,7 +71,9 @@ class FlowHarness:
         sink_factory: Callable[[], Sink] | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        processor_worker: bool | int | None = None,
     ) -> None:
+        self.processor_worker = processor_worker  # the Flow's (None: by the machine's cores)
         self.agent = AgentConfig(
             flows=(flow,),
             checkpoint_file=str(tmp / "cp.db"),
@@ -97,7 +99,13 @@ class FlowHarness:
         )
         metrics = FlowMetrics(self.flow_config.flow_id, self.flow_config.destination)
         self.flow = Flow(
-            self.agent, self.flow_config, self.sink, metrics, self.db, clock=self.clock
+            self.agent,
+            self.flow_config,
+            self.sink,
+            metrics,
+            self.db,
+            clock=self.clock,
+            processor_worker=self.processor_worker,
         )
         self.stop_event = asyncio.Event()
         self.task = self.loop.create_task(self.flow.run(self.stop_event))
