@@ -90,7 +90,17 @@ class Span:
     one by one), and cut in two where a batch ends inside it (``split``).
     """
 
-    __slots__ = ("acked", "datas", "offsets", "size", "source", "unacked")
+    __slots__ = (
+        "_prefix",
+        "_records",
+        "acked",
+        "datas",
+        "delivered_to",
+        "offsets",
+        "size",
+        "source",
+        "unacked",
+    )
 
     def __init__(
         self, datas: list[bytes], offsets: list[int], source: SpanSource, size: int | None = None
@@ -103,6 +113,10 @@ class Span:
         self.size = sum(map(len, datas)) if size is None else size  # bytes of data
         self.acked = False
         self.unacked = 0  # records() handed out and not yet acknowledged
+        # cut into records: how many of the first are delivered, and where they end in the file
+        self._records: list[Record] = []
+        self._prefix = 0
+        self.delivered_to = offsets[0]
 
     @property
     def start(self) -> int:
@@ -131,23 +145,34 @@ class Span:
         return head
 
     def records(self) -> list[Record]:
-        """The records, one object each, acknowledged to this span (all of them: the span)."""
+        """The records, one object each, acknowledged to this span: its checkpoint moves as far
+        as its first records are delivered (a restart re-sends no delivered head), and the last
+        one acknowledges the span. Cut once: a second set would count the first's acks."""
+        if self._records:
+            raise RuntimeError(f"{self!r} was already cut into records")
         offsets = self.offsets
         out = [
             Record(data, self, start, end)
             for data, start, end in zip(self.datas, offsets, offsets[1:], strict=False)
         ]
+        self._records = out
         self.unacked = len(out)
         return out
 
     def ack(self, record: Record) -> None:
-        """One record of ``records()`` delivered; the last one acknowledges the span."""
+        """One record of ``records()`` delivered."""
         if record.acked:
             return
         record.acked = True
         self.unacked -= 1
-        if self.unacked == 0:
-            self.acked = True
+        records, n = self._records, self._prefix
+        while n < len(records) and records[n].acked:
+            n += 1
+        if n != self._prefix:
+            self._prefix = n
+            self.delivered_to = self.offsets[n]
+            if n == len(records):
+                self.acked = True
             self.source.advance()
 
     def advance(self) -> None:

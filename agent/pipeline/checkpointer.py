@@ -113,7 +113,7 @@ class Checkpointer:
         return dirty
 
     def rows_for(self, batch: Sequence[Span]) -> tuple[list[FileAcks], list[Checkpoint]]:
-        """The checkpoints a transactional commit of ``batch`` makes true (spans marked acked).
+        """The checkpoints a transactional commit of ``batch`` makes true once it is stored.
 
         Every file of the batch, every other dirty file, and the copies held down by them.
         """
@@ -123,13 +123,16 @@ class Checkpointer:
         for acks in list(touched):
             for dependent in acks.dependents:
                 touched[dependent] = None
-        return list(touched), [acks.row(preview=True) for acks in touched]
+        committing = set(batch)
+        return list(touched), [acks.row(preview=True, committing=committing) for acks in touched]
 
-    def committed(self, touched: list[FileAcks]) -> None:
-        """The rows of ``rows_for`` are durable with their batch."""
-        for acks in touched:
+    def committed(self, touched: list[FileAcks], rows: list[Checkpoint]) -> None:
+        """The rows of ``rows_for`` are durable with their batch (now marked acknowledged). A
+        file acknowledged further meanwhile (a read whose records were all skipped) stays dirty:
+        the checkpointer writes the rest."""
+        for acks, row in zip(touched, rows, strict=True):
             acks.advance()
-            acks.dirty = False
+            acks.dirty = acks.row() != row
             self._note(acks)
         self.last_save = self.clock()
 

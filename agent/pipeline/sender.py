@@ -251,18 +251,19 @@ class Sender:
         await self.sleep(delay)
 
     async def _send_transactional(self, batch: list[Span]) -> _Attempt[Span]:
-        for span in batch:
-            span.acked = True
         checkpointer = self.checkpointer
         sink = cast(TransactionalSink, self.sink)
         async with checkpointer.lock:
+            # The batch is marked acknowledged only once it is stored: an acknowledgement that
+            # arrives during the commit (a read whose records were all skipped) must not move a
+            # checkpoint past spans whose commit may still fail.
             touched, rows = checkpointer.rows_for(batch)
             error = await sink.commit(batch, rows)
             if error is not None:
-                for span in batch:
-                    span.acked = False
                 return _Attempt([], list(batch), error)
-            checkpointer.committed(touched)
+            for span in batch:
+                span.acked = True
+            checkpointer.committed(touched, rows)
         return _Attempt(batch, [], None)
 
     async def _send_plain(self, batch: list[Record]) -> _Attempt[Record]:

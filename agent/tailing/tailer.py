@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Container
 
 from agent.records import Checkpoint, FileId, Record, Span
 from agent.tailing.framing import Framed, Framer
@@ -78,9 +79,15 @@ class FileAcks:
 
     def advance(self) -> None:
         pending = self.pending
-        if pending and pending[0].acked:
-            while pending and pending[0].acked:
-                self.checkpoint = pending.popleft().end
+        offset = self.checkpoint
+        while pending and pending[0].acked:
+            offset = pending.popleft().end
+        if pending:  # a span cut into records: its delivered first records count already
+            head = pending[0]
+            if isinstance(head, Span) and head.delivered_to > offset:
+                offset = head.delivered_to
+        if offset != self.checkpoint:
+            self.checkpoint = offset
             self.dirty = True
             for dependent in self.dependents:
                 dependent.dirty = True
@@ -95,21 +102,23 @@ class FileAcks:
             self.checkpoint = end
             self.dirty = True
 
-    def preview(self) -> int:
-        """The checkpoint once every record marked acknowledged is committed."""
+    def preview(self, committing: Container[object] = ()) -> int:
+        """The checkpoint once ``committing`` (spans or records being committed) is stored."""
         offset = self.checkpoint
         for record in self.pending:
-            if not record.acked:
+            if not (record.acked or record in committing):
+                if isinstance(record, Span) and record.delivered_to > offset:
+                    offset = record.delivered_to
                 break
             offset = record.end
         return offset
 
-    def stored_offset(self, *, preview: bool = False) -> int:
+    def stored_offset(self, *, preview: bool = False, committing: Container[object] = ()) -> int:
         """What may be written down: our checkpoint, held down by a floor still in flight."""
-        offset = self.preview() if preview else self.checkpoint
+        offset = self.preview(committing) if preview else self.checkpoint
         floor = self.floor
         if floor is not None:
-            floor_offset = floor.preview() if preview else floor.checkpoint
+            floor_offset = floor.preview(committing) if preview else floor.checkpoint
             if floor_offset < self.start:
                 offset = min(offset, floor_offset)
             elif not floor.pending:
@@ -117,8 +126,8 @@ class FileAcks:
                 floor.dependents.remove(self)
         return offset
 
-    def row(self, *, preview: bool = False) -> Checkpoint:
-        offset = self.stored_offset(preview=preview)
+    def row(self, *, preview: bool = False, committing: Container[object] = ()) -> Checkpoint:
+        offset = self.stored_offset(preview=preview, committing=committing)
         return Checkpoint(self.flow, self.file_id, self.path, offset, self.size)
 
 

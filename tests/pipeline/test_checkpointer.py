@@ -7,9 +7,12 @@ import asyncio
 from collections.abc import Sequence
 
 from agent.config import AgentConfig, FlowConfig
+from agent.errors import StoreError
 from agent.observability.metrics import FlowMetrics
 from agent.pipeline.flow import Flow
+from agent.pipeline.sender import Backoff
 from agent.records import Checkpoint, FileId, Span
+from agent.tailing.framing import Framed
 from agent.tailing.tailer import FileAcks
 
 
@@ -69,3 +72,98 @@ def test_checkpoint_commits_never_overlap_a_batch_commit() -> None:
             stored[path] = offset
     assert stored == {"/l/a.log": 30, "/l/b.log": 50}
     assert not busy.dirty and not header.dirty
+
+
+class FailingOnceStore(SlowStore):
+    """Its first batch commit waits to be let go, then fails; the checkpoints it was given
+    are stored only with a commit that succeeds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored: list[bytes] = []
+        self.rows: dict[str, int] = {}
+        self.fail = 1
+        self.in_commit = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def commit(
+        self, spans: Sequence[Span], checkpoints: Sequence[Checkpoint]
+    ) -> StoreError | None:  # type: ignore[override]
+        if spans:
+            self.in_commit.set()
+            await self.go.wait()
+            if self.fail:
+                self.fail -= 1
+                return StoreError("disk full")
+            self.stored += [d for span in spans for d in span.datas]
+        for c in checkpoints:
+            self.rows[c.path] = c.offset
+        return None
+
+
+def test_a_checkpoint_never_passes_a_batch_whose_commit_fails() -> None:
+    """A read whose records were all skipped is acknowledged while the batch before it is being
+    committed; that commit fails: the checkpoint stored meanwhile (by the checkpointer, during
+    the backoff) stays before the batch, and the batch is stored at the retry, once."""
+    flow_cfg = FlowConfig(file_pattern="/l/*.log", local_stream="s")
+    sink = FailingOnceStore()
+    flow = Flow(AgentConfig(flows=(flow_cfg,)), flow_cfg, sink, FlowMetrics("f", "s"), None)
+    sender = flow.sender
+    sender.backoff = Backoff(100, 100, rand=lambda: 1.0)
+
+    async def slow_backoff(_delay: float) -> None:
+        await asyncio.sleep(0.2)
+
+    sender.sleep = slow_backoff
+    acks = FileAcks("f", FileId(1, 2, 16, b"\x01" * 16), "/l/a.log", 0)
+    flow.checkpointer.seen.add(acks)
+
+    async def main() -> None:
+        flow.processing.submit(acks, Framed([b"a\n", b"b\n"], [0, 2, 4]))
+        sender.done_reading()
+        sending = asyncio.create_task(sender.run())
+        await sink.in_commit.wait()
+        skipped = Span([], [6], acks)  # a read of 2 bytes whose one record a processor skipped
+        acks.register(skipped)
+        skipped.acked = True
+        acks.advance()
+        sink.go.set()
+        await asyncio.sleep(0.05)  # the commit failed; the sender backs off
+        await flow.checkpointer.persist(force=True)
+        assert sink.stored == [] and sink.rows.get("/l/a.log", 0) == 0
+        await sending
+        await flow.checkpointer.persist(force=True)
+
+    asyncio.run(main())
+    assert sink.stored == [b"a\n", b"b\n"]
+    assert sink.rows == {"/l/a.log": 6} and acks.checkpoint == 6 and not acks.dirty
+
+
+def test_an_acknowledgement_during_a_commit_is_written_after_it() -> None:
+    """A read whose records were all skipped is acknowledged while the batch before it is being
+    committed, successfully: the commit stores the batch's checkpoint, and the checkpointer then
+    writes the skipped read's (the file stays dirty; it is not lost until the next batch)."""
+    flow_cfg = FlowConfig(file_pattern="/l/*.log", local_stream="s")
+    sink = FailingOnceStore()
+    sink.fail = 0
+    flow = Flow(AgentConfig(flows=(flow_cfg,)), flow_cfg, sink, FlowMetrics("f", "s"), None)
+    acks = FileAcks("f", FileId(1, 2, 16, b"\x01" * 16), "/l/a.log", 0)
+    flow.checkpointer.seen.add(acks)
+
+    async def main() -> None:
+        flow.processing.submit(acks, Framed([b"a\n", b"b\n"], [0, 2, 4]))
+        flow.sender.done_reading()
+        sending = asyncio.create_task(flow.sender.run())
+        await sink.in_commit.wait()
+        skipped = Span([], [6], acks)
+        acks.register(skipped)
+        skipped.acked = True
+        acks.advance()
+        sink.go.set()
+        await sending
+        assert sink.rows == {"/l/a.log": 4} and acks.dirty
+        await flow.checkpointer.persist(force=True)
+
+    asyncio.run(main())
+    assert sink.stored == [b"a\n", b"b\n"]
+    assert sink.rows == {"/l/a.log": 6} and not acks.dirty

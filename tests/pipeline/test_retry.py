@@ -204,17 +204,29 @@ class TestSenderRetries:
         assert sink.checkpoint_at_send == [0, 0]  # r1 and r2 acknowledged, r0 still in flight
         assert acks.checkpoint == 30 and not acks.pending
 
-    def test_a_span_is_acknowledged_once_all_its_records_are(self) -> None:
-        """Records cut from one read are acknowledged together: the checkpoint moves past the
-        span only when its last record is delivered, and then to the span's end."""
+    def test_a_checkpoint_waits_behind_a_record_of_an_earlier_span(self) -> None:
+        """Records cut from two reads: the second read delivered whole does not move the
+        checkpoint past the first read's record still being retried."""
         acks = FileAcks("f", FileId(1, 2, 16, b"\x00" * 16), "/l/a.log", 0)
         batch = records(4, acks, per_span=2)
         sink = ScriptedSink([{1}, {0}, set()])
         sink.acks = acks
         self.run(sink, batch)
-        # r0 delivered first, r1 retried twice: the first span (r0, r1) waits for r1; r2 and r3
-        # are delivered at once but their span sits behind the first
-        assert sink.checkpoint_at_send == [0, 0, 0]
+        # r0, r2 and r3 delivered first; r1 retried twice: the checkpoint stays at r0's end
+        assert sink.checkpoint_at_send == [0, 10, 10]
+        assert acks.checkpoint == 40 and not acks.pending
+
+    def test_the_delivered_head_of_a_span_is_acknowledged_before_its_tail(self) -> None:
+        """Records cut from one read and delivered first move the checkpoint as far as they go
+        without a gap, before the rest of the read is delivered: a restart while the tail is
+        retried re-sends only the tail."""
+        acks = FileAcks("f", FileId(1, 2, 16, b"\x00" * 16), "/l/a.log", 0)
+        batch = records(4, acks, per_span=4)
+        sink = ScriptedSink([{2, 3}, {1}, set()])
+        sink.acks = acks
+        self.run(sink, batch)
+        # r0 and r1 delivered at the first attempt, r2 at the second, r3 at the third
+        assert sink.checkpoint_at_send == [0, 20, 30]
         assert acks.checkpoint == 40 and not acks.pending
 
     def test_success_resets_the_backoff(self) -> None:
