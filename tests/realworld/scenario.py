@@ -177,8 +177,11 @@ def run_mode(
             for i in range(ticks):
                 due = t0 + (i + 1) * duration / (ticks + 1)
                 time.sleep(max(0.0, due - time.monotonic()))  # pacing the rotations in the run
-                last_second = _before_rotation(rotate, tmp, last_second, _poll(requests, 0.1))
+                _before_rotation(rotate, tmp, last_second, _poll(requests, 0.1))
                 rotate.run()
+                # the second the run ended in: its rotation happened in it or before, so the next
+                # one (dateext names copies by the second) waits for a later one
+                last_second = int(time.time())
                 if i in kill_after:
                     time.sleep(rng.uniform(0, 0.3))  # placing the kill somewhere in the reopen
                     kill_agent(proc)
@@ -226,16 +229,15 @@ def _poll(requests: int, short: float) -> float:
     return short if requests <= 5_000 else 1.0
 
 
-def _before_rotation(rotate: Logrotate, tmp: Path, last_second: int, interval: float) -> int:
-    """What a mode needs before logrotate runs; returns the second the rotation happens in."""
+def _before_rotation(rotate: Logrotate, tmp: Path, last_second: int, interval: float) -> None:
+    """What a mode needs before logrotate runs (``last_second``: when the last run ended)."""
     if rotate.mode.compress:
         # access.log.1 is compressed now: what the agent has not read of it is gone from its view
         # (issue 11 §3 makes that loud), so the run waits until the agent has read it, as a day
         # between rotations would.
         wait_delivered(tmp, ids_in(_read(plain_rotated(rotate))), interval)
     if rotate.mode.one_per_second:
-        wait_for(lambda: int(time.time()) != last_second, 2, interval=0.02)
-    return int(time.time())
+        wait_for(lambda: int(time.time()) > last_second, 2, interval=0.02)
 
 
 def _read(path: Path) -> list[bytes]:
