@@ -148,7 +148,7 @@ class Span:
         """The records, one object each, acknowledged to this span: its checkpoint moves as far
         as its first records are delivered (a restart re-sends no delivered head), and the last
         one acknowledges the span. Cut once: a second set would count the first's acks."""
-        if self._records:
+        if self._records or self.acked:
             raise RuntimeError(f"{self!r} was already cut into records")
         offsets = self.offsets
         out = [
@@ -173,6 +173,9 @@ class Span:
             self.delivered_to = self.offsets[n]
             if n == len(records):
                 self.acked = True
+                # the records point back at this span: let the pair go without the collector
+                # (it runs seldom, gcpolicy.py; a retried backlog's spans piled up behind it)
+                self._records = []
             self.source.advance()
 
     def advance(self) -> None:

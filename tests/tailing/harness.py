@@ -162,6 +162,13 @@ class FlowHarness:
         records.sort(key=lambda r: int(r.sequence_number))
         return [r.data for r in records]
 
+    def stored_checkpoint_paths(self) -> set[str]:
+        """The paths the embedded store holds a checkpoint of, for this flow."""
+        from agent.store.store import StreamStore
+
+        with StreamStore.open(self.agent.local_store_directory) as store:
+            return {c.path for c in store.load_checkpoints(self.flow_config.flow_id)}
+
     def open_paths(self) -> set[str]:
         flow = self.flow
         if flow is None or flow.files is None:
