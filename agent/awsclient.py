@@ -22,7 +22,7 @@ import botocore.credentials
 import botocore.session
 
 from agent.config import AgentConfig
-from agent.config.endpoints import DEFAULT_REGION, normalize_endpoint, region_from_endpoint
+from agent.config.endpoints import DEFAULT_REGION, configured_region, normalize_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,13 @@ def make_client(agent: AgentConfig, service: str) -> Any:
     core = botocore.session.Session()
     if service == "kinesis":
         endpoint = agent.kinesis_endpoint
-        region = agent.kinesis_region or region_from_endpoint(endpoint) or _chain_region(core)
     elif service == "firehose":
-        # No firehose.region key exists: the endpoint's region, else us-east-1 (as the AWS agent).
         endpoint = agent.firehose_endpoint
-        region = region_from_endpoint(endpoint) or DEFAULT_REGION
     else:
         raise ValueError(f"unknown service {service!r}")
+    region = configured_region(service, endpoint, agent.kinesis_region) or (
+        _chain_region(core) if service == "kinesis" else DEFAULT_REGION
+    )
     session = make_session(agent, region, core)
     client = session.create_client(
         service,

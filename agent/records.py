@@ -42,31 +42,23 @@ class Checkpoint:
     size: int | None = None
 
 
-class AckSource(Protocol):
-    """Whoever must learn when a record is acknowledged: a file's ack tracker, or the span the
-    record was cut from."""
-
-    def ack(self, record: Record) -> None: ...
+class SpanSource(Protocol):
+    """A file's ack tracker, as a span sees it: it learns when its spans are acknowledged
+    (``advance``) and where one was cut in two."""
 
     def advance(self) -> None: ...
-
-
-class SpanSource(AckSource, Protocol):
-    """A file's ack tracker, as a span sees it: it must learn where a span was cut in two."""
 
     def insert_before(self, span: Span, head: Span) -> None: ...
 
 
 class Record:
-    """One record and its span ``[start, end)`` in its source file.
-
-    ``data`` is what is sent (after processing); ``start``/``end`` are offsets in the original
-    file, so checkpoints never depend on what processors did to the bytes.
+    """One record cut from a span for a destination that takes records one by one, with its
+    place ``[start, end)`` in its file; ``source`` is that span (None: a record of no file).
     """
 
     __slots__ = ("acked", "data", "end", "partition_key", "source", "start")
 
-    def __init__(self, data: bytes, source: AckSource | None, start: int, end: int) -> None:
+    def __init__(self, data: bytes, source: Span | None, start: int, end: int) -> None:
         self.data = data
         self.source = source
         self.start = start
@@ -99,20 +91,16 @@ class Span:
         "offsets",
         "size",
         "source",
-        "unacked",
     )
 
-    def __init__(
-        self, datas: list[bytes], offsets: list[int], source: SpanSource, size: int | None = None
-    ) -> None:
+    def __init__(self, datas: list[bytes], offsets: list[int], source: SpanSource) -> None:
         if len(offsets) != len(datas) + 1:
             raise ValueError(f"{len(offsets)} offsets for {len(datas)} records")
         self.datas = datas
         self.offsets = offsets
         self.source = source
-        self.size = sum(map(len, datas)) if size is None else size  # bytes of data
+        self.size = sum(map(len, datas))  # bytes of data
         self.acked = False
-        self.unacked = 0  # records() handed out and not yet acknowledged
         # cut into records: how many of the first are delivered, and where they end in the file
         self._records: list[Record] = []
         self._prefix = 0
@@ -156,7 +144,6 @@ class Span:
             for data, start, end in zip(self.datas, offsets, offsets[1:], strict=False)
         ]
         self._records = out
-        self.unacked = len(out)
         return out
 
     def ack(self, record: Record) -> None:
@@ -164,7 +151,6 @@ class Span:
         if record.acked:
             return
         record.acked = True
-        self.unacked -= 1
         records, n = self._records, self._prefix
         while n < len(records) and records[n].acked:
             n += 1
@@ -177,6 +163,3 @@ class Span:
                 # (it runs seldom, gcpolicy.py; a retried backlog's spans piled up behind it)
                 self._records = []
             self.source.advance()
-
-    def advance(self) -> None:
-        self.source.advance()

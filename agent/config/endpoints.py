@@ -37,6 +37,15 @@ def region_from_endpoint(endpoint: str | None) -> str | None:
     return None
 
 
+def configured_region(service: str, endpoint: str | None, kinesis_region: str | None) -> str | None:
+    """The region agent.json gives a service's client (None: the SDK's chain for kinesis,
+    us-east-1 for firehose): ``kinesis.region``, else the region of an AWS endpoint's host name.
+    There is no firehose.region key (as in the AWS agent)."""
+    if service == "kinesis" and kinesis_region:
+        return kinesis_region
+    return region_from_endpoint(endpoint)
+
+
 def region_problem(region: str) -> str | None:
     """Why ``region`` cannot name an AWS region (None: it can)."""
     if _LABEL.match(region) and not _DIGITS.match(region):

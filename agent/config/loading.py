@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.config.endpoints import endpoint_problem, region_from_endpoint, region_problem
+from agent.config.endpoints import configured_region, endpoint_problem, region_problem
 from agent.config.flows import parse_flow
 from agent.config.jsonfile import ConfigBudget, extra_config_files, read_config_file
 from agent.config.listen import parse_endpoint_listen, parse_prometheus_listen
@@ -158,26 +158,21 @@ def _check_aws_values(
     """The endpoint and region keys a configured destination uses: its client is only built at
     its first call (agent/sinks/aws.py), so what building it would refuse is refused here."""
     kinds = {flow.destination_kind for flow in flows}
-    keys: list[str] = []
-    if "kinesis" in kinds:
-        keys += ["kinesis_endpoint", "kinesis_region"]
-    if "firehose" in kinds:
-        keys.append("firehose_endpoint")
-    for name in keys:
-        value = values.get(name)
-        if not value:
-            continue  # unset or empty: the default endpoint, the SDK's region chain
-        if name == "kinesis_region":
-            problem = region_problem(value)
-        else:
-            problem = endpoint_problem(value)
-            # the client's region comes from an AWS host name unless kinesis.region is set
-            region = region_from_endpoint(value)
-            named = name == "kinesis_endpoint" and values.get("kinesis_region")
-            if problem is None and region is not None and not named:
-                problem = region_problem(region)
+    kinesis_region = values.get("kinesis_region")
+    for service in ("kinesis", "firehose"):
+        if service not in kinds:
+            continue
+        endpoint = values.get(f"{service}_endpoint")
+        problem = endpoint_problem(endpoint) if endpoint else None
         if problem is not None:
-            raise ConfigError(_camel_key(name), problem, source=source)
+            raise ConfigError(_camel_key(f"{service}_endpoint"), problem, source=source)
+        # unset or empty: the default endpoint, the SDK's region chain
+        region = configured_region(service, endpoint, kinesis_region)
+        problem = region_problem(region) if region else None
+        if problem is not None:
+            named = service == "kinesis" and kinesis_region
+            key = "kinesis_region" if named else f"{service}_endpoint"
+            raise ConfigError(_camel_key(key), problem, source=source)
 
 
 def _camel_key(field_name: str) -> str:

@@ -261,7 +261,7 @@ class Processing:
         m.records_processed += len(span)
         # the raw records' charge becomes the processed ones'
         self.budget.release(chunk.raw_size, chunk.raw_count)
-        if not span.datas:  # every record skipped: acknowledged at once, as FileAcks.skip_to does
+        if not span.datas:  # every record skipped: the read needs no delivery, acknowledged at once
             span.acked = True
             span.source.advance()
             return

@@ -89,36 +89,29 @@ class Chain:
         return "a processor"
 
 
-# Every optionName; a family's module is imported when a chain uses it (factory): the families
-# and orjson were ~5 ms of every start-up, which a flow without processing never needs.
-PROCESSORS = frozenset(
-    {"SINGLELINE", "CSVTOJSON", "LOGTOJSON", "ADDMETADATA", "ADDEC2METADATA", "ADDBRACKETS"}
-)
+# Every optionName, and the module and factory of its family: a family's module is imported when
+# a chain uses it (factory), since the families and orjson were ~5 ms of every start-up, which a
+# flow without processing never needs.
+PROCESSORS: dict[str, tuple[str, str]] = {
+    "SINGLELINE": ("text", "single_line"),
+    "ADDBRACKETS": ("text", "add_brackets"),
+    "CSVTOJSON": ("csvjson", "csv_to_json"),
+    "LOGTOJSON": ("logjson", "log_to_json"),
+    "ADDMETADATA": ("metadata", "add_metadata"),
+    "ADDEC2METADATA": ("ec2", "add_ec2_metadata"),
+}
 
 
 def factory(name: str) -> Factory | None:
     """The factory of the processor called ``name`` (its module imported now), None if unknown."""
-    if name in ("SINGLELINE", "ADDBRACKETS"):
-        from agent.processors.text import add_brackets, single_line
+    import importlib
 
-        return single_line if name == "SINGLELINE" else add_brackets
-    if name == "CSVTOJSON":
-        from agent.processors.csvjson import csv_to_json
-
-        return csv_to_json
-    if name == "LOGTOJSON":
-        from agent.processors.logjson import log_to_json
-
-        return log_to_json
-    if name == "ADDMETADATA":
-        from agent.processors.metadata import add_metadata
-
-        return add_metadata
-    if name == "ADDEC2METADATA":
-        from agent.processors.ec2 import add_ec2_metadata
-
-        return add_ec2_metadata
-    return None
+    where = PROCESSORS.get(name)
+    if where is None:
+        return None
+    module, attr = where
+    made: Factory = getattr(importlib.import_module(f"agent.processors.{module}"), attr)
+    return made
 
 
 _NOT_SUPPORTED = {

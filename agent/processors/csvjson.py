@@ -125,7 +125,8 @@ class CsvToJson:
 
     def _processor(self) -> Processor:
         """The per-record function; a closure because this is the hot path (cheaper than a method)."""
-        literal, char, split = self._literal, self._char, self.split
+        literal, char = self._literal, self._char
+        split_quoted, split_plain = self._split_quoted, self._delim_re.split
         record, width, opts, dumps = (
             _record_builder(self._names),
             self._width,
@@ -140,8 +141,8 @@ class CsvToJson:
                 fields = text.split(literal)
             elif char is not None:
                 fields = _split_quoted_char(text, char)
-            else:
-                fields = split(text)
+            else:  # a delimiter that is no single character (split's last two cases)
+                fields = split_quoted(text) if '"' in text else split_plain(text)
             if len(fields) < width:
                 fields.extend([None] * (width - len(fields)))  # type: ignore[list-item]
             return dumps(record(fields), option=opts) + b"\n"

@@ -6,7 +6,7 @@ import os
 from collections import deque
 from collections.abc import Container
 
-from agent.records import Checkpoint, FileId, Record, Span
+from agent.records import Checkpoint, FileId, Span
 from agent.tailing.framing import Framed, Framer
 from agent.tailing.identity import digest, head_matches
 
@@ -57,7 +57,7 @@ class FileAcks:
         self.path = path
         self.checkpoint = checkpoint
         self.start = checkpoint
-        self.pending: deque[Record | Span] = deque()
+        self.pending: deque[Span] = deque()
         self.dirty = False
         self.floor: FileAcks | None = None
         self.dependents: list[FileAcks] = []
@@ -65,12 +65,8 @@ class FileAcks:
             self.floor = floor
             floor.dependents.append(self)
 
-    def register(self, record: Record | Span) -> None:
-        self.pending.append(record)
-
-    def ack(self, record: Record) -> None:
-        record.acked = True
-        self.advance()
+    def register(self, span: Span) -> None:
+        self.pending.append(span)
 
     def insert_before(self, span: Span, head: Span) -> None:
         """``head`` was cut from the front of ``span``: it waits in its place, before it."""
@@ -82,38 +78,25 @@ class FileAcks:
         offset = self.checkpoint
         while pending and pending[0].acked:
             offset = pending.popleft().end
-        if pending:  # a span cut into records: its delivered first records count already
-            head = pending[0]
-            if isinstance(head, Span) and head.delivered_to > offset:
-                offset = head.delivered_to
+        if pending and pending[0].delivered_to > offset:
+            # a span cut into records: its first records delivered count already
+            offset = pending[0].delivered_to
         if offset != self.checkpoint:
             self.checkpoint = offset
             self.dirty = True
             for dependent in self.dependents:
                 dependent.dirty = True
 
-    def skip_to(self, end: int) -> None:
-        """A span that needs no delivery (header line, dropped record): acknowledged at once."""
-        if self.pending:
-            record = Record(b"", self, end, end)
-            record.acked = True
-            self.pending.append(record)
-        elif end > self.checkpoint:
-            self.checkpoint = end
-            self.dirty = True
-
-    def preview(self, committing: Container[object] = ()) -> int:
-        """The checkpoint once ``committing`` (spans or records being committed) is stored."""
+    def preview(self, committing: Container[Span] = ()) -> int:
+        """The checkpoint once ``committing`` (spans being committed) is stored."""
         offset = self.checkpoint
-        for record in self.pending:
-            if not (record.acked or record in committing):
-                if isinstance(record, Span) and record.delivered_to > offset:
-                    offset = record.delivered_to
-                break
-            offset = record.end
+        for span in self.pending:
+            if not (span.acked or span in committing):
+                return max(offset, span.delivered_to)
+            offset = span.end
         return offset
 
-    def stored_offset(self, *, preview: bool = False, committing: Container[object] = ()) -> int:
+    def stored_offset(self, *, preview: bool = False, committing: Container[Span] = ()) -> int:
         """What may be written down: our checkpoint, held down by a floor still in flight."""
         offset = self.preview(committing) if preview else self.checkpoint
         floor = self.floor
@@ -126,7 +109,7 @@ class FileAcks:
                 floor.dependents.remove(self)
         return offset
 
-    def row(self, *, preview: bool = False, committing: Container[object] = ()) -> Checkpoint:
+    def row(self, *, preview: bool = False, committing: Container[Span] = ()) -> Checkpoint:
         offset = self.stored_offset(preview=preview, committing=committing)
         return Checkpoint(self.flow, self.file_id, self.path, offset, self.size)
 

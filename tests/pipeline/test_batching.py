@@ -10,14 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.pipeline.batching import KEY_OVERHEAD, Batcher
-from agent.records import FileId, Span
+from agent.records import Span
 from agent.tailing.tailer import FileAcks
+from tests.support.spans import file_acks
 
 
 def spans_of(sizes: list[int], span_lengths: list[int]) -> tuple[FileAcks, list[Span]]:
     """Records of ``sizes`` bytes (each starting at its index), in spans of the given lengths
     (cycled), registered with one file as the reader registers them."""
-    acks = FileAcks("f", FileId(1, 1, 0, b""), "/x.log", 0)
+    acks = file_acks()
     spans, i, turn = [], 0, 0
     while i < len(sizes):
         n = span_lengths[turn % len(span_lengths)]

@@ -11,9 +11,9 @@ from agent.errors import StoreError
 from agent.observability.metrics import FlowMetrics
 from agent.pipeline.flow import Flow
 from agent.pipeline.sender import Backoff
-from agent.records import Checkpoint, FileId, Span
+from agent.records import Checkpoint, Span
 from agent.tailing.framing import Framed
-from agent.tailing.tailer import FileAcks
+from tests.support.spans import file_acks
 
 
 class SlowStore:
@@ -53,11 +53,16 @@ def test_checkpoint_commits_never_overlap_a_batch_commit() -> None:
     flow_cfg = FlowConfig(file_pattern="/l/*.log", local_stream="s")
     sink = SlowStore()
     flow = Flow(AgentConfig(flows=(flow_cfg,)), flow_cfg, sink, FlowMetrics("f", "s"), None)
-    busy = FileAcks("f", FileId(1, 2, 16, b"\x01" * 16), "/l/a.log", 0)
+    busy = file_acks()
     batch = [Span([b"r%d\n" % i for i in range(3)], [0, 10, 20, 30], busy)]
     busy.register(batch[0])
-    header = FileAcks("f", FileId(1, 3, 16, b"\x02" * 16), "/l/b.log", 0)
-    header.skip_to(50)  # a checkpoint no batch carries: only the checkpointer writes it
+    header = file_acks("/l/b.log", ino=3)
+    # a read whose records were all skipped (a header): a checkpoint no batch carries, only the
+    # checkpointer writes it
+    skipped = Span([], [50], header)
+    header.register(skipped)
+    skipped.acked = True
+    header.advance()
     flow.checkpointer.seen.update((busy, header))
 
     async def main() -> None:
@@ -115,7 +120,7 @@ def test_a_checkpoint_never_passes_a_batch_whose_commit_fails() -> None:
         await asyncio.sleep(0.2)
 
     sender.sleep = slow_backoff
-    acks = FileAcks("f", FileId(1, 2, 16, b"\x01" * 16), "/l/a.log", 0)
+    acks = file_acks()
     flow.checkpointer.seen.add(acks)
 
     async def main() -> None:
@@ -147,7 +152,7 @@ def test_an_acknowledgement_during_a_commit_is_written_after_it() -> None:
     sink = FailingOnceStore()
     sink.fail = 0
     flow = Flow(AgentConfig(flows=(flow_cfg,)), flow_cfg, sink, FlowMetrics("f", "s"), None)
-    acks = FileAcks("f", FileId(1, 2, 16, b"\x01" * 16), "/l/a.log", 0)
+    acks = file_acks()
     flow.checkpointer.seen.add(acks)
 
     async def main() -> None:

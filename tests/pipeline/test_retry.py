@@ -15,15 +15,16 @@ from agent.errors import FatalSinkError, RetryableSinkError
 from agent.observability.metrics import FlowMetrics
 from agent.pipeline.flow import Flow
 from agent.pipeline.sender import Backoff
-from agent.records import Checkpoint, FileId, Record, Span
+from agent.records import Checkpoint, Record, Span
 from agent.sinks import SendResult
 from agent.tailing.tailer import FileAcks
+from tests.support.spans import file_acks
 
 
 def records(n: int, acks: FileAcks | None = None, per_span: int = 2) -> list[Span]:
     """Records r0..r(n-1) of 10 bytes' span each, read ``per_span`` at a time (registered with
     ``acks``, as the reader registers them); the sender cuts them into records for the sink."""
-    acks = acks or FileAcks("f", FileId(1, 2, 16, b"\x00" * 16), "/l/a.log", 0)
+    acks = acks or file_acks()
     out = []
     for first in range(0, n, per_span):
         ids = range(first, min(n, first + per_span))
@@ -193,7 +194,7 @@ class TestSenderRetries:
         """Delivered records are acknowledged to their file as soon as each attempt returns,
         before the retries of their neighbours finish; the file's checkpoint stays behind the
         record still being retried (it never passes a record in flight)."""
-        acks = FileAcks("f", FileId(1, 2, 16, b"\x00" * 16), "/l/a.log", 0)
+        acks = file_acks()
         batch = records(3, acks, per_span=1)
         sink = ScriptedSink([{0}, set()])
         sink.acks = acks
@@ -207,7 +208,7 @@ class TestSenderRetries:
     def test_a_checkpoint_waits_behind_a_record_of_an_earlier_span(self) -> None:
         """Records cut from two reads: the second read delivered whole does not move the
         checkpoint past the first read's record still being retried."""
-        acks = FileAcks("f", FileId(1, 2, 16, b"\x00" * 16), "/l/a.log", 0)
+        acks = file_acks()
         batch = records(4, acks, per_span=2)
         sink = ScriptedSink([{1}, {0}, set()])
         sink.acks = acks
@@ -220,7 +221,7 @@ class TestSenderRetries:
         """Records cut from one read and delivered first move the checkpoint as far as they go
         without a gap, before the rest of the read is delivered: a restart while the tail is
         retried re-sends only the tail."""
-        acks = FileAcks("f", FileId(1, 2, 16, b"\x00" * 16), "/l/a.log", 0)
+        acks = file_acks()
         batch = records(4, acks, per_span=4)
         sink = ScriptedSink([{2, 3}, {1}, set()])
         sink.acks = acks
